@@ -1,1 +1,21 @@
-//! placeholder
+//! End-to-end test harness for acme-edge: real Envoy, real Pebble, real backend processes.
+//!
+//! # Layout
+//!
+//! - [`ports`]: free loopback ports, allocated, never fixed.
+//! - [`process`]: child processes that are killed and reaped on drop, readiness polling.
+//! - [`tools`]: where the binaries are (Envoy, Pebble, the built filter, the backend).
+//! - [`pebble`]: Pebble (the ACME test CA) and `pebble-challtestsrv` as its DNS.
+//! - [`envoy`]: Envoy started from the templates in `envoy/`, with ports and paths filled in.
+//! - [`fixture`]: a small controllable HTTP server playing the challenge backend.
+//! - [`backend`]: the real `acme-edge serve` process with a generated configuration.
+//! - [`stack`]: all of the above wired together (used by the tests and by `cargo xtask demo`).
+
+pub mod backend;
+pub mod envoy;
+pub mod fixture;
+pub mod pebble;
+pub mod ports;
+pub mod process;
+pub mod stack;
+pub mod tools;

@@ -1,0 +1,3 @@
+//! Benchmarks that print ratios against a baseline measured in the same run.
+
+pub mod filter;

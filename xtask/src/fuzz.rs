@@ -1,0 +1,1 @@
+//! Fuzzing the filter's parsers (being written)
