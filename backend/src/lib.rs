@@ -1,1 +1,4 @@
-//! placeholder
+//! acme-edge backend (being written).
+
+pub mod certs;
+pub mod sds;

@@ -1,0 +1,1 @@
+//! Envoy Secret Discovery Service (being written).
