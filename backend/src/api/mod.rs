@@ -1,0 +1,3 @@
+//! The admin API (being written).
+
+pub mod model;
