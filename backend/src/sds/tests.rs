@@ -1,0 +1,323 @@
+//! The protocol state machines driven directly, and one stream end to end over gRPC.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest,
+};
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use tokio_stream::StreamExt;
+
+use super::delta::DeltaStream;
+use super::driver::{Protocol, StreamInfo};
+use super::memory::MemorySource;
+use super::sotw::{SotwStream, fetch};
+use super::{SECRET_TYPE_URL, serve_on};
+use crate::certs::{CertEvent, ServedCertificate};
+
+fn cert(name: &str, version: &str) -> ServedCertificate {
+    ServedCertificate {
+        name: name.into(),
+        chain_pem: format!("chain of {name} {version}"),
+        key_pem: format!("key of {name}"),
+        version: version.into(),
+    }
+}
+
+fn source_with(names: &[&str]) -> Arc<MemorySource> {
+    let source = Arc::new(MemorySource::new());
+    names.iter().for_each(|n| source.put(cert(n, "v1")));
+    source
+}
+
+fn delta(source: &Arc<MemorySource>) -> DeltaStream {
+    DeltaStream::new(StreamInfo::next(&AtomicU64::new(0)), source.clone())
+}
+
+fn subscribe(names: &[&str]) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: SECRET_TYPE_URL.into(),
+        resource_names_subscribe: names.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn ack(nonce: &str) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: SECRET_TYPE_URL.into(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    }
+}
+
+/// (name, version) of each resource, and the removed names.
+fn summary(response: &DeltaDiscoveryResponse) -> (Vec<(String, String)>, Vec<String>) {
+    let mut resources: Vec<_> = (response.resources.iter())
+        .map(|r| (r.name.clone(), r.version.clone()))
+        .collect();
+    resources.sort();
+    let mut removed = response.removed_resources.clone();
+    removed.sort();
+    (resources, removed)
+}
+
+fn pair(name: &str, version: &str) -> (String, String) {
+    (name.to_owned(), version.to_owned())
+}
+
+#[tokio::test]
+async fn subscribe_answers_known_names_and_removes_unknown_ones() {
+    let source = source_with(&["a.example"]);
+    let mut stream = delta(&source);
+    let reply = stream.on_request(subscribe(&["a.example", "nope.example", "bad name", ""]));
+    let reply = reply.await.unwrap().unwrap();
+    assert_eq!(reply.type_url, SECRET_TYPE_URL);
+    assert!(!reply.nonce.is_empty());
+    let (resources, removed) = summary(&reply);
+    assert_eq!(resources, vec![pair("a.example", "v1")]);
+    assert_eq!(removed, vec!["", "bad name", "nope.example"]);
+}
+
+#[tokio::test]
+async fn names_are_looked_up_normalised_and_answered_as_requested() {
+    let source = source_with(&["a.example"]);
+    let mut stream = delta(&source);
+    let reply = stream
+        .on_request(subscribe(&["A.Example."]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary(&reply).0, vec![pair("A.Example.", "v1")]);
+    source.put(cert("a.example", "v2"));
+    let push = stream.on_event(CertEvent::Updated("a.example".into()));
+    assert_eq!(
+        summary(&push.await.unwrap().unwrap()).0,
+        vec![pair("A.Example.", "v2")]
+    );
+}
+
+#[tokio::test]
+async fn acks_and_nacks_need_no_answer() {
+    let source = source_with(&["a.example"]);
+    let mut stream = delta(&source);
+    let reply = stream
+        .on_request(subscribe(&["a.example"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stream.on_request(ack(&reply.nonce)).await.unwrap(), None);
+    let nack = DeltaDiscoveryRequest {
+        error_detail: Some(RpcStatus {
+            code: 3,
+            message: "bad PEM".into(),
+            ..Default::default()
+        }),
+        ..ack(&reply.nonce)
+    };
+    assert_eq!(stream.on_request(nack).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn pushes_updates_and_removals_of_subscribed_names_only() {
+    let source = source_with(&["a.example", "b.example"]);
+    let mut stream = delta(&source);
+    stream.on_request(subscribe(&["a.example"])).await.unwrap();
+    source.put(cert("b.example", "v2"));
+    let other = stream.on_event(CertEvent::Updated("b.example".into()));
+    assert_eq!(other.await.unwrap(), None);
+    // An event that changes nothing (same version) sends nothing.
+    let same = stream.on_event(CertEvent::Updated("a.example".into()));
+    assert_eq!(same.await.unwrap(), None);
+    source.put(cert("a.example", "v2"));
+    let push = stream.on_event(CertEvent::Updated("a.example".into()));
+    assert_eq!(
+        summary(&push.await.unwrap().unwrap()).0,
+        vec![pair("a.example", "v2")]
+    );
+    source.remove("a.example");
+    let gone = stream.on_event(CertEvent::Removed("a.example".into()));
+    assert_eq!(summary(&gone.await.unwrap().unwrap()).1, vec!["a.example"]);
+    // Issued later: a still-subscribed name gets it.
+    source.put(cert("a.example", "v3"));
+    let back = stream.on_event(CertEvent::Updated("a.example".into()));
+    assert_eq!(
+        summary(&back.await.unwrap().unwrap()).0,
+        vec![pair("a.example", "v3")]
+    );
+}
+
+#[tokio::test]
+async fn unsubscribed_names_are_no_longer_pushed() {
+    let source = source_with(&["a.example"]);
+    let mut stream = delta(&source);
+    stream.on_request(subscribe(&["a.example"])).await.unwrap();
+    let unsubscribe = DeltaDiscoveryRequest {
+        resource_names_unsubscribe: vec!["a.example".into()],
+        ..subscribe(&[])
+    };
+    assert_eq!(stream.on_request(unsubscribe).await.unwrap(), None);
+    source.put(cert("a.example", "v2"));
+    let push = stream.on_event(CertEvent::Updated("a.example".into()));
+    assert_eq!(push.await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn reconnect_skips_versions_envoy_already_has() {
+    let source = source_with(&["a.example", "b.example"]);
+    let mut stream = delta(&source);
+    let request = DeltaDiscoveryRequest {
+        initial_resource_versions: HashMap::from([
+            ("a.example".to_owned(), "v1".to_owned()),
+            ("b.example".to_owned(), "v0".to_owned()),
+            ("c.example".to_owned(), "v1".to_owned()),
+        ]),
+        ..subscribe(&["a.example", "b.example", "c.example"])
+    };
+    let reply = stream.on_request(request).await.unwrap().unwrap();
+    assert_eq!(
+        summary(&reply),
+        (vec![pair("b.example", "v1")], vec!["c.example".into()])
+    );
+}
+
+#[tokio::test]
+async fn wildcard_follows_changes() {
+    let source = source_with(&[]);
+    let mut stream = delta(&source);
+    // A first request naming nothing is the legacy wildcard.
+    assert_eq!(stream.on_request(subscribe(&[])).await.unwrap(), None);
+    source.put(cert("new.example", "v1"));
+    let push = stream.on_event(CertEvent::Updated("new.example".into()));
+    assert_eq!(
+        summary(&push.await.unwrap().unwrap()).0,
+        vec![pair("new.example", "v1")]
+    );
+    source.remove("new.example");
+    let gone = stream.on_event(CertEvent::Removed("new.example".into()));
+    assert_eq!(
+        summary(&gone.await.unwrap().unwrap()).1,
+        vec!["new.example"]
+    );
+    // Removing a name the stream never had says nothing.
+    let never = stream.on_event(CertEvent::Removed("other.example".into()));
+    assert_eq!(never.await.unwrap(), None);
+    let unsubscribe = DeltaDiscoveryRequest {
+        resource_names_unsubscribe: vec!["*".into()],
+        ..subscribe(&[])
+    };
+    stream.on_request(unsubscribe).await.unwrap();
+    source.put(cert("later.example", "v1"));
+    let push = stream.on_event(CertEvent::Updated("later.example".into()));
+    assert_eq!(push.await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn resync_sends_only_what_changed() {
+    let source = source_with(&["a.example", "b.example"]);
+    let mut stream = delta(&source);
+    stream
+        .on_request(subscribe(&["a.example", "b.example"]))
+        .await
+        .unwrap();
+    assert_eq!(stream.resync().await.unwrap(), None);
+    source.put(cert("a.example", "v2"));
+    source.remove("b.example");
+    let reply = stream.resync().await.unwrap().unwrap();
+    assert_eq!(
+        summary(&reply),
+        (vec![pair("a.example", "v2")], vec!["b.example".into()])
+    );
+}
+
+#[tokio::test]
+async fn other_resource_types_are_refused() {
+    let source = source_with(&[]);
+    let request = DeltaDiscoveryRequest {
+        type_url: "type.googleapis.com/envoy.config.cluster.v3.Cluster".into(),
+        ..subscribe(&["a.example"])
+    };
+    let status = delta(&source).on_request(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+}
+
+fn sotw_request(names: &[&str], nonce: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: SECRET_TYPE_URL.into(),
+        resource_names: names.iter().map(|n| n.to_string()).collect(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn state_of_the_world_answers_what_exists() {
+    let source = source_with(&["a.example"]);
+    let mut stream = SotwStream::new(StreamInfo::next(&AtomicU64::new(0)), source.clone());
+    let reply = stream.on_request(sotw_request(&["a.example", "nope.example"], ""));
+    let reply = reply.await.unwrap().unwrap();
+    assert_eq!(reply.resources.len(), 1);
+    let ack = sotw_request(&["a.example", "nope.example"], &reply.nonce);
+    assert_eq!(stream.on_request(ack).await.unwrap(), None);
+    source.put(cert("a.example", "v2"));
+    let push = stream.on_event(CertEvent::Updated("a.example".into()));
+    let push = push.await.unwrap().unwrap();
+    assert_ne!(push.version_info, reply.version_info);
+    let other = stream.on_event(CertEvent::Updated("b.example".into()));
+    assert_eq!(other.await.unwrap(), None);
+
+    let fetched = fetch(source.as_ref(), &sotw_request(&["a.example"], ""))
+        .await
+        .unwrap();
+    assert_eq!(fetched.resources.len(), 1);
+    assert_eq!(fetched.type_url, SECRET_TYPE_URL);
+}
+
+/// Poll `f` until it yields, for at most `limit`.
+async fn within<T>(limit: Duration, f: impl Future<Output = Option<T>>) -> T {
+    match tokio::time::timeout(limit, f).await {
+        Ok(Some(value)) => value,
+        Ok(None) => panic!("stream ended"),
+        Err(_) => panic!("nothing within {limit:?}"),
+    }
+}
+
+#[tokio::test]
+async fn serves_over_grpc_and_pushes() {
+    let source = source_with(&["a.example"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_on(listener, source.clone(), async {
+        let _ = stopped.await;
+    }));
+    let mut client = SecretDiscoveryServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let (requests, outbound) = tokio::sync::mpsc::channel(4);
+    requests
+        .send(subscribe(&["a.example", "nope.example"]))
+        .await
+        .unwrap();
+    let response = client
+        .delta_secrets(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .unwrap();
+    let mut replies = response.into_inner();
+    let limit = Duration::from_secs(10);
+    let first = within(limit, replies.next()).await.unwrap();
+    assert_eq!(
+        summary(&first),
+        (vec![pair("a.example", "v1")], vec!["nope.example".into()])
+    );
+    requests.send(ack(&first.nonce)).await.unwrap();
+    source.put(cert("a.example", "v2"));
+    let push = within(limit, replies.next()).await.unwrap();
+    assert_eq!(summary(&push).0, vec![pair("a.example", "v2")]);
+    drop(requests);
+    let _ = stop.send(());
+    within(limit, async { server.await.ok() }).await.unwrap();
+}
