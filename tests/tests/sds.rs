@@ -1,0 +1,398 @@
+//! Certificates served to a real Envoy 1.40 through on-demand SDS.
+//!
+//! Envoy runs the HTTPS listener of `envoy/sds-trial.yaml` (on-demand secret selector, SNI
+//! mapper, `DELTA_GRPC` to the backend); the backend's SDS server runs in this process over an
+//! in-memory certificate source, so a test can issue, renew and remove certificates at will.
+//! Certificates come from a test CA (root -> intermediate -> leaf); clients handshake with a
+//! chosen SNI through rustls, trusting only that root, and compare the leaf presented.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use acme_edge::certs::ServedCertificate;
+use acme_edge::sds::memory::MemorySource;
+use acme_edge_tests::ports::free_port;
+use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
+use acme_edge_tests::tools;
+use anyhow::{Context, Result, bail};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SerialNumber,
+};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+/// Longest any single handshake may take before the test gives up on it.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+/// How long a change (push, removal, reconnect) may take to show in new handshakes.
+const CHANGE_LIMIT: Duration = Duration::from_secs(30);
+/// Envoy's SDS reconnect backoff reaches about 11 s here; leave room on a noisy machine.
+const RECONNECT_LIMIT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------
+// A test CA: root -> intermediate -> leaves.
+
+struct TestCa {
+    root: CertificateDer<'static>,
+    intermediate_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    serial: std::sync::atomic::AtomicU64,
+}
+
+/// A leaf as served and as a client should see it.
+struct Leaf {
+    served: ServedCertificate,
+    der: Vec<u8>,
+}
+
+impl TestCa {
+    fn new() -> Result<Self> {
+        let root_key = KeyPair::generate()?;
+        let root_params = ca_params("acme-edge test root")?;
+        let root = root_params.self_signed(&root_key)?;
+        let root_issuer = Issuer::new(root_params, root_key);
+        let inter_key = KeyPair::generate()?;
+        let inter_params = ca_params("acme-edge test intermediate")?;
+        let intermediate = inter_params.signed_by(&inter_key, &root_issuer)?;
+        Ok(TestCa {
+            root: root.der().clone(),
+            intermediate_pem: intermediate.pem(),
+            issuer: Issuer::new(inter_params, inter_key),
+            serial: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    /// A fresh leaf for `name`; its serial number is its SDS version.
+    fn issue(&self, name: &str) -> Result<Leaf> {
+        let serial = (self.serial).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![name.to_owned()])?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.serial_number = Some(SerialNumber::from(serial));
+        let leaf = params.signed_by(&key, &self.issuer)?;
+        Ok(Leaf {
+            served: ServedCertificate {
+                name: name.to_owned(),
+                chain_pem: format!("{}{}", leaf.pem(), self.intermediate_pem),
+                key_pem: key.serialize_pem(),
+                version: serial.to_string(),
+            },
+            der: leaf.der().to_vec(),
+        })
+    }
+
+    fn client(&self) -> Result<TlsConnector> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.root.clone())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsConnector::from(Arc::new(config)))
+    }
+}
+
+fn ca_params(cn: &str) -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
+}
+
+/// Handshake with `sni` (no SNI for `None`) and return the leaf Envoy presented. The chain is
+/// verified against the test root by rustls.
+async fn handshake(client: &TlsConnector, addr: SocketAddr, sni: Option<&str>) -> Result<Vec<u8>> {
+    let name = match sni {
+        Some(sni) => ServerName::try_from(sni.to_owned())?,
+        // rustls sends no SNI for an IP address.
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
+    let connect = async {
+        let tcp = TcpStream::connect(addr).await?;
+        client.connect(name, tcp).await
+    };
+    let tls = tokio::time::timeout(HANDSHAKE_LIMIT, connect)
+        .await
+        .context("handshake timed out")?
+        .context("handshake failed")?;
+    let (_, connection) = tls.get_ref();
+    let leaf = connection.peer_certificates().and_then(|c| c.first());
+    Ok(leaf.context("no certificate presented")?.to_vec())
+}
+
+/// Poll until a handshake with `sni` presents `leaf`.
+async fn presents(client: &TlsConnector, addr: SocketAddr, sni: &str, leaf: &Leaf) -> Result<()> {
+    eventually(CHANGE_LIMIT, || async {
+        match handshake(client, addr, Some(sni)).await {
+            Ok(der) if der == leaf.der => Some(()),
+            _ => None,
+        }
+    })
+    .await
+    .with_context(|| format!("{sni} never presented version {}", leaf.served.version))
+}
+
+/// Poll until handshakes with `sni` fail.
+async fn refused(client: &TlsConnector, addr: SocketAddr, sni: &str) -> Result<()> {
+    eventually(CHANGE_LIMIT, || async {
+        handshake(client, addr, Some(sni)).await.is_err().then_some(())
+    })
+    .await
+    .with_context(|| format!("{sni} is still served"))
+}
+
+// ---------------------------------------------------------------------------------------
+// The SDS server, in-process, restartable on the same address.
+
+struct Sds {
+    addr: SocketAddr,
+    source: Arc<MemorySource>,
+    running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl Sds {
+    async fn start() -> Result<Self> {
+        let mut sds = Sds {
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            source: Arc::new(MemorySource::new()),
+            running: None,
+        };
+        sds.resume().await?;
+        Ok(sds)
+    }
+
+    async fn resume(&mut self) -> Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let source = self.source.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = acme_edge::sds::serve_on(listener, source, shutdown).await {
+                eprintln!("SDS server failed: {e}");
+            }
+        });
+        self.running = Some((stop, task));
+        Ok(())
+    }
+
+    /// Stop serving and drop every stream (Envoy sees the connection go).
+    async fn pause(&mut self) -> Result<()> {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            // Graceful shutdown waits for open streams; Envoy never ends its own.
+            task.abort();
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    fn put(&self, leaf: &Leaf) {
+        self.source.put(leaf.served.clone());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Envoy from the template.
+
+struct Edge {
+    envoy: ChildGuard,
+    https: SocketAddr,
+    admin: SocketAddr,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn template() -> PathBuf {
+    tools::workspace_root().join("envoy/sds-trial.yaml")
+}
+
+/// Fill every `${NAME}` in `text`; a placeholder left unfilled is an error.
+fn render(text: &str, values: &BTreeMap<&str, String>) -> Result<String> {
+    let mut out = text.to_owned();
+    for (key, value) in values {
+        out = out.replace(&format!("${{{key}}}"), value);
+    }
+    if let Some(at) = out.find("${") {
+        let rest: String = out[at..].chars().take(40).collect();
+        bail!("unfilled placeholder: {rest}");
+    }
+    Ok(out)
+}
+
+impl Edge {
+    async fn start(sds: SocketAddr) -> Result<Self> {
+        let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let values = BTreeMap::from([
+            ("ADMIN_PORT", admin.port().to_string()),
+            ("HTTPS_ADDRESS", https.ip().to_string()),
+            ("HTTPS_PORT", https.port().to_string()),
+            ("SDS_HOST", sds.ip().to_string()),
+            ("SDS_PORT", sds.port().to_string()),
+        ]);
+        let text = std::fs::read_to_string(template())?;
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("envoy.yaml");
+        std::fs::write(&config, render(&text, &values)?)?;
+        let envoy = Spawn::new("envoy", tools::envoy()?)
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            .start()?;
+        let mut edge = Edge {
+            envoy,
+            https,
+            admin,
+            config,
+            _dir: dir,
+        };
+        edge.wait_ready().await?;
+        Ok(edge)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let url = format!("http://{}/ready", self.admin);
+        eventually(Duration::from_secs(60), || async {
+            let response = reqwest::get(&url).await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await
+        .context("Envoy never became ready")?;
+        self.envoy.ensure_running()
+    }
+
+    async fn restart(&mut self) -> Result<()> {
+        self.envoy.restart()?;
+        self.wait_ready().await
+    }
+
+    fn pid(&self) -> Result<u32> {
+        self.envoy.id().context("Envoy is not running")
+    }
+
+    /// Resident memory of the Envoy process, in KiB.
+    fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"));
+        let kib = line.and_then(|l| l.split_whitespace().nth(1));
+        Ok(kib.context("no VmRSS")?.parse()?)
+    }
+
+    async fn stats(&self) -> Result<String> {
+        let url = format!("http://{}/stats", self.admin);
+        Ok(reqwest::get(&url).await?.error_for_status()?.text().await?)
+    }
+
+    /// Envoy's own figure for heap in use, from the admin `/memory` endpoint.
+    async fn allocated_bytes(&self) -> Result<u64> {
+        let url = format!("http://{}/memory", self.admin);
+        let body: serde_json::Value = reqwest::get(&url).await?.json().await?;
+        let allocated = body.get("allocated").and_then(|v| v.as_str());
+        Ok(allocated.context("no allocated figure")?.parse()?)
+    }
+}
+
+fn config_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("read {}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_rotates_and_removes_without_restart() -> Result<()> {
+    let ca = TestCa::new()?;
+    let client = ca.client()?;
+    let sds = Sds::start().await?;
+    let edge = Edge::start(sds.addr).await?;
+    let pid = edge.pid()?;
+
+    let first = ca.issue("shop.example")?;
+    sds.put(&first);
+    let der = handshake(&client, edge.https, Some("shop.example")).await?;
+    assert!(der == first.der, "shop.example presented another certificate");
+
+    // Renewal: pushed to Envoy, new handshakes present the new leaf.
+    let renewed = ca.issue("shop.example")?;
+    let pushed = Instant::now();
+    sds.put(&renewed);
+    presents(&client, edge.https, "shop.example", &renewed).await?;
+    println!("renewed certificate presented after {:?}", pushed.elapsed());
+
+    // An unknown name and a client without SNI fail at once rather than hang.
+    for sni in [Some("unknown.example"), None] {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(1), handshake(&client, edge.https, sni));
+        match outcome.await {
+            Ok(Err(_)) => println!("SNI {sni:?} refused after {:?}", started.elapsed()),
+            Ok(Ok(_)) => bail!("SNI {sni:?} was served"),
+            Err(_) => bail!("SNI {sni:?} neither served nor refused within a second"),
+        }
+    }
+
+    // Disabled: handshakes for the name fail; others are unaffected.
+    let other = ca.issue("other.example")?;
+    sds.put(&other);
+    presents(&client, edge.https, "other.example", &other).await?;
+    sds.source.remove("shop.example");
+    refused(&client, edge.https, "shop.example").await?;
+    presents(&client, edge.https, "other.example", &other).await?;
+
+    // Enabled again later: served again.
+    let again = ca.issue("shop.example")?;
+    sds.put(&again);
+    presents(&client, edge.https, "shop.example", &again).await?;
+
+    assert_eq!(edge.pid()?, pid, "Envoy was restarted");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_names_with_the_configuration_of_one() -> Result<()> {
+    let ca = TestCa::new()?;
+    let client = ca.client()?;
+    let sds = Sds::start().await?;
+    let edge = Edge::start(sds.addr).await?;
+    let config_for_one = config_bytes(&edge.config)?;
+
+    let leaves: Vec<Leaf> = (0..200)
+        .map(|i| ca.issue(&format!("site{i}.example")))
+        .collect::<Result<_>>()?;
+    sds.put(&leaves[0]);
+    presents(&client, edge.https, "site0.example", &leaves[0]).await?;
+
+    leaves[1..].iter().for_each(|leaf| sds.put(leaf));
+    // A few handshakes at a time, like clients arriving.
+    for chunk in leaves.chunks(8) {
+        let checks = chunk.iter().map(|leaf| {
+            let name = leaf.served.name.clone();
+            let client = &client;
+            async move { presents(client, edge.https, &name, leaf).await }
+        });
+        futures::future::try_join_all(checks).await?;
+    }
+
+    let config_for_200 = config_bytes(&edge.config)?;
+    assert!(config_for_one == config_for_200, "Envoy's configuration changed");
+    // And nothing per name reaches the renderer: a fresh rendering is the same file.
+    let fresh = Edge::start(sds.addr).await?;
+    let strip_ports = |bytes: &[u8], e: &Edge| {
+        String::from_utf8_lossy(bytes)
+            .replace(&e.https.port().to_string(), "HTTPS")
+            .replace(&e.admin.port().to_string(), "ADMIN")
+    };
+    assert_eq!(
+        strip_ports(&config_for_200, &edge),
+        strip_ports(&config_bytes(&fresh.config)?, &fresh)
+    );
+    Ok(())
+}
