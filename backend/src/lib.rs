@@ -1,6 +1,35 @@
-//! acme-edge backend (being written).
+//! acme-edge backend: automatic HTTPS for a fleet of Envoy proxies. It orders certificates
+//! from an ACME CA (HTTP-01, answered through one generic Envoy filter), keeps them in a
+//! database, renews them, and serves them to Envoy over SDS.
+//!
+//! # Layout
+//!
+//! The modules follow the data, from configuration to served certificate:
+//!
+//! - [`config`]: the TOML file and environment overrides, validated once at start-up.
+//! - [`domain`]: domain names (IDN, wildcards and IPs refused with a reason).
+//! - [`store`]: durable state behind the [`store::Store`] trait; SQLite by default.
+//! - [`acme`]: the ACME account and orders (instant-acme), certificate keys.
+//! - [`schedule`]: when to renew and when to retry (backoff).
+//! - [`jobs`]: the worker that runs due orders with bounded concurrency.
+//! - [`challenge`]: the lookup endpoint the Envoy filter calls for HTTP-01 tokens.
+//! - [`api`]: the admin REST API (`/v1/`), `/healthz`, `/metrics`; [`api::model`] is its
+//!   JSON, shared with the CLI.
+//! - [`metrics`]: Prometheus counters and gauges.
+//! - [`certs`]: the seam between issuance and serving; [`sds`] serves certificates to Envoy.
+//! - [`service`]: everything wired together, with graceful shutdown.
+//! - [`cli`]: the operator CLI, a client of the admin API.
 
+pub mod acme;
 pub mod api;
 pub mod certs;
+pub mod challenge;
 pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod jobs;
+pub mod metrics;
+pub mod schedule;
 pub mod sds;
+pub mod service;
+pub mod store;

@@ -161,6 +161,17 @@ pub struct EnableRequest {
     pub key_type: Option<KeyType>,
 }
 
+/// `GET /v1/account` response: the ACME account this service uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    /// The CA's directory URL.
+    pub directory_url: String,
+    /// The account's URL at the CA (its identity; stable across restarts).
+    pub account_url: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
 /// Every error response: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorResponse {
@@ -172,7 +183,8 @@ pub struct ErrorResponse {
 pub struct ErrorBody {
     /// Stable, machine-readable code (`unauthorized`, `invalid_domain`,
     /// `wildcard_not_supported`, `ip_not_supported`, `not_found`, `malformed_json`,
-    /// `invalid_query`, `not_issued`, `internal`).
+    /// `invalid_query`, `not_issued`, `domain_disabled`, `method_not_allowed`,
+    /// `payload_too_large`, `bad_request`, `unavailable`, `internal`).
     pub code: String,
     /// One line for humans.
     pub message: String,

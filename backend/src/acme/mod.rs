@@ -1,0 +1,207 @@
+//! Talking to the ACME CA: the account, and one order from "new" to a stored certificate.
+//!
+//! Every request to the CA is bounded by `acme.request_timeout_secs` (instant-acme has no
+//! timeout of its own), and polling is bounded in total, so a CA that stops answering fails
+//! the attempt instead of hanging a job.
+//!
+//! # Layout
+//!
+//! - [`account`]: one account per CA directory, created on first use and kept in the store.
+//! - [`order`]: new order, HTTP-01 challenge (stored before the CA is told it is ready),
+//!   polling, CSR, chain download.
+//! - [`keys`]: fresh certificate keys (ECDSA P-256/P-384, RSA 2048/3072/4096).
+
+pub mod account;
+pub mod keys;
+pub mod order;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use instant_acme::Problem;
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+use crate::api::model::{KeyType, LastError};
+use crate::config::AcmeConfig;
+use crate::store::{IssuedCertificate, Store, StoreError};
+
+pub use account::AccountSettings;
+
+/// Why an issuance attempt failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcmeError {
+    #[error("the CA did not answer within {limit:?} ({step})")]
+    Timeout { step: &'static str, limit: Duration },
+    #[error("{step}: {problem}")]
+    Problem { step: &'static str, problem: Box<Problem> },
+    #[error("the order became invalid: {detail}")]
+    OrderInvalid {
+        detail: String,
+        problem: Option<Box<Problem>>,
+    },
+    #[error("{step}: {source}")]
+    Client {
+        step: &'static str,
+        #[source]
+        source: instant_acme::Error,
+    },
+    #[error("the CA offered no http-01 challenge for {0}")]
+    NoHttp01Challenge(String),
+    #[error("the certificate from the CA is unusable: {0}")]
+    BadCertificate(String),
+    #[error("account: {0}")]
+    Account(String),
+    #[error("key: {0}")]
+    Key(#[from] keys::KeyError),
+    #[error("CSR: {0}")]
+    Csr(#[from] rcgen::Error),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl AcmeError {
+    /// Stable reason for metrics and [`LastError::reason`].
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AcmeError::Timeout { .. } => "timeout",
+            AcmeError::Problem { .. } => "ca_problem",
+            AcmeError::OrderInvalid { .. } => "order_invalid",
+            AcmeError::Client { .. } => "network",
+            AcmeError::NoHttp01Challenge(_) => "no_http01_challenge",
+            AcmeError::BadCertificate(_) => "bad_certificate",
+            AcmeError::Account(_) => "account",
+            AcmeError::Key(_) | AcmeError::Csr(_) | AcmeError::Store(_) => "internal",
+        }
+    }
+
+    /// The CA's problem document, whole, when there is one.
+    pub fn problem(&self) -> Option<serde_json::Value> {
+        match self {
+            AcmeError::Problem { problem, .. } => Some(problem_json(problem)),
+            AcmeError::OrderInvalid { problem, .. } => problem.as_deref().map(problem_json),
+            AcmeError::Client {
+                source: instant_acme::Error::Api(problem),
+                ..
+            } => Some(problem_json(problem)),
+            _ => None,
+        }
+    }
+
+    /// When the CA asked us to come back, if it did (instant-acme surfaces Retry-After only
+    /// for order polling).
+    pub fn retry_hint(&self) -> Option<OffsetDateTime> {
+        match self {
+            AcmeError::Client {
+                source: instant_acme::Error::Timeout(Some(at)),
+                ..
+            } => {
+                let wait = at.saturating_duration_since(std::time::Instant::now());
+                Some(OffsetDateTime::now_utc() + wait)
+            }
+            _ => None,
+        }
+    }
+
+    /// What operators see in the domain's `last_error`.
+    pub fn to_last_error(&self) -> LastError {
+        LastError {
+            reason: self.reason().to_owned(),
+            message: self.to_string(),
+            problem: self.problem(),
+        }
+    }
+
+    fn client(step: &'static str, source: instant_acme::Error) -> AcmeError {
+        match source {
+            instant_acme::Error::Api(problem) => AcmeError::Problem {
+                step,
+                problem: Box::new(problem),
+            },
+            source => AcmeError::Client { step, source },
+        }
+    }
+}
+
+/// An RFC 7807 problem document as JSON. instant-acme parses the CA's document into
+/// [`Problem`]; these are all the fields it keeps.
+pub fn problem_json(problem: &Problem) -> serde_json::Value {
+    let subproblems: Vec<serde_json::Value> = problem
+        .subproblems
+        .iter()
+        .map(|sub| {
+            serde_json::json!({
+                "type": sub.r#type,
+                "detail": sub.detail,
+                "identifier": sub.identifier,
+            })
+        })
+        .collect();
+    let mut doc = serde_json::json!({
+        "type": problem.r#type,
+        "detail": problem.detail,
+        "status": problem.status,
+    });
+    if !subproblems.is_empty()
+        && let Some(map) = doc.as_object_mut()
+    {
+        map.insert("subproblems".into(), subproblems.into());
+    }
+    doc
+}
+
+/// Run one request to the CA with a time limit.
+pub(crate) async fn bounded<T>(
+    limit: Duration,
+    step: &'static str,
+    request: impl Future<Output = Result<T, instant_acme::Error>>,
+) -> Result<T, AcmeError> {
+    match tokio::time::timeout(limit, request).await {
+        Ok(result) => result.map_err(|e| AcmeError::client(step, e)),
+        Err(_) => Err(AcmeError::Timeout { step, limit }),
+    }
+}
+
+/// Issues certificates: holds the account (created on first use) and runs orders.
+pub struct Issuer {
+    settings: AccountSettings,
+    store: Arc<dyn Store>,
+    request_timeout: Duration,
+    account: Mutex<Option<instant_acme::Account>>,
+}
+
+impl Issuer {
+    pub fn new(config: &AcmeConfig, store: Arc<dyn Store>) -> Issuer {
+        Issuer {
+            settings: AccountSettings::from_config(config),
+            store,
+            request_timeout: config.request_timeout(),
+            account: Mutex::new(None),
+        }
+    }
+
+    /// The account, loaded from the store or created with the CA on first use.
+    pub async fn account(&self) -> Result<instant_acme::Account, AcmeError> {
+        let mut cached = self.account.lock().await;
+        if let Some(account) = cached.as_ref() {
+            return Ok(account.clone());
+        }
+        let account =
+            account::load_or_create(&self.settings, self.store.as_ref(), self.request_timeout)
+                .await?;
+        *cached = Some(account.clone());
+        Ok(account)
+    }
+
+    /// Obtain a certificate for `name` with a fresh `key_type` key.
+    pub async fn issue(
+        &self,
+        name: &str,
+        key_type: KeyType,
+    ) -> Result<IssuedCertificate, AcmeError> {
+        let account = self.account().await?;
+        order::issue(&account, self.store.as_ref(), name, key_type, self.request_timeout).await
+    }
+}

@@ -1,0 +1,267 @@
+//! One order, from "new" to a certificate ready to store: HTTP-01 only, one name per order.
+//!
+//! The key authorization is stored durably *before* the CA is told the challenge is ready,
+//! so that any replica answering the CA's validation request finds it. Tokens are removed
+//! once the authorization is done, whatever its outcome.
+
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
+    Problem,
+};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::{AcmeError, bounded, keys};
+use crate::api::model::KeyType;
+use crate::store::{IssuedCertificate, Store};
+
+/// Total time the CA may take to validate, and then to sign. Pebble answers in seconds and
+/// Let's Encrypt in well under a minute; five minutes means something is stuck, and the
+/// attempt is retried later with backoff.
+pub const POLL_LIMIT: Duration = Duration::from_secs(300);
+/// First pause between polls; doubled up to [`POLL_MAX_DELAY`].
+const POLL_FIRST_DELAY: Duration = Duration::from_millis(250);
+const POLL_MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// Run one order for `name`. Challenge tokens are removed before returning, on every path.
+pub async fn issue(
+    account: &Account,
+    store: &dyn Store,
+    name: &str,
+    key_type: KeyType,
+    limit: Duration,
+) -> Result<IssuedCertificate, AcmeError> {
+    let identifiers = [Identifier::Dns(name.to_owned())];
+    let mut order = bounded(limit, "new order", account.new_order(&NewOrder::new(&identifiers)))
+        .await?;
+    let validated = validate(&mut order, store, name, limit).await;
+    let cleaned = store.remove_challenges(name).await;
+    validated?;
+    cleaned?;
+    finalize(&mut order, name, key_type, limit).await
+}
+
+/// Publish the challenges, tell the CA, wait until the order is ready.
+async fn validate(
+    order: &mut Order,
+    store: &dyn Store,
+    name: &str,
+    limit: Duration,
+) -> Result<(), AcmeError> {
+    publish_challenges(order, store, name, limit).await?;
+    match poll_order(order, limit, |s| !matches!(s, OrderStatus::Pending)).await? {
+        OrderStatus::Invalid => Err(invalid_order(order, limit).await),
+        _ => Ok(()),
+    }
+}
+
+async fn publish_challenges(
+    order: &mut Order,
+    store: &dyn Store,
+    name: &str,
+    limit: Duration,
+) -> Result<(), AcmeError> {
+    let mut authorizations = order.authorizations();
+    loop {
+        let next = tokio::time::timeout(limit, authorizations.next())
+            .await
+            .map_err(|_| AcmeError::Timeout {
+                step: "authorization",
+                limit,
+            })?;
+        let Some(result) = next else { return Ok(()) };
+        let mut authz = result.map_err(|e| AcmeError::client("authorization", e))?;
+        match authz.status {
+            AuthorizationStatus::Pending => {}
+            // Reused from an earlier order of this account.
+            AuthorizationStatus::Valid => continue,
+            other => {
+                return Err(AcmeError::OrderInvalid {
+                    detail: format!("authorization for {name} is {other:?}"),
+                    problem: None,
+                });
+            }
+        }
+        let mut challenge = authz
+            .challenge(ChallengeType::Http01)
+            .ok_or_else(|| AcmeError::NoHttp01Challenge(name.to_owned()))?;
+        let key_authorization = challenge.key_authorization();
+        store
+            .put_challenge(
+                name,
+                &challenge.token,
+                key_authorization.as_str(),
+                OffsetDateTime::now_utc(),
+            )
+            .await?;
+        bounded(limit, "challenge ready", challenge.set_ready()).await?;
+    }
+}
+
+/// Refresh the order until `done(status)`, each request and the whole bounded.
+async fn poll_order(
+    order: &mut Order,
+    limit: Duration,
+    done: impl Fn(OrderStatus) -> bool,
+) -> Result<OrderStatus, AcmeError> {
+    let deadline = Instant::now() + POLL_LIMIT;
+    let mut delay = POLL_FIRST_DELAY;
+    loop {
+        let status = order.state().status;
+        if done(status) || status == OrderStatus::Invalid {
+            return Ok(status);
+        }
+        if Instant::now() + delay > deadline {
+            return Err(AcmeError::Timeout {
+                step: "order status",
+                limit: POLL_LIMIT,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(POLL_MAX_DELAY);
+        bounded(limit, "order status", async {
+            order.refresh().await.map(|_| ())
+        })
+        .await?;
+    }
+}
+
+/// The reason an order failed: the order's own error, else the failed challenge's.
+async fn invalid_order(order: &mut Order, limit: Duration) -> AcmeError {
+    if let Some(problem) = order.state().error.clone() {
+        return invalid(problem);
+    }
+    match challenge_problem(order, limit).await {
+        Ok(Some(problem)) => invalid(problem),
+        Ok(None) => AcmeError::OrderInvalid {
+            detail: "the CA gave no reason".into(),
+            problem: None,
+        },
+        Err(e) => e,
+    }
+}
+
+fn invalid(problem: Problem) -> AcmeError {
+    AcmeError::OrderInvalid {
+        detail: problem.detail.clone().unwrap_or_else(|| problem.to_string()),
+        problem: Some(Box::new(problem)),
+    }
+}
+
+async fn challenge_problem(
+    order: &mut Order,
+    limit: Duration,
+) -> Result<Option<Problem>, AcmeError> {
+    let mut authorizations = order.authorizations();
+    while let Some(result) = tokio::time::timeout(limit, authorizations.next())
+        .await
+        .map_err(|_| AcmeError::Timeout {
+            step: "authorization",
+            limit,
+        })?
+    {
+        let mut authz = result.map_err(|e| AcmeError::client("authorization", e))?;
+        let state = bounded(limit, "authorization", async {
+            authz.refresh().await.map(|s| {
+                s.challenges
+                    .iter()
+                    .find_map(|c| c.error.clone())
+            })
+        })
+        .await?;
+        if state.is_some() {
+            return Ok(state);
+        }
+    }
+    Ok(None)
+}
+
+/// CSR for a fresh key, then wait for the chain.
+async fn finalize(
+    order: &mut Order,
+    name: &str,
+    key_type: KeyType,
+    limit: Duration,
+) -> Result<IssuedCertificate, AcmeError> {
+    let key = keys::generate_blocking(key_type).await?;
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()])?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(&key)?;
+    bounded(limit, "finalize", order.finalize_csr(csr.der())).await?;
+    if poll_order(order, limit, |s| s == OrderStatus::Valid).await? == OrderStatus::Invalid {
+        return Err(invalid_order(order, limit).await);
+    }
+    let chain = bounded(limit, "certificate", order.certificate())
+        .await?
+        .ok_or_else(|| AcmeError::BadCertificate("the order has no certificate".into()))?;
+    read_certificate(name, chain, key.serialize_pem())
+}
+
+/// Check the chain is for `name` and read what the scheduler and the server need from it.
+pub fn read_certificate(
+    name: &str,
+    chain_pem: String,
+    key_pem: String,
+) -> Result<IssuedCertificate, AcmeError> {
+    let bad = |what: String| AcmeError::BadCertificate(what);
+    let (_, pem) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes())
+        .map_err(|e| bad(format!("PEM: {e}")))?;
+    let leaf = pem
+        .parse_x509()
+        .map_err(|e| bad(format!("leaf certificate: {e}")))?;
+    let covers_name = leaf
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .is_some_and(|san| {
+            san.value.general_names.iter().any(|n| {
+                matches!(n, x509_parser::extensions::GeneralName::DNSName(dns) if dns.eq_ignore_ascii_case(name))
+            })
+        });
+    if !covers_name {
+        return Err(bad(format!("the leaf does not name {name}")));
+    }
+    let validity = leaf.validity();
+    Ok(IssuedCertificate {
+        not_before: validity.not_before.to_datetime(),
+        not_after: validity.not_after.to_datetime(),
+        version: leaf.raw_serial_as_string().replace(':', ""),
+        chain_pem,
+        key_pem,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn reads_validity_and_serial() {
+        let (chain, key) = self_signed(&["a.example"]);
+        let c = read_certificate("a.example", chain, key).unwrap();
+        assert!(c.not_before < c.not_after);
+        assert!(!c.version.is_empty() && c.version.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn refuses_a_certificate_for_another_name() {
+        let (chain, key) = self_signed(&["b.example"]);
+        assert!(matches!(
+            read_certificate("a.example", chain, key),
+            Err(AcmeError::BadCertificate(_))
+        ));
+        assert!(read_certificate("a.example", "garbage".into(), String::new()).is_err());
+    }
+}

@@ -1,0 +1,206 @@
+//! `/v1/domains` handlers. Each returns a response, errors included, so the error mapping
+//! stays in [`super::error`].
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use time::OffsetDateTime;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::error::ApiError;
+use super::model::{DomainList, DomainState, EnableRequest};
+use super::{ApiState, MAX_BODY_BYTES};
+use crate::certs::CertEvent;
+use crate::domain::DomainName;
+use crate::store::Enabled;
+
+/// The `/domains...` routes (below `/v1`, already authorised).
+pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let with_state = warp::any().map(move || state.clone());
+    let list = warp::path!("domains")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .then(|s, q| respond(list(s, q)));
+    let show = warp::path!("domains" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|n, s| respond(show(s, n)));
+    let enable = warp::path!("domains" / String)
+        .and(warp::put())
+        .and(with_state.clone())
+        .and(body())
+        .then(|n, s, b| respond(enable(s, n, b)));
+    let disable = warp::path!("domains" / String)
+        .and(warp::delete())
+        .and(with_state.clone())
+        .then(|n, s| respond(disable(s, n)));
+    let renew = warp::path!("domains" / String / "renew")
+        .and(warp::post())
+        .and(with_state.clone())
+        .then(|n, s| respond(renew(s, n)));
+    let certificate = warp::path!("domains" / String / "certificate")
+        .and(warp::get())
+        .and(with_state)
+        .then(|n, s| respond(certificate(s, n)));
+    list.or(show)
+        .unify()
+        .or(enable)
+        .unify()
+        .or(disable)
+        .unify()
+        .or(renew)
+        .unify()
+        .or(certificate)
+        .unify()
+}
+
+/// The body, refused early when it announces more than [`MAX_BODY_BYTES`].
+fn body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and_then(|len: Option<u64>| async move {
+            match len {
+                Some(n) if n > MAX_BODY_BYTES => Err(warp::reject::custom(ApiError::PayloadTooLarge)),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::body::bytes())
+}
+
+async fn respond(result: impl Future<Output = Result<Response, ApiError>>) -> Response {
+    match result.await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Path segments arrive percent-encoded (IDNs typed as UTF-8 in a URL).
+fn domain_param(raw: &str) -> Result<DomainName, ApiError> {
+    let decoded = percent_decode(raw).ok_or(ApiError::InvalidDomain(
+        crate::domain::DomainError::Idna,
+    ))?;
+    Ok(DomainName::parse(&decoded)?)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn list(state: ApiState, query: HashMap<String, String>) -> Result<Response, ApiError> {
+    let mut filter = None;
+    for (key, value) in &query {
+        match key.as_str() {
+            "state" => {
+                filter = Some(DomainState::parse(value).ok_or_else(|| {
+                    ApiError::InvalidQuery(format!(
+                        "state must be one of pending, validating, issued, failed, disabled (got {value:?})"
+                    ))
+                })?);
+            }
+            other => return Err(ApiError::InvalidQuery(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let domains = state.store.domains(filter).await?;
+    Ok(warp::reply::json(&DomainList { domains }).into_response())
+}
+
+async fn show(state: ApiState, name: String) -> Result<Response, ApiError> {
+    let name = domain_param(&name)?;
+    let domain = state
+        .store
+        .domain(name.as_str())
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    Ok(warp::reply::json(&domain).into_response())
+}
+
+async fn enable(state: ApiState, name: String, body: Bytes) -> Result<Response, ApiError> {
+    let name = domain_param(&name)?;
+    let request = parse_enable(&body)?;
+    let key_type = request.key_type.unwrap_or(state.default_key_type);
+    let now = OffsetDateTime::now_utc();
+    match state.store.enable_domain(name.as_str(), key_type, now).await? {
+        Enabled::Created(domain) => {
+            tracing::info!(domain = %name, %key_type, "enabled");
+            state.wake.notify_one();
+            Ok(with_status(&domain, StatusCode::CREATED))
+        }
+        Enabled::Existing(domain) => Ok(with_status(&domain, StatusCode::OK)),
+    }
+}
+
+fn parse_enable(body: &[u8]) -> Result<EnableRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(EnableRequest::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
+async fn disable(state: ApiState, name: String) -> Result<Response, ApiError> {
+    let name = domain_param(&name)?;
+    let domain = state
+        .store
+        .disable_domain(name.as_str(), OffsetDateTime::now_utc())
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    tracing::info!(domain = %name, "disabled");
+    state.source.announce(CertEvent::Removed(name.into_string()));
+    Ok(warp::reply::json(&domain).into_response())
+}
+
+async fn renew(state: ApiState, name: String) -> Result<Response, ApiError> {
+    let name = domain_param(&name)?;
+    let domain = state
+        .store
+        .request_renewal(name.as_str(), OffsetDateTime::now_utc())
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    if domain.state == DomainState::Disabled {
+        return Err(ApiError::DomainDisabled(name.into_string()));
+    }
+    tracing::info!(domain = %name, "renewal requested");
+    state.wake.notify_one();
+    Ok(with_status(&domain, StatusCode::ACCEPTED))
+}
+
+async fn certificate(state: ApiState, name: String) -> Result<Response, ApiError> {
+    let name = domain_param(&name)?;
+    if state.store.domain(name.as_str()).await?.is_none() {
+        return Err(not_found(&name));
+    }
+    let cert = state
+        .store
+        .certificate(name.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotIssued(name.to_string()))?;
+    Ok(warp::reply::with_header(
+        cert.chain_pem,
+        "content-type",
+        "application/pem-certificate-chain",
+    )
+    .into_response())
+}
+
+fn not_found(name: &DomainName) -> ApiError {
+    ApiError::NotFound(format!("{name} is not managed here"))
+}
+
+fn with_status(body: &impl serde::Serialize, status: StatusCode) -> Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}

@@ -1,0 +1,195 @@
+//! Domain names as operators enable them: validated once, then carried as [`DomainName`].
+//!
+//! Normal form: internationalised names in punycode (`bücher.example` ->
+//! `xn--bcher-kva.example`), ASCII lower case, no trailing dot. HTTP-01 can only prove control
+//! of one exact host name, so wildcards are refused with their own reason, and IP addresses
+//! (which need a different identifier type and CA support) are refused for now.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Longest DNS name in text form (RFC 1035 section 2.3.4, less the root dot).
+const MAX_NAME_LEN: usize = 253;
+/// Longest DNS label (RFC 1035 section 2.3.4).
+const MAX_LABEL_LEN: usize = 63;
+
+/// A domain name in normal form, fit to be ordered from an ACME CA with HTTP-01.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DomainName(String);
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DomainError {
+    #[error("the domain name is empty")]
+    Empty,
+    #[error("wildcard names cannot be validated with HTTP-01; enable each host name instead")]
+    Wildcard,
+    #[error("IP addresses are not supported; enable a DNS name")]
+    IpAddress,
+    #[error("not a valid internationalised domain name")]
+    Idna,
+    #[error("longer than {MAX_NAME_LEN} characters")]
+    TooLong,
+    #[error("label {0:?} is empty, longer than {MAX_LABEL_LEN} characters, or starts or ends with '-'")]
+    BadLabel(String),
+    #[error("label {0:?} has characters other than letters, digits and '-'")]
+    BadCharacter(String),
+    #[error("a single-label name cannot get a publicly trusted certificate; use a full name")]
+    SingleLabel,
+    #[error("the last label is all digits, which is not a DNS name")]
+    NumericTld,
+}
+
+impl DomainName {
+    /// Validate and normalise `input` (as typed by an operator or sent to the API).
+    pub fn parse(input: &str) -> Result<DomainName, DomainError> {
+        let trimmed = input.trim();
+        let name = trimmed.strip_suffix('.').unwrap_or(trimmed);
+        if name.is_empty() {
+            return Err(DomainError::Empty);
+        }
+        if name.contains('*') {
+            return Err(DomainError::Wildcard);
+        }
+        if is_ip_literal(name) {
+            return Err(DomainError::IpAddress);
+        }
+        let ascii = to_ascii(name)?;
+        check_dns_name(&ascii)?;
+        Ok(DomainName(ascii))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for DomainName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_ip_literal(name: &str) -> bool {
+    let unbracketed = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    unbracketed.parse::<IpAddr>().is_ok()
+}
+
+/// UTS #46 processing (lower-cases, maps, punycodes); ASCII names pass through lower-cased.
+fn to_ascii(name: &str) -> Result<String, DomainError> {
+    if name.is_ascii() {
+        return Ok(name.to_ascii_lowercase());
+    }
+    idna::domain_to_ascii_strict(name).map_err(|_| DomainError::Idna)
+}
+
+fn check_dns_name(name: &str) -> Result<(), DomainError> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(DomainError::TooLong);
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    for label in &labels {
+        check_label(label)?;
+    }
+    if labels.len() < 2 {
+        return Err(DomainError::SingleLabel);
+    }
+    let tld = labels.last().copied().unwrap_or_default();
+    if tld.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(DomainError::NumericTld);
+    }
+    Ok(())
+}
+
+fn check_label(label: &str) -> Result<(), DomainError> {
+    if label.is_empty()
+        || label.len() > MAX_LABEL_LEN
+        || label.starts_with('-')
+        || label.ends_with('-')
+    {
+        return Err(DomainError::BadLabel(label.to_owned()));
+    }
+    if !label
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(DomainError::BadCharacter(label.to_owned()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ok(s: &str) -> String {
+        DomainName::parse(s).unwrap().into_string()
+    }
+
+    #[test]
+    fn normalises() {
+        assert_eq!(ok("Example.COM"), "example.com");
+        assert_eq!(ok("example.com."), "example.com");
+        assert_eq!(ok(" www.example.com "), "www.example.com");
+        assert_eq!(ok("bücher.example"), "xn--bcher-kva.example");
+        assert_eq!(ok("BÜCHER.example"), "xn--bcher-kva.example");
+        assert_eq!(ok("xn--bcher-kva.example"), "xn--bcher-kva.example");
+        assert_eq!(ok("a-b.c0.example"), "a-b.c0.example");
+    }
+
+    #[test]
+    fn refuses_with_a_reason() {
+        use DomainError::*;
+        let cases: &[(&str, DomainError)] = &[
+            ("", Empty),
+            (".", Empty),
+            ("*.example.com", Wildcard),
+            ("foo.*.example.com", Wildcard),
+            ("192.0.2.1", IpAddress),
+            ("::1", IpAddress),
+            ("[2001:db8::1]", IpAddress),
+            ("localhost", SingleLabel),
+            ("a..example", BadLabel(String::new())),
+            ("-a.example", BadLabel("-a".into())),
+            ("a_b.example", BadCharacter("a_b".into())),
+            ("a b.example", BadCharacter("a b".into())),
+            ("example.com:443", BadCharacter("com:443".into())),
+            ("a.b.123", NumericTld),
+        ];
+        for (input, want) in cases {
+            assert_eq!(DomainName::parse(input).as_ref(), Err(want), "input {input:?}");
+        }
+        assert!(matches!(
+            DomainName::parse(&format!("{}.example", "a".repeat(64))),
+            Err(BadLabel(_))
+        ));
+        let long = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(63)].join(".");
+        assert_eq!(DomainName::parse(&long), Err(TooLong));
+        assert_eq!(DomainName::parse("xn--.example"), Err(BadLabel("xn--".into())));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_is_a_fixed_point(s in any::<String>()) {
+            if let Ok(name) = DomainName::parse(&s) {
+                prop_assert_eq!(DomainName::parse(name.as_str()), Ok(name.clone()));
+                prop_assert!(acme_edge_contract::is_normal_host(name.as_str()));
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The issuance worker: one loop that takes due domains from the store (new, retries,
+//! renewals) and runs their orders concurrently, at most `acme.max_in_flight_orders` at once.
+//!
+//! Work is found in the store, not in memory, so a restart resumes it; the API only wakes the
+//! loop early. On shutdown the loop stops taking work and gives in-flight orders a bounded
+//! grace period; orders cut short stay `validating` and are released at the next start.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::acme::{AcmeError, Issuer};
+use crate::certs::CertEvent;
+use crate::metrics;
+use crate::schedule;
+use crate::store::{Claim, Store, StoreError, source::StoreSource};
+
+/// Longest sleep between looks at the store, even when nothing is due: another process (a
+/// later replica, an operator editing the database) may have added work without waking us.
+const IDLE_POLL: Duration = Duration::from_secs(30);
+/// Pause after a storage error before looking again.
+const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
+
+/// What the worker needs.
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub issuer: Arc<Issuer>,
+    pub source: StoreSource,
+    /// Notified by the API when it made work due now.
+    pub wake: Arc<Notify>,
+    pub max_in_flight: usize,
+    /// How long in-flight orders may run on after shutdown is signalled.
+    pub grace: Duration,
+}
+
+static LEASES: AtomicU64 = AtomicU64::new(0);
+
+fn new_lease() -> String {
+    let n = LEASES.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{}-{n}", std::process::id(), rand::random::<u32>())
+}
+
+impl Worker {
+    /// Run until `shutdown` turns true, then drain.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.max_in_flight));
+        let mut jobs = JoinSet::new();
+        while !*shutdown.borrow() {
+            let wait = match self.start_due(&permits, &mut jobs).await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading due work");
+                    STORE_ERROR_PAUSE
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = self.wake.notified() => {}
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        self.drain(jobs).await;
+    }
+
+    /// Claim as much due work as there are free permits and start it; returns how long to
+    /// sleep before looking again.
+    async fn start_due(
+        &self,
+        permits: &Arc<Semaphore>,
+        jobs: &mut JoinSet<()>,
+    ) -> Result<Duration, StoreError> {
+        let free = permits.available_permits();
+        if free > 0 {
+            let now = OffsetDateTime::now_utc();
+            for claim in self.store.claim_due(now, free, &new_lease()).await? {
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    break;
+                };
+                let job = Job {
+                    store: self.store.clone(),
+                    issuer: self.issuer.clone(),
+                    source: self.source.clone(),
+                };
+                jobs.spawn(async move {
+                    job.run(claim).await;
+                    drop(permit);
+                });
+            }
+        }
+        let next = self.store.next_due().await?;
+        Ok(until(next).min(IDLE_POLL))
+    }
+
+    async fn drain(&self, mut jobs: JoinSet<()>) {
+        if jobs.is_empty() {
+            return;
+        }
+        tracing::info!(in_flight = jobs.len(), grace = ?self.grace, "letting in-flight orders finish");
+        let finished = tokio::time::timeout(self.grace, async {
+            while jobs.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                cut_short = jobs.len(),
+                "grace period over; unfinished orders resume at the next start"
+            );
+            jobs.shutdown().await;
+        }
+    }
+}
+
+fn until(when: Option<OffsetDateTime>) -> Duration {
+    match when {
+        Some(at) => {
+            let secs = (at - OffsetDateTime::now_utc()).as_seconds_f64();
+            // Due times have second resolution: wake just after, not spinning before.
+            Duration::from_secs_f64(secs.max(0.0)) + Duration::from_millis(50)
+        }
+        None => IDLE_POLL,
+    }
+}
+
+/// One issuance attempt for one claimed domain.
+struct Job {
+    store: Arc<dyn Store>,
+    issuer: Arc<Issuer>,
+    source: StoreSource,
+}
+
+impl Job {
+    async fn run(self, claim: Claim) {
+        tracing::info!(domain = %claim.name, renewal = claim.renewal, attempt = claim.attempts + 1, "ordering");
+        let outcome = self.issuer.issue(&claim.name, claim.key_type).await;
+        let recorded = match outcome {
+            Ok(cert) => self.succeeded(&claim, cert).await,
+            Err(error) => self.failed(&claim, error).await,
+        };
+        if let Err(e) = recorded {
+            // The domain stays `validating` until the next start releases it.
+            tracing::error!(domain = %claim.name, error = %e, "recording the outcome");
+        }
+    }
+
+    async fn succeeded(
+        &self,
+        claim: &Claim,
+        cert: crate::store::IssuedCertificate,
+    ) -> Result<(), StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let renew_at = schedule::renew_at(cert.not_before, cert.not_after);
+        if self.store.record_issued(claim, &cert, renew_at, now).await? {
+            metrics::issuance_succeeded(claim.renewal);
+            tracing::info!(domain = %claim.name, not_after = %cert.not_after, renew_at = %renew_at, "issued");
+            self.source.announce(CertEvent::Updated(claim.name.clone()));
+        } else {
+            tracing::info!(domain = %claim.name, "issued, but the domain changed meanwhile; discarded");
+        }
+        Ok(())
+    }
+
+    async fn failed(&self, claim: &Claim, error: AcmeError) -> Result<(), StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let attempts = claim.attempts.saturating_add(1);
+        let retry_at = schedule::retry_at(now, attempts, error.retry_hint());
+        metrics::issuance_failed(error.reason());
+        tracing::warn!(domain = %claim.name, error = %error, retry_at = %retry_at, "issuance failed");
+        self.store
+            .record_failed(claim, &error.to_last_error(), retry_at, now)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! Prometheus metrics: issuance outcomes (counters, recorded as they happen) and the state of
+//! the fleet (gauges, read from the store at scrape time so every replica reports the truth
+//! of the shared database, not its own memory).
+//!
+//! - `acme_edge_issuance_success_total{kind="new"|"renewal"}`
+//! - `acme_edge_issuance_failure_total{reason}` (reasons as in `last_error.reason`)
+//! - `acme_edge_domains{state}`
+//! - `acme_edge_earliest_expiry_seconds`: seconds until the earliest served certificate
+//!   expires (absent when none is served).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use time::OffsetDateTime;
+
+use crate::api::model::DomainState;
+use crate::store::{Store, StoreError};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Metrics could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics recorder: {0}")]
+pub struct MetricsError(String);
+
+/// Install the process-wide recorder (once; later calls return the same handle).
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| MetricsError(e.to_string()))?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+pub fn issuance_succeeded(renewal: bool) {
+    let kind = if renewal { "renewal" } else { "new" };
+    metrics::counter!("acme_edge_issuance_success_total", "kind" => kind).increment(1);
+}
+
+pub fn issuance_failed(reason: &'static str) {
+    metrics::counter!("acme_edge_issuance_failure_total", "reason" => reason).increment(1);
+}
+
+/// Refresh the gauges from the store and render the exposition text.
+pub async fn render(handle: &PrometheusHandle, store: &dyn Store) -> Result<String, StoreError> {
+    let counts = store.count_by_state().await?;
+    for state in DomainState::ALL {
+        let n = counts
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("acme_edge_domains", "state" => state.as_str()).set(n as f64);
+    }
+    if let Some(expiry) = store.earliest_expiry().await? {
+        let secs = (expiry - OffsetDateTime::now_utc()).as_seconds_f64();
+        metrics::gauge!("acme_edge_earliest_expiry_seconds").set(secs);
+    }
+    handle.run_upkeep();
+    Ok(handle.render())
+}

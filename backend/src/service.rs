@@ -1,0 +1,164 @@
+//! The service: storage, the issuance worker, the admin API, the challenge lookup endpoint
+//! and the SDS server, wired together and stopped together.
+//!
+//! [`run`] takes the shutdown signal as a parameter, so tests run the whole service
+//! in-process. On shutdown the listeners stop accepting, the worker stops taking work and
+//! in-flight orders get [`SHUTDOWN_GRACE`] to finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::acme::Issuer;
+use crate::api::{self, ApiState, auth::AdminToken, auth::TokenError};
+use crate::challenge;
+use crate::config::Config;
+use crate::jobs::Worker;
+use crate::metrics::{self, MetricsError};
+use crate::store::{SqliteStore, Store, StoreError, source::StoreSource};
+
+/// How long in-flight orders may run on after a shutdown signal. A healthy order completes
+/// in seconds; process supervisors commonly wait 30 s before SIGKILL, so finish well inside.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Token(#[from] TokenError),
+    #[error("{0}")]
+    Metrics(#[from] MetricsError),
+    #[error("listening on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("storage.url must be sqlite://PATH")]
+    StorageUrl,
+}
+
+/// A service whose listeners are bound and whose store is open, ready to [`Bound::serve`].
+pub struct Bound {
+    config: Config,
+    store: Arc<dyn Store>,
+    token: AdminToken,
+    admin: TcpListener,
+    challenge: TcpListener,
+}
+
+/// Bind and serve until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    bind(config).await?.serve(shutdown).await;
+    Ok(())
+}
+
+/// Open the store, resolve the admin token, bind the listeners.
+pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
+    let path = config.storage.sqlite_path().ok_or(ServiceError::StorageUrl)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await?);
+    let released = store.release_in_flight(OffsetDateTime::now_utc()).await?;
+    if released > 0 {
+        tracing::info!(domains = released, "resuming orders interrupted by the last stop");
+    }
+    let token = AdminToken::resolve(&config)?;
+    let admin = listen("admin API", config.admin.listen).await?;
+    let challenge = listen("challenge lookup", config.challenge.listen).await?;
+    Ok(Bound {
+        config,
+        store,
+        token,
+        admin,
+        challenge,
+    })
+}
+
+async fn listen(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServiceError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServiceError::Bind { what, addr, source })
+}
+
+impl Bound {
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr().ok()
+    }
+
+    pub fn challenge_addr(&self) -> Option<SocketAddr> {
+        self.challenge.local_addr().ok()
+    }
+
+    /// Serve until `shutdown` completes, then drain.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop_tx, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+
+        let source = StoreSource::new(self.store.clone());
+        let wake = Arc::new(Notify::new());
+        let metrics = match metrics::install() {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics disabled");
+                None
+            }
+        };
+        let api_state = ApiState {
+            store: self.store.clone(),
+            token: self.token,
+            wake: wake.clone(),
+            source: source.clone(),
+            default_key_type: self.config.acme.key_type,
+            directory_url: self.config.acme.directory().to_owned(),
+            metrics,
+            metrics_require_token: self.config.admin.metrics_require_token,
+        };
+        let worker = Worker {
+            store: self.store.clone(),
+            issuer: Arc::new(Issuer::new(&self.config.acme, self.store.clone())),
+            source: source.clone(),
+            wake,
+            max_in_flight: self.config.acme.max_in_flight_orders,
+            grace: SHUTDOWN_GRACE,
+        };
+
+        tracing::info!(
+            admin = ?self.admin.local_addr().ok(),
+            challenge = ?self.challenge.local_addr().ok(),
+            directory = %self.config.acme.directory(),
+            "acme-edge serving"
+        );
+        let admin = warp::serve(api::routes(api_state))
+            .incoming(self.admin)
+            .graceful(stopped(stop.clone()))
+            .run();
+        let lookups = warp::serve(challenge::routes(self.store.clone()))
+            .incoming(self.challenge)
+            .graceful(stopped(stop.clone()))
+            .run();
+        // SDS: the Envoy Secret Discovery Service joins here, on `self.config.sds.listen`,
+        // fed by `source` (certificates and change announcements) and stopped by `stop`:
+        // `crate::sds::serve(self.config.sds.listen, source, stopped(stop.clone()))`.
+        let _ = &source;
+        tokio::join!(admin, lookups, worker.run(stop));
+        tracing::info!("acme-edge stopped");
+    }
+}
+
+/// Completes once the shutdown flag is set (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}

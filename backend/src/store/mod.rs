@@ -1,0 +1,198 @@
+//! Durable state: domains, their certificates and keys, challenge tokens, ACME accounts.
+//!
+//! The ACME logic and the API talk to the [`Store`] trait only; SQL lives in the
+//! implementations ([`sqlite`] today; PostgreSQL for fleets later). Every state change is one
+//! transaction. Work is found in the store (due time, indexed), never only in memory, so a
+//! restart resumes it. A claimed domain carries a lease: results from a worker whose lease
+//! no longer matches (the domain was disabled or re-enabled meanwhile) are discarded.
+//!
+//! # Layout
+//!
+//! - [`sqlite`]: the embedded SQLite implementation.
+//! - [`source`]: the store seen as a [`CertificateSource`](crate::certs::CertificateSource).
+
+pub mod source;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::api::model::{Domain, DomainState, KeyType, LastError};
+
+pub use sqlite::SqliteStore;
+
+/// Storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The ACME account kept for one CA directory.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredAccount {
+    pub directory_url: String,
+    pub account_url: String,
+    /// instant-acme `AccountCredentials` as JSON: holds the account key.
+    pub credentials_json: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for StoredAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredAccount")
+            .field("directory_url", &self.directory_url)
+            .field("account_url", &self.account_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Outcome of enabling a domain.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enabled {
+    /// The domain is new (or was disabled): an issuance job is due now.
+    Created(Domain),
+    /// The domain was already enabled: nothing changed.
+    Existing(Domain),
+}
+
+/// A domain a worker has taken: state `validating`, lease held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub name: String,
+    pub key_type: KeyType,
+    pub lease: String,
+    /// Consecutive failures before this attempt.
+    pub attempts: u32,
+    /// A certificate is stored already: this is a renewal.
+    pub renewal: bool,
+}
+
+/// A certificate fresh from the CA, ready to store and serve.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedCertificate {
+    /// Leaf first, then intermediates.
+    pub chain_pem: String,
+    /// PKCS#8 PEM.
+    pub key_pem: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// The leaf's serial number, hex: the served version.
+    pub version: String,
+}
+
+impl std::fmt::Debug for IssuedCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCertificate")
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The stored certificate of a domain, with its key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredCertificate {
+    pub chain_pem: String,
+    pub key_pem: String,
+    pub version: String,
+}
+
+impl std::fmt::Debug for StoredCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCertificate")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Durable state of the service.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- accounts
+    async fn account(&self, directory_url: &str) -> Result<Option<StoredAccount>, StoreError>;
+    /// Keep `account` unless one is already stored for its directory; returns the stored one.
+    async fn save_account(&self, account: &StoredAccount) -> Result<StoredAccount, StoreError>;
+
+    // ---- operator actions
+    /// Enable `name` (idempotent). New or disabled domains become `pending`, due `now`.
+    async fn enable_domain(
+        &self,
+        name: &str,
+        key_type: KeyType,
+        now: OffsetDateTime,
+    ) -> Result<Enabled, StoreError>;
+    /// Disable `name`: no more jobs, nothing served, its challenges dropped.
+    async fn disable_domain(
+        &self,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Domain>, StoreError>;
+    /// Make an issued, failed or pending domain due `now` with a fresh attempt count. A
+    /// domain in flight or disabled is left as it is. `None` when there is no such domain.
+    async fn request_renewal(
+        &self,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Domain>, StoreError>;
+    async fn domain(&self, name: &str) -> Result<Option<Domain>, StoreError>;
+    /// All domains (or those in `state`), by name.
+    async fn domains(&self, state: Option<DomainState>) -> Result<Vec<Domain>, StoreError>;
+
+    // ---- the worker
+    /// Take up to `limit` domains due at `now` (earliest first): they become `validating`
+    /// under `lease`.
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+        lease: &str,
+    ) -> Result<Vec<Claim>, StoreError>;
+    /// The earliest due time of any domain, to sleep until then.
+    async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError>;
+    /// Store a new certificate; `false` when the lease was lost (result discarded).
+    async fn record_issued(
+        &self,
+        claim: &Claim,
+        cert: &IssuedCertificate,
+        renew_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Record a failed attempt, due again at `retry_at`; `false` when the lease was lost.
+    async fn record_failed(
+        &self,
+        claim: &Claim,
+        error: &LastError,
+        retry_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// At start-up: domains left `validating` by a previous process become due `now`, and
+    /// their challenges are dropped (the CA will hand out new ones).
+    async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    // ---- challenges
+    async fn put_challenge(
+        &self,
+        host: &str,
+        token: &str,
+        key_authorization: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// The key authorization for `token`, only if it was issued for `host`.
+    async fn challenge(&self, host: &str, token: &str) -> Result<Option<String>, StoreError>;
+    async fn remove_challenges(&self, host: &str) -> Result<(), StoreError>;
+
+    // ---- serving
+    /// The certificate to serve for `name`: `None` when not issued yet or disabled.
+    async fn certificate(&self, name: &str) -> Result<Option<StoredCertificate>, StoreError>;
+    /// Number of domains per state (states with none are absent).
+    async fn count_by_state(&self) -> Result<Vec<(DomainState, u64)>, StoreError>;
+    /// The earliest `not_after` among served certificates.
+    async fn earliest_expiry(&self) -> Result<Option<OffsetDateTime>, StoreError>;
+}

@@ -1,0 +1,645 @@
+//! The SQLite [`Store`]: one file, WAL journal (readers never wait for the writer),
+//! `synchronous = FULL` (a committed transaction survives a power cut), and a busy timeout
+//! so that concurrent writers queue instead of failing.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use time::OffsetDateTime;
+
+use super::{
+    Claim, Enabled, IssuedCertificate, Store, StoreError, StoredAccount, StoredCertificate,
+};
+use crate::api::model::{Domain, DomainState, KeyType, LastError};
+
+/// How long a writer waits for the database lock before giving up: long enough to ride out a
+/// burst of 50 concurrent job updates, short enough to surface a stuck database.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections: SQLite has one writer at a time; a few readers serve the API and the
+/// challenge lookups alongside.
+const MAX_CONNECTIONS: u32 = 8;
+
+const DOMAIN_COLUMNS: &str = "name, state, key_type, attempts, retry_at, renew_at, not_before, \
+     not_after, last_error, created_at, updated_at";
+
+/// States in which a domain may be picked up when due.
+const CLAIMABLE: &str = "('pending', 'failed', 'issued')";
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file at `path` and migrate it.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn domain_in(
+        tx: &mut Transaction<'_, Sqlite>,
+        name: &str,
+    ) -> Result<Option<Domain>, StoreError> {
+        let sql = format!("SELECT {DOMAIN_COLUMNS} FROM domains WHERE name = ?");
+        let row = sqlx::query(&sql).bind(name).fetch_optional(&mut **tx).await?;
+        row.as_ref().map(domain_from_row).transpose()
+    }
+}
+
+fn ts(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+fn from_ts(secs: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {secs}: {e}")))
+}
+
+fn opt_ts(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+    row.try_get::<Option<i64>, _>(column)?
+        .map(from_ts)
+        .transpose()
+}
+
+fn domain_from_row(row: &SqliteRow) -> Result<Domain, StoreError> {
+    let state: String = row.try_get("state")?;
+    let key_type: String = row.try_get("key_type")?;
+    let last_error: Option<String> = row.try_get("last_error")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(Domain {
+        name: row.try_get("name")?,
+        state: DomainState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("domain state {state:?}")))?,
+        key_type: parse_key_type(&key_type)?,
+        not_before: opt_ts(row, "not_before")?,
+        not_after: opt_ts(row, "not_after")?,
+        renew_at: opt_ts(row, "renew_at")?,
+        retry_at: opt_ts(row, "retry_at")?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        last_error: last_error
+            .map(|json| {
+                serde_json::from_str::<LastError>(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("last_error: {e}")))
+            })
+            .transpose()?,
+        created_at: from_ts(row.try_get("created_at")?)?,
+        updated_at: from_ts(row.try_get("updated_at")?)?,
+    })
+}
+
+fn parse_key_type(s: &str) -> Result<KeyType, StoreError> {
+    KeyType::parse(s).ok_or_else(|| StoreError::Corrupt(format!("key type {s:?}")))
+}
+
+fn claim_from_row(row: &SqliteRow, lease: &str) -> Result<Claim, StoreError> {
+    let key_type: String = row.try_get("key_type")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(Claim {
+        name: row.try_get("name")?,
+        key_type: parse_key_type(&key_type)?,
+        lease: lease.to_owned(),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        renewal: row.try_get::<bool, _>("renewal")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn account(&self, directory_url: &str) -> Result<Option<StoredAccount>, StoreError> {
+        let row = sqlx::query(
+            "SELECT directory_url, account_url, credentials, created_at \
+             FROM accounts WHERE directory_url = ?",
+        )
+        .bind(directory_url)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(StoredAccount {
+                directory_url: row.try_get("directory_url")?,
+                account_url: row.try_get("account_url")?,
+                credentials_json: row.try_get("credentials")?,
+                created_at: from_ts(row.try_get("created_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_account(&self, account: &StoredAccount) -> Result<StoredAccount, StoreError> {
+        sqlx::query(
+            "INSERT INTO accounts (directory_url, account_url, credentials, created_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (directory_url) DO NOTHING",
+        )
+        .bind(&account.directory_url)
+        .bind(&account.account_url)
+        .bind(&account.credentials_json)
+        .bind(ts(account.created_at))
+        .execute(&self.pool)
+        .await?;
+        self.account(&account.directory_url)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("account vanished after insert".into()))
+    }
+
+    async fn enable_domain(
+        &self,
+        name: &str,
+        key_type: KeyType,
+        now: OffsetDateTime,
+    ) -> Result<Enabled, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Write first, so the transaction holds the write lock from its first statement.
+        let inserted = sqlx::query(
+            "INSERT INTO domains (name, state, key_type, due_at, attempts, created_at, updated_at) \
+             VALUES (?, 'pending', ?, ?, 0, ?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(key_type.as_str())
+        .bind(ts(now))
+        .bind(ts(now))
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let reenabled = !inserted
+            && sqlx::query(
+                "UPDATE domains SET state = 'pending', key_type = ?, due_at = ?, attempts = 0, \
+                 retry_at = NULL, last_error = NULL, lease = NULL, updated_at = ? \
+                 WHERE name = ? AND state = 'disabled'",
+            )
+            .bind(key_type.as_str())
+            .bind(ts(now))
+            .bind(ts(now))
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+        let domain = Self::domain_in(&mut tx, name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("domain {name} vanished")))?;
+        tx.commit().await?;
+        Ok(if inserted || reenabled {
+            Enabled::Created(domain)
+        } else {
+            Enabled::Existing(domain)
+        })
+    }
+
+    async fn disable_domain(
+        &self,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Domain>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE domains SET state = 'disabled', due_at = NULL, lease = NULL, updated_at = ? \
+             WHERE name = ? AND state != 'disabled'",
+        )
+        .bind(ts(now))
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM challenges WHERE host = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let domain = Self::domain_in(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(domain)
+    }
+
+    async fn request_renewal(
+        &self,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Domain>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "UPDATE domains SET state = 'pending', due_at = ?, attempts = 0, retry_at = NULL, \
+             updated_at = ? WHERE name = ? AND state IN {CLAIMABLE}"
+        ))
+        .bind(ts(now))
+        .bind(ts(now))
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        let domain = Self::domain_in(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(domain)
+    }
+
+    async fn domain(&self, name: &str) -> Result<Option<Domain>, StoreError> {
+        let sql = format!("SELECT {DOMAIN_COLUMNS} FROM domains WHERE name = ?");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(domain_from_row).transpose()
+    }
+
+    async fn domains(&self, state: Option<DomainState>) -> Result<Vec<Domain>, StoreError> {
+        let rows = match state {
+            Some(state) => {
+                let sql = format!(
+                    "SELECT {DOMAIN_COLUMNS} FROM domains WHERE state = ? ORDER BY name"
+                );
+                sqlx::query(&sql)
+                    .bind(state.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                let sql = format!("SELECT {DOMAIN_COLUMNS} FROM domains ORDER BY name");
+                sqlx::query(&sql).fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter().map(domain_from_row).collect()
+    }
+
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+        lease: &str,
+    ) -> Result<Vec<Claim>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // One statement: selecting and claiming cannot be split by another writer.
+        let sql = format!(
+            "UPDATE domains SET state = 'validating', due_at = NULL, lease = ?, updated_at = ? \
+             WHERE name IN (SELECT name FROM domains \
+                            WHERE due_at IS NOT NULL AND due_at <= ? AND state IN {CLAIMABLE} \
+                            ORDER BY due_at LIMIT ?) \
+             RETURNING name, key_type, attempts, (chain_pem IS NOT NULL) AS renewal"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(lease)
+            .bind(ts(now))
+            .bind(ts(now))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| claim_from_row(row, lease)).collect()
+    }
+
+    async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        let sql = format!(
+            "SELECT MIN(due_at) AS due FROM domains WHERE due_at IS NOT NULL AND state IN {CLAIMABLE}"
+        );
+        let row = sqlx::query(&sql).fetch_one(&self.pool).await?;
+        opt_ts(&row, "due")
+    }
+
+    async fn record_issued(
+        &self,
+        claim: &Claim,
+        cert: &IssuedCertificate,
+        renew_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE domains SET state = 'issued', chain_pem = ?, key_pem = ?, cert_version = ?, \
+             not_before = ?, not_after = ?, renew_at = ?, due_at = ?, retry_at = NULL, \
+             attempts = 0, last_error = NULL, lease = NULL, updated_at = ? \
+             WHERE name = ? AND lease = ? AND state = 'validating'",
+        )
+        .bind(&cert.chain_pem)
+        .bind(&cert.key_pem)
+        .bind(&cert.version)
+        .bind(ts(cert.not_before))
+        .bind(ts(cert.not_after))
+        .bind(ts(renew_at))
+        .bind(ts(renew_at))
+        .bind(ts(now))
+        .bind(&claim.name)
+        .bind(&claim.lease)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    async fn record_failed(
+        &self,
+        claim: &Claim,
+        error: &LastError,
+        retry_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(error)
+            .map_err(|e| StoreError::Corrupt(format!("last_error: {e}")))?;
+        let done = sqlx::query(
+            "UPDATE domains SET state = 'failed', attempts = attempts + 1, last_error = ?, \
+             retry_at = ?, due_at = ?, lease = NULL, updated_at = ? \
+             WHERE name = ? AND lease = ? AND state = 'validating'",
+        )
+        .bind(json)
+        .bind(ts(retry_at))
+        .bind(ts(retry_at))
+        .bind(ts(now))
+        .bind(&claim.name)
+        .bind(&claim.lease)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query(
+            "UPDATE domains SET state = 'pending', due_at = ?, lease = NULL, updated_at = ? \
+             WHERE state = 'validating'",
+        )
+        .bind(ts(now))
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM challenges")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    async fn put_challenge(
+        &self,
+        host: &str,
+        token: &str,
+        key_authorization: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO challenges (host, token, key_authorization, created_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (host, token) \
+             DO UPDATE SET key_authorization = excluded.key_authorization",
+        )
+        .bind(host)
+        .bind(token)
+        .bind(key_authorization)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn challenge(&self, host: &str, token: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_authorization FROM challenges WHERE host = ? AND token = ?",
+        )
+        .bind(host)
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("key_authorization")).transpose()?)
+    }
+
+    async fn remove_challenges(&self, host: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM challenges WHERE host = ?")
+            .bind(host)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn certificate(&self, name: &str) -> Result<Option<StoredCertificate>, StoreError> {
+        let row = sqlx::query(
+            "SELECT chain_pem, key_pem, cert_version FROM domains \
+             WHERE name = ? AND state != 'disabled' AND chain_pem IS NOT NULL \
+             AND key_pem IS NOT NULL AND cert_version IS NOT NULL",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(StoredCertificate {
+                chain_pem: row.try_get("chain_pem")?,
+                key_pem: row.try_get("key_pem")?,
+                version: row.try_get("cert_version")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(DomainState, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM domains GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state")?;
+                let n: i64 = row.try_get("n")?;
+                let state = DomainState::parse(&state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("domain state {state:?}")))?;
+                Ok((state, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    async fn earliest_expiry(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(not_after) AS t FROM domains \
+             WHERE state != 'disabled' AND chain_pem IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        opt_ts(&row, "t")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        (dir, store)
+    }
+
+    fn cert(version: &str) -> IssuedCertificate {
+        IssuedCertificate {
+            chain_pem: format!("CHAIN {version}"),
+            key_pem: "KEY".into(),
+            not_before: NOW,
+            not_after: NOW + time::Duration::days(90),
+            version: version.into(),
+        }
+    }
+
+    fn failure() -> LastError {
+        LastError {
+            reason: "ca_problem".into(),
+            message: "connection refused".into(),
+            problem: Some(serde_json::json!({"type": "urn:ietf:params:acme:error:connection"})),
+        }
+    }
+
+    #[tokio::test]
+    async fn enable_is_idempotent_and_reenables() {
+        let (_dir, s) = store().await;
+        let Enabled::Created(d) = s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap() else {
+            panic!("first enable must create");
+        };
+        assert_eq!(d.state, DomainState::Pending);
+        assert!(matches!(
+            s.enable_domain("a.example", KeyType::Rsa2048, NOW).await.unwrap(),
+            Enabled::Existing(d) if d.key_type == KeyType::EcdsaP256
+        ));
+        let d = s.disable_domain("a.example", NOW).await.unwrap().unwrap();
+        assert_eq!(d.state, DomainState::Disabled);
+        assert!(matches!(
+            s.enable_domain("a.example", KeyType::Rsa2048, NOW).await.unwrap(),
+            Enabled::Created(d) if d.key_type == KeyType::Rsa2048 && d.state == DomainState::Pending
+        ));
+        assert_eq!(s.disable_domain("nope.example", NOW).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn claim_issue_and_renewal_cycle() {
+        let (_dir, s) = store().await;
+        s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap();
+        s.enable_domain("b.example", KeyType::EcdsaP256, NOW + time::Duration::hours(1))
+            .await
+            .unwrap();
+        assert_eq!(s.next_due().await.unwrap(), Some(NOW));
+
+        let claims = s.claim_due(NOW, 10, "L1").await.unwrap();
+        assert_eq!(claims.len(), 1, "b is not due yet");
+        let claim = &claims[0];
+        assert_eq!((claim.name.as_str(), claim.renewal), ("a.example", false));
+        assert!(s.claim_due(NOW, 10, "L2").await.unwrap().is_empty(), "claimed once only");
+        assert_eq!(s.domain("a.example").await.unwrap().unwrap().state, DomainState::Validating);
+
+        let renew = NOW + time::Duration::days(60);
+        assert!(s.record_issued(claim, &cert("01"), renew, NOW).await.unwrap());
+        let d = s.domain("a.example").await.unwrap().unwrap();
+        assert_eq!(d.state, DomainState::Issued);
+        assert_eq!((d.renew_at, d.not_after), (Some(renew), Some(NOW + time::Duration::days(90))));
+        assert_eq!(s.certificate("a.example").await.unwrap().unwrap().version, "01");
+        assert_eq!(s.earliest_expiry().await.unwrap(), Some(NOW + time::Duration::days(90)));
+
+        // Renewal comes from the same due-work query.
+        let claims = s.claim_due(renew, 10, "L3").await.unwrap();
+        let names: Vec<_> = claims.iter().map(|c| (c.name.as_str(), c.renewal)).collect();
+        assert_eq!(names, [("a.example", true), ("b.example", false)]);
+        // Still served while renewing.
+        assert!(s.certificate("a.example").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn failure_then_retry_then_forced_renewal() {
+        let (_dir, s) = store().await;
+        s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap();
+        let claim = s.claim_due(NOW, 1, "L1").await.unwrap().remove(0);
+        let retry = NOW + time::Duration::minutes(1);
+        assert!(s.record_failed(&claim, &failure(), retry, NOW).await.unwrap());
+        let d = s.domain("a.example").await.unwrap().unwrap();
+        assert_eq!((d.state, d.attempts, d.retry_at), (DomainState::Failed, 1, Some(retry)));
+        assert_eq!(d.last_error, Some(failure()));
+        assert!(s.claim_due(NOW, 1, "L2").await.unwrap().is_empty());
+
+        let d = s.request_renewal("a.example", NOW).await.unwrap().unwrap();
+        assert_eq!((d.state, d.attempts), (DomainState::Pending, 0));
+        assert_eq!(s.claim_due(NOW, 1, "L3").await.unwrap().len(), 1);
+        assert_eq!(s.request_renewal("none.example", NOW).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn lost_lease_discards_the_result() {
+        let (_dir, s) = store().await;
+        s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap();
+        let claim = s.claim_due(NOW, 1, "L1").await.unwrap().remove(0);
+        s.disable_domain("a.example", NOW).await.unwrap();
+        assert!(!s.record_issued(&claim, &cert("01"), NOW, NOW).await.unwrap());
+        assert!(!s.record_failed(&claim, &failure(), NOW, NOW).await.unwrap());
+        // Re-enabled and claimed by someone else: the old lease still loses.
+        s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap();
+        let second = s.claim_due(NOW, 1, "L2").await.unwrap().remove(0);
+        assert!(!s.record_issued(&claim, &cert("01"), NOW, NOW).await.unwrap());
+        assert!(s.record_issued(&second, &cert("02"), NOW, NOW).await.unwrap());
+        assert_eq!(s.certificate("a.example").await.unwrap().unwrap().version, "02");
+        s.disable_domain("a.example", NOW).await.unwrap();
+        assert_eq!(s.certificate("a.example").await.unwrap(), None, "disabled: not served");
+    }
+
+    #[tokio::test]
+    async fn challenges_are_per_host_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let s = SqliteStore::open(&path).await.unwrap();
+            s.put_challenge("a.example", "tok", "tok.thumb", NOW).await.unwrap();
+        }
+        let s = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(s.challenge("a.example", "tok").await.unwrap().as_deref(), Some("tok.thumb"));
+        assert_eq!(s.challenge("b.example", "tok").await.unwrap(), None);
+        s.remove_challenges("a.example").await.unwrap();
+        assert_eq!(s.challenge("a.example", "tok").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn restart_releases_in_flight_work() {
+        let (_dir, s) = store().await;
+        s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap();
+        s.claim_due(NOW, 1, "L1").await.unwrap();
+        s.put_challenge("a.example", "tok", "tok.thumb", NOW).await.unwrap();
+        assert_eq!(s.release_in_flight(NOW).await.unwrap(), 1);
+        assert_eq!(s.domain("a.example").await.unwrap().unwrap().state, DomainState::Pending);
+        assert_eq!(s.challenge("a.example", "tok").await.unwrap(), None);
+        assert_eq!(s.claim_due(NOW, 1, "L2").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn accounts_are_kept_once_per_directory() {
+        let (_dir, s) = store().await;
+        let a = StoredAccount {
+            directory_url: "https://ca/dir".into(),
+            account_url: "https://ca/acct/1".into(),
+            credentials_json: "{}".into(),
+            created_at: NOW,
+        };
+        assert_eq!(s.save_account(&a).await.unwrap(), a);
+        let b = StoredAccount { account_url: "https://ca/acct/2".into(), ..a.clone() };
+        assert_eq!(s.save_account(&b).await.unwrap(), a, "first account wins");
+        assert_eq!(s.account("https://other/dir").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn counts_by_state() {
+        let (_dir, s) = store().await;
+        for n in ["a.example", "b.example", "c.example"] {
+            s.enable_domain(n, KeyType::EcdsaP256, NOW).await.unwrap();
+        }
+        s.disable_domain("c.example", NOW).await.unwrap();
+        let mut counts = s.count_by_state().await.unwrap();
+        counts.sort_by_key(|(s, _)| s.as_str());
+        assert_eq!(counts, [(DomainState::Disabled, 1), (DomainState::Pending, 2)]);
+    }
+}
