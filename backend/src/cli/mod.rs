@@ -1,17 +1,67 @@
-//! The operator CLI: `acme-edge domains add|list|show|remove|renew`, a client of the admin
-//! API (`crate::api::model` holds the JSON types it exchanges).
+//! The operator CLI: `acme-edge domains add|list|show|remove|renew|certificate`, a client of
+//! the admin API. It shares the API's JSON types ([`crate::api::model`]) and never touches the
+//! database itself, so it works against any replica from any machine.
+//!
+//! # Layout
+//!
+//! - [`client`]: the typed HTTP client of `/v1/`, with its error type.
+//! - [`render`]: human output (tables, detail views, relative times); `--json` bypasses it.
+//! - [`wait`]: `--wait`, following issuance with a progress indicator.
+//!
+//! Exit codes (see [`exit`]): 0 success; 1 the API refused the request or issuance failed;
+//! 69 the API could not be reached; 75 `--wait` gave up before issuance ended.
 
+pub mod client;
+pub mod render;
+pub mod wait;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::api::model::{DomainState, KeyType};
+use client::{ApiClient, ClientError};
+
+/// Exit codes, from sysexits.h where one fits.
+pub mod exit {
+    /// The API answered with an error, or issuance ended `failed`.
+    pub const FAILED: u8 = 1;
+    /// EX_UNAVAILABLE: the admin API could not be reached.
+    pub const UNAVAILABLE: u8 = 69;
+    /// EX_TEMPFAIL: `--wait` timed out; issuance goes on in the backend.
+    pub const TIMED_OUT: u8 = 75;
+}
 
 /// `acme-edge domains ...`
 #[derive(Debug, clap::Args)]
 pub struct CliArgs {
     /// Base URL of the admin API.
-    #[arg(long, env = "ACME_EDGE_API_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "ACME_EDGE_API_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub api_url: String,
     /// Bearer token of the admin API.
-    #[arg(long, env = "ACME_EDGE_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ACME_EDGE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub token: Option<String>,
+    /// File holding the bearer token (the backend's generated `admin-token` file).
+    #[arg(
+        long,
+        env = "ACME_EDGE_ADMIN_TOKEN_FILE",
+        global = true,
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: DomainsCommand,
 }
@@ -19,19 +69,180 @@ pub struct CliArgs {
 /// What to do with domains.
 #[derive(Debug, clap::Subcommand)]
 pub enum DomainsCommand {
-    /// Enable a domain (starts issuance).
-    Add { name: String },
+    /// Enable domains (starts issuance; enabling an enabled domain changes nothing).
+    Add {
+        /// Domain names (internationalised names are accepted and shown in punycode).
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Key type of the certificates: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096.
+        #[arg(long, value_parser = parse_key_type)]
+        key_type: Option<KeyType>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// List domains.
-    List,
+    List {
+        /// Only domains in this state: pending, validating, issued, failed, disabled.
+        #[arg(long, value_parser = parse_state)]
+        state: Option<DomainState>,
+    },
     /// Show one domain.
     Show { name: String },
-    /// Disable a domain.
+    /// Disable a domain: no renewals, its certificate is no longer served.
     Remove { name: String },
-    /// Force a renewal.
-    Renew { name: String },
+    /// Renew a domain's certificate now.
+    Renew {
+        name: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Print a domain's certificate chain (PEM; the private key never leaves the backend).
+    Certificate { name: String },
 }
 
-/// Run one CLI command; the exit code is the process's.
+/// `--wait` and its bound.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct WaitArgs {
+    /// Follow issuance until it ends; exit non-zero if it fails.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this many seconds (issuance goes on in the backend).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS", requires = "wait")]
+    pub timeout: u64,
+}
+
+fn parse_key_type(s: &str) -> Result<KeyType, String> {
+    KeyType::parse(s).ok_or_else(|| {
+        let all: Vec<_> = KeyType::ALL.iter().map(|k| k.as_str()).collect();
+        format!("expected one of {}", all.join(", "))
+    })
+}
+
+fn parse_state(s: &str) -> Result<DomainState, String> {
+    DomainState::parse(s).ok_or_else(|| {
+        let all: Vec<_> = DomainState::ALL.iter().map(|k| k.as_str()).collect();
+        format!("expected one of {}", all.join(", "))
+    })
+}
+
+/// Run one CLI command; the result is the process's exit code.
 pub async fn run(args: CliArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`acme-edge domains {:?}` is not available yet", args.command)
+    let token = match (&args.token, &args.token_file) {
+        (Some(token), _) => token.trim().to_owned(),
+        (None, Some(path)) => read_token_file(path)?,
+        (None, None) => anyhow::bail!(
+            "no admin token: pass --token or --token-file, or set ACME_EDGE_ADMIN_TOKEN"
+        ),
+    };
+    let client = ApiClient::new(&args.api_url, &token)?;
+    match execute(&client, args.command, args.json).await {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(match e {
+                ClientError::Unreachable { .. } => exit::UNAVAILABLE,
+                _ => exit::FAILED,
+            }))
+        }
+    }
+}
+
+fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading the token file {}: {e}", path.display()))?;
+    Ok(token.trim().to_owned())
+}
+
+async fn execute(
+    client: &ApiClient,
+    command: DomainsCommand,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    match command {
+        DomainsCommand::Add {
+            names,
+            key_type,
+            wait,
+        } => {
+            let mut enabled = Vec::with_capacity(names.len());
+            for name in &names {
+                let (domain, created) = client.enable(name, key_type).await?;
+                if !json && !wait.wait {
+                    let verb = if created {
+                        "enabled"
+                    } else {
+                        "already enabled"
+                    };
+                    println!("{}: {verb} ({})", domain.name, domain.state);
+                }
+                enabled.push(domain);
+            }
+            finish(client, enabled, wait, json).await
+        }
+        DomainsCommand::List { state } => {
+            let list = client.list(state).await?;
+            if json {
+                render::print_json(&list);
+            } else {
+                println!(
+                    "{}",
+                    render::domain_table(&list.domains, time::OffsetDateTime::now_utc())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DomainsCommand::Show { name } => {
+            let domain = client.get(&name).await?;
+            if json {
+                render::print_json(&domain);
+            } else {
+                print!(
+                    "{}",
+                    render::domain_detail(&domain, time::OffsetDateTime::now_utc())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DomainsCommand::Remove { name } => {
+            let domain = client.disable(&name).await?;
+            if json {
+                render::print_json(&domain);
+            } else {
+                println!("{}: disabled", domain.name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DomainsCommand::Renew { name, wait } => {
+            let domain = client.renew(&name).await?;
+            if !json && !wait.wait {
+                println!("{}: renewal scheduled ({})", domain.name, domain.state);
+            }
+            finish(client, vec![domain], wait, json).await
+        }
+        DomainsCommand::Certificate { name } => {
+            print!("{}", client.certificate(&name).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// After add/renew: follow issuance when asked, else print the JSON answer.
+async fn finish(
+    client: &ApiClient,
+    domains: Vec<crate::api::model::Domain>,
+    wait: WaitArgs,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    if !wait.wait {
+        if json {
+            render::print_json(&domains);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let names: Vec<String> = domains.into_iter().map(|d| d.name).collect();
+    let outcome = wait::follow(client, &names, Duration::from_secs(wait.timeout), !json).await?;
+    if json {
+        render::print_json(&outcome.domains);
+    }
+    Ok(ExitCode::from(outcome.exit_code()))
 }

@@ -1,0 +1,181 @@
+//! Human output: a table for lists, a detail view for one domain, relative times.
+
+use std::fmt::Write as _;
+
+use comfy_table::{Table, presets};
+use time::OffsetDateTime;
+
+use crate::api::model::{Domain, DomainState};
+
+/// Pretty JSON on stdout, for `--json`.
+pub fn print_json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        // Our own model types always serialise; report rather than panic if that changes.
+        Err(e) => eprintln!("error: encoding JSON: {e}"),
+    }
+}
+
+/// `NAME STATE EXPIRES RENEWS NOTE`, one row per domain, borderless like kubectl.
+pub fn domain_table(domains: &[Domain], now: OffsetDateTime) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING);
+    table.set_header(["NAME", "STATE", "EXPIRES", "RENEWS", "NOTE"]);
+    for d in domains {
+        table.add_row([
+            d.name.clone(),
+            d.state.to_string(),
+            d.not_after
+                .map(|t| relative(t, now))
+                .unwrap_or_else(|| "-".into()),
+            d.renew_at
+                .map(|t| relative(t, now))
+                .unwrap_or_else(|| "-".into()),
+            note(d, now),
+        ]);
+    }
+    table
+}
+
+/// What an operator should know at a glance: why it failed and when it retries.
+fn note(d: &Domain, now: OffsetDateTime) -> String {
+    match (d.state, &d.last_error, d.retry_at) {
+        (DomainState::Failed, Some(e), Some(at)) => {
+            format!("{} (retry {})", one_line(&e.message, 60), relative(at, now))
+        }
+        (DomainState::Failed, Some(e), None) => one_line(&e.message, 60),
+        (DomainState::Pending | DomainState::Validating, Some(e), _) if d.attempts > 0 => {
+            format!(
+                "attempt {} after: {}",
+                d.attempts + 1,
+                one_line(&e.message, 40)
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// Every field of one domain, `key: value` per line.
+pub fn domain_detail(d: &Domain, now: OffsetDateTime) -> String {
+    let mut out = String::new();
+    let mut line = |key: &str, value: String| {
+        let _ = writeln!(out, "{key:<12} {value}");
+    };
+    line("Name:", d.name.clone());
+    line("State:", d.state.to_string());
+    line("Key type:", d.key_type.to_string());
+    line("Not before:", timestamp(d.not_before, now));
+    line("Not after:", timestamp(d.not_after, now));
+    line("Renews:", timestamp(d.renew_at, now));
+    line("Retries:", timestamp(d.retry_at, now));
+    line("Attempts:", d.attempts.to_string());
+    line("Created:", timestamp(Some(d.created_at), now));
+    line("Updated:", timestamp(Some(d.updated_at), now));
+    if let Some(e) = &d.last_error {
+        line("Last error:", format!("{} ({})", e.message, e.reason));
+        if let Some(problem) = &e.problem {
+            line("CA problem:", problem.to_string());
+        }
+    }
+    out
+}
+
+fn timestamp(t: Option<OffsetDateTime>, now: OffsetDateTime) -> String {
+    let format = time::format_description::well_known::Rfc3339;
+    match t {
+        Some(t) => match t.format(&format) {
+            Ok(text) => format!("{text} ({})", relative(t, now)),
+            Err(_) => relative(t, now),
+        },
+        None => "-".into(),
+    }
+}
+
+/// `in 59d`, `3m ago`, `now`: the largest unit that fits, like `kubectl get`'s AGE column.
+pub fn relative(t: OffsetDateTime, now: OffsetDateTime) -> String {
+    let seconds = (t - now).whole_seconds();
+    let magnitude = seconds.unsigned_abs();
+    if magnitude < 1 {
+        return "now".into();
+    }
+    let amount = match magnitude {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    };
+    if seconds > 0 {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::model::{KeyType, LastError};
+    use time::Duration;
+    use time::macros::datetime;
+
+    fn domain(state: DomainState) -> Domain {
+        let t = datetime!(2026-01-01 00:00 UTC);
+        Domain {
+            name: "shop.example".into(),
+            state,
+            key_type: KeyType::EcdsaP256,
+            not_before: None,
+            not_after: None,
+            renew_at: None,
+            retry_at: None,
+            attempts: 0,
+            last_error: None,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn relative_times() {
+        let now = datetime!(2026-01-01 00:00 UTC);
+        assert_eq!(relative(now, now), "now");
+        assert_eq!(relative(now + Duration::seconds(5), now), "in 5s");
+        assert_eq!(relative(now - Duration::minutes(3), now), "3m ago");
+        assert_eq!(relative(now + Duration::hours(30), now), "in 30h");
+        assert_eq!(relative(now + Duration::days(59), now), "in 59d");
+    }
+
+    #[test]
+    fn failed_rows_say_why_and_when() {
+        let now = datetime!(2026-01-01 00:00 UTC);
+        let mut d = domain(DomainState::Failed);
+        d.retry_at = Some(now + Duration::minutes(10));
+        d.last_error = Some(LastError {
+            reason: "ca_problem".into(),
+            message: "DNS problem: NXDOMAIN looking up A for shop.example".into(),
+            problem: None,
+        });
+        let table = domain_table(&[d.clone()], now).to_string();
+        assert!(table.contains("NXDOMAIN"), "{table}");
+        assert!(table.contains("retry in 10m"), "{table}");
+        let detail = domain_detail(&d, now);
+        assert!(detail.contains("Last error:"), "{detail}");
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        assert_eq!(one_line("a  b\nc", 10), "a b c");
+        assert_eq!(one_line(&"x".repeat(20), 5).chars().count(), 5);
+    }
+}
