@@ -25,7 +25,7 @@ use rcgen::{
 };
 
 use crate::ports::free_addr;
-use crate::process::{ChildGuard, Signal, Spawn, wait_for_port};
+use crate::process::{ChildGuard, Signal, Spawn, WorkDir, wait_for_port};
 use crate::tools;
 
 /// How long Pebble and its DNS server get to open their ports.
@@ -72,7 +72,7 @@ impl PebbleBuilder {
     /// Generate the listener certificate, write the configuration, start the DNS server and
     /// Pebble, and wait until both listen.
     pub async fn start(self) -> Result<Pebble> {
-        let dir = WorkDir::new(self.dir.clone())?;
+        let dir = WorkDir::new(self.dir.clone(), "pebble")?;
         let listener_ca = write_listener_certificates(dir.path())?;
         let addrs = Addrs {
             acme: free_addr(),
@@ -265,38 +265,6 @@ async fn wait_for(child: &mut ChildGuard, addr: SocketAddr) -> Result<()> {
         return Err(e.context(format!("{} did not start\n{}", child.name(), child.log())));
     }
     Ok(())
-}
-
-/// A directory the caller chose, or a temporary one removed on drop.
-#[derive(Debug)]
-enum WorkDir {
-    Kept(PathBuf),
-    Temporary(tempfile::TempDir),
-}
-
-impl WorkDir {
-    fn new(dir: Option<PathBuf>) -> Result<WorkDir> {
-        match dir {
-            Some(dir) => {
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("create {}", dir.display()))?;
-                Ok(WorkDir::Kept(dir))
-            }
-            None => Ok(WorkDir::Temporary(
-                tempfile::Builder::new()
-                    .prefix("acme-edge-pebble-")
-                    .tempdir()
-                    .context("create a temporary directory")?,
-            )),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        match self {
-            WorkDir::Kept(path) => path,
-            WorkDir::Temporary(dir) => dir.path(),
-        }
-    }
 }
 
 const CA_CERT_FILE: &str = "test-ca.pem";

@@ -101,46 +101,18 @@ impl Spawn {
     }
 }
 
-/// Where a guard's logs live: a directory the caller chose, or a temporary one it owns.
-#[derive(Debug)]
-enum LogDir {
-    Kept(PathBuf),
-    Temporary(tempfile::TempDir),
-}
-
-impl LogDir {
-    fn path(&self) -> &Path {
-        match self {
-            LogDir::Kept(path) => path,
-            LogDir::Temporary(dir) => dir.path(),
-        }
-    }
-}
-
 /// A running child process, killed and reaped when dropped.
 #[derive(Debug)]
 pub struct ChildGuard {
     spawn: Spawn,
-    logs: LogDir,
+    logs: WorkDir,
     child: Option<Child>,
 }
 
 impl ChildGuard {
     /// Start `spawn` with stdout and stderr appended to its log files.
     pub fn spawn(spawn: Spawn) -> Result<ChildGuard> {
-        let logs = match &spawn.log_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("create log dir {}", dir.display()))?;
-                LogDir::Kept(dir.clone())
-            }
-            None => LogDir::Temporary(
-                tempfile::Builder::new()
-                    .prefix(&format!("acme-edge-{}-", spawn.name))
-                    .tempdir()
-                    .context("create a temporary log dir")?,
-            ),
-        };
+        let logs = WorkDir::new(spawn.log_dir.clone(), &spawn.name)?;
         let mut guard = ChildGuard {
             spawn,
             logs,
@@ -304,6 +276,41 @@ impl Drop for ChildGuard {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// A fixture's working directory: one the caller chose (kept), or a temporary one removed
+/// on drop.
+#[derive(Debug)]
+pub enum WorkDir {
+    Kept(PathBuf),
+    Temporary(tempfile::TempDir),
+}
+
+impl WorkDir {
+    /// `dir` if given (created if needed), else a new temporary directory named after
+    /// `what`.
+    pub fn new(dir: Option<PathBuf>, what: &str) -> Result<WorkDir> {
+        match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("create {}", dir.display()))?;
+                Ok(WorkDir::Kept(dir))
+            }
+            None => Ok(WorkDir::Temporary(
+                tempfile::Builder::new()
+                    .prefix(&format!("acme-edge-{what}-"))
+                    .tempdir()
+                    .context("create a temporary directory")?,
+            )),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            WorkDir::Kept(path) => path,
+            WorkDir::Temporary(dir) => dir.path(),
         }
     }
 }
