@@ -63,9 +63,15 @@ mod tests {
     #[tokio::test]
     async fn answers_only_for_the_right_host() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
         store
-            .put_challenge("a.example", "tok-1", "tok-1.thumb", OffsetDateTime::now_utc())
+            .put_challenge(
+                "a.example",
+                "tok-1",
+                "tok-1.thumb",
+                OffsetDateTime::now_utc(),
+            )
             .await
             .unwrap();
         let api = routes(store);

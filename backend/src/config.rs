@@ -247,8 +247,7 @@ impl Default for SdsConfig {
 
 fn parse_default_addr(s: &str) -> SocketAddr {
     // The defaults are literals above, covered by `defaults_are_valid`.
-    s.parse()
-        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+    s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 /// One thing wrong with the configuration.
@@ -273,7 +272,11 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "invalid configuration ({} problems):", self.problems.len())?;
+        writeln!(
+            f,
+            "invalid configuration ({} problems):",
+            self.problems.len()
+        )?;
         for p in &self.problems {
             writeln!(f, "  - {p}")?;
         }
@@ -347,7 +350,10 @@ fn apply_env(
             toml::Value::Table(t) => {
                 t.insert(key.to_string(), value);
             }
-            _ => problems.push(problem(section, format!("is not a table (while applying {name})"))),
+            _ => problems.push(problem(
+                section,
+                format!("is not a table (while applying {name})"),
+            )),
         }
     }
 }
@@ -363,7 +369,9 @@ fn env_value(key: &str, raw: &str) -> toml::Value {
                 .map(|s| toml::Value::String(s.to_owned()))
                 .collect(),
         ),
-        "terms_agreed" | "metrics_require_token" | "max_in_flight_orders"
+        "terms_agreed"
+        | "metrics_require_token"
+        | "max_in_flight_orders"
         | "request_timeout_secs" => scalar_from_str(raw),
         _ => toml::Value::String(raw.to_owned()),
     }
@@ -497,7 +505,9 @@ fn validate_acme(acme: &AcmeConfig, problems: &mut Vec<ConfigProblem>) {
 pub fn decode_eab_key(key: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let bytes = URL_SAFE_NO_PAD.decode(key.trim().trim_end_matches('=')).ok()?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(key.trim().trim_end_matches('='))
+        .ok()?;
     (!bytes.is_empty()).then_some(bytes)
 }
 
@@ -591,7 +601,10 @@ mod tests {
 
     #[test]
     fn refuses_without_terms() {
-        assert_eq!(keys(Config::parse("", no_env).unwrap_err()), ["acme.terms_agreed"]);
+        assert_eq!(
+            keys(Config::parse("", no_env).unwrap_err()),
+            ["acme.terms_agreed"]
+        );
     }
 
     #[test]
@@ -685,9 +698,8 @@ mod tests {
 
     #[test]
     fn bad_environment_value_is_reported_under_its_key() {
-        let env = |name: &str| {
-            (name == "ACME_EDGE_ACME_MAX_IN_FLIGHT_ORDERS").then(|| "many".to_owned())
-        };
+        let env =
+            |name: &str| (name == "ACME_EDGE_ACME_MAX_IN_FLIGHT_ORDERS").then(|| "many".to_owned());
         assert_eq!(
             keys(Config::parse(MINIMAL, env).unwrap_err()),
             ["acme.max_in_flight_orders"]
@@ -696,7 +708,10 @@ mod tests {
 
     #[test]
     fn syntax_error_is_reported() {
-        assert_eq!(keys(Config::parse("[acme", no_env).unwrap_err()), ["<toml>"]);
+        assert_eq!(
+            keys(Config::parse("[acme", no_env).unwrap_err()),
+            ["<toml>"]
+        );
     }
 
     #[test]
@@ -707,6 +722,9 @@ mod tests {
         )
         .unwrap();
         let text = format!("{c:?}");
-        assert!(!text.contains("SECRET") && !text.contains("c2VjcmV0"), "{text}");
+        assert!(
+            !text.contains("SECRET") && !text.contains("c2VjcmV0"),
+            "{text}"
+        );
     }
 }

@@ -31,7 +31,9 @@ pub enum DomainError {
     Idna,
     #[error("longer than {MAX_NAME_LEN} characters")]
     TooLong,
-    #[error("label {0:?} is empty, longer than {MAX_LABEL_LEN} characters, or starts or ends with '-'")]
+    #[error(
+        "label {0:?} is empty, longer than {MAX_LABEL_LEN} characters, or starts or ends with '-'"
+    )]
     BadLabel(String),
     #[error("label {0:?} has characters other than letters, digits and '-'")]
     BadCharacter(String),
@@ -172,15 +174,28 @@ mod tests {
             ("a.b.123", NumericTld),
         ];
         for (input, want) in cases {
-            assert_eq!(DomainName::parse(input).as_ref(), Err(want), "input {input:?}");
+            assert_eq!(
+                DomainName::parse(input).as_ref(),
+                Err(want),
+                "input {input:?}"
+            );
         }
         assert!(matches!(
             DomainName::parse(&format!("{}.example", "a".repeat(64))),
             Err(BadLabel(_))
         ));
-        let long = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(63)].join(".");
+        let long = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(63),
+        ]
+        .join(".");
         assert_eq!(DomainName::parse(&long), Err(TooLong));
-        assert_eq!(DomainName::parse("xn--.example"), Err(BadLabel("xn--".into())));
+        assert_eq!(
+            DomainName::parse("xn--.example"),
+            Err(BadLabel("xn--".into()))
+        );
     }
 
     proptest! {

@@ -154,7 +154,11 @@ impl Job {
     ) -> Result<(), StoreError> {
         let now = OffsetDateTime::now_utc();
         let renew_at = schedule::renew_at(cert.not_before, cert.not_after);
-        if self.store.record_issued(claim, &cert, renew_at, now).await? {
+        if self
+            .store
+            .record_issued(claim, &cert, renew_at, now)
+            .await?
+        {
             metrics::issuance_succeeded(claim.renewal);
             tracing::info!(domain = %claim.name, not_after = %cert.not_after, renew_at = %renew_at, "issued");
             self.source.announce(CertEvent::Updated(claim.name.clone()));

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Debug, Parser)]
-#[command(name = "acme-edge", version, about = "Automatic HTTPS for a fleet of Envoy proxies")]
+#[command(
+    name = "acme-edge",
+    version,
+    about = "Automatic HTTPS for a fleet of Envoy proxies"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -69,7 +73,10 @@ fn serve(runtime: &tokio::runtime::Runtime, path: &std::path::Path) -> ExitCode 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// SIGTERM or SIGINT.

@@ -83,7 +83,10 @@ mod tests {
     #[test]
     fn backoff_follows_the_steps_then_daily() {
         let mins = |n| backoff(n).as_secs() / 60;
-        assert_eq!([mins(0), mins(1), mins(2), mins(3), mins(4), mins(100)], [1, 1, 10, 100, 1440, 1440]);
+        assert_eq!(
+            [mins(0), mins(1), mins(2), mins(3), mins(4), mins(100)],
+            [1, 1, 10, 100, 1440, 1440]
+        );
     }
 
     #[test]
@@ -91,7 +94,10 @@ mod tests {
         let now = datetime!(2026-01-01 0:00 UTC);
         let later = now + time::Duration::hours(3);
         assert_eq!(retry_at(now, 1, Some(later)), later);
-        assert_eq!(retry_at(now, 1, Some(now)), now + time::Duration::minutes(1));
+        assert_eq!(
+            retry_at(now, 1, Some(now)),
+            now + time::Duration::minutes(1)
+        );
         assert_eq!(retry_at(now, 2, None), now + time::Duration::minutes(10));
     }
 

@@ -1,5 +1,6 @@
 //! The service: storage, the issuance worker, the admin API, the challenge lookup endpoint
-//! and the SDS server, wired together and stopped together.
+//! and the SDS server, wired together and stopped together. All listeners are bound before
+//! anything is served, so a taken port fails the start instead of half a service running.
 //!
 //! [`run`] takes the shutdown signal as a parameter, so tests run the whole service
 //! in-process. On shutdown the listeners stop accepting, the worker stops taking work and
@@ -16,10 +17,12 @@ use tokio::sync::{Notify, watch};
 
 use crate::acme::Issuer;
 use crate::api::{self, ApiState, auth::AdminToken, auth::TokenError};
+use crate::certs::CertificateSource;
 use crate::challenge;
 use crate::config::Config;
 use crate::jobs::Worker;
 use crate::metrics::{self, MetricsError};
+use crate::sds;
 use crate::store::{SqliteStore, Store, StoreError, source::StoreSource};
 
 /// How long in-flight orders may run on after a shutdown signal. A healthy order completes
@@ -53,6 +56,7 @@ pub struct Bound {
     token: AdminToken,
     admin: TcpListener,
     challenge: TcpListener,
+    sds: TcpListener,
 }
 
 /// Bind and serve until `shutdown` completes.
@@ -66,21 +70,29 @@ pub async fn run(
 
 /// Open the store, resolve the admin token, bind the listeners.
 pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
-    let path = config.storage.sqlite_path().ok_or(ServiceError::StorageUrl)?;
+    let path = config
+        .storage
+        .sqlite_path()
+        .ok_or(ServiceError::StorageUrl)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await?);
     let released = store.release_in_flight(OffsetDateTime::now_utc()).await?;
     if released > 0 {
-        tracing::info!(domains = released, "resuming orders interrupted by the last stop");
+        tracing::info!(
+            domains = released,
+            "resuming orders interrupted by the last stop"
+        );
     }
     let token = AdminToken::resolve(&config)?;
     let admin = listen("admin API", config.admin.listen).await?;
     let challenge = listen("challenge lookup", config.challenge.listen).await?;
+    let sds = listen("SDS", config.sds.listen).await?;
     Ok(Bound {
         config,
         store,
         token,
         admin,
         challenge,
+        sds,
     })
 }
 
@@ -97,6 +109,10 @@ impl Bound {
 
     pub fn challenge_addr(&self) -> Option<SocketAddr> {
         self.challenge.local_addr().ok()
+    }
+
+    pub fn sds_addr(&self) -> Option<SocketAddr> {
+        self.sds.local_addr().ok()
     }
 
     /// Serve until `shutdown` completes, then drain.
@@ -138,6 +154,7 @@ impl Bound {
         tracing::info!(
             admin = ?self.admin.local_addr().ok(),
             challenge = ?self.challenge.local_addr().ok(),
+            sds = ?self.sds.local_addr().ok(),
             directory = %self.config.acme.directory(),
             "acme-edge serving"
         );
@@ -149,11 +166,13 @@ impl Bound {
             .incoming(self.challenge)
             .graceful(stopped(stop.clone()))
             .run();
-        // SDS: the Envoy Secret Discovery Service joins here, on `self.config.sds.listen`,
-        // fed by `source` (certificates and change announcements) and stopped by `stop`:
-        // `crate::sds::serve(self.config.sds.listen, source, stopped(stop.clone()))`.
-        let _ = &source;
-        tokio::join!(admin, lookups, worker.run(stop));
+        let sds = async {
+            let source: Arc<dyn CertificateSource> = Arc::new(source);
+            if let Err(e) = sds::serve_on(self.sds, source, stopped(stop.clone())).await {
+                tracing::error!(error = %e, "SDS server failed");
+            }
+        };
+        tokio::join!(admin, lookups, sds, worker.run(stop.clone()));
         tracing::info!("acme-edge stopped");
     }
 }

@@ -84,11 +84,9 @@ async fn create(
     let (account, credentials) = bounded(
         limit,
         "new account",
-        settings.builder()?.create(
-            &new_account,
-            settings.directory_url.clone(),
-            eab.as_ref(),
-        ),
+        settings
+            .builder()?
+            .create(&new_account, settings.directory_url.clone(), eab.as_ref()),
     )
     .await?;
     let credentials_json = serde_json::to_string(&credentials)

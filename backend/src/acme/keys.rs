@@ -65,8 +65,12 @@ mod tests {
         // RSA 3072/4096 take seconds in debug builds; 2048 covers the RSA path.
         for key_type in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Rsa2048] {
             let key = generate(key_type).unwrap();
-            assert!(key.serialize_pem().starts_with("-----BEGIN PRIVATE KEY-----"));
+            assert!(
+                key.serialize_pem()
+                    .starts_with("-----BEGIN PRIVATE KEY-----")
+            );
             let csr = csr_for(&key);
+            use x509_parser::prelude::FromDer;
             let parsed =
                 x509_parser::certification_request::X509CertificationRequest::from_der(&csr);
             assert!(parsed.is_ok(), "{key_type}: CSR does not parse");

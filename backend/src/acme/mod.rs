@@ -36,7 +36,10 @@ pub enum AcmeError {
     #[error("the CA did not answer within {limit:?} ({step})")]
     Timeout { step: &'static str, limit: Duration },
     #[error("{step}: {problem}")]
-    Problem { step: &'static str, problem: Box<Problem> },
+    Problem {
+        step: &'static str,
+        problem: Box<Problem>,
+    },
     #[error("the order became invalid: {detail}")]
     OrderInvalid {
         detail: String,
@@ -202,6 +205,13 @@ impl Issuer {
         key_type: KeyType,
     ) -> Result<IssuedCertificate, AcmeError> {
         let account = self.account().await?;
-        order::issue(&account, self.store.as_ref(), name, key_type, self.request_timeout).await
+        order::issue(
+            &account,
+            self.store.as_ref(),
+            name,
+            key_type,
+            self.request_timeout,
+        )
+        .await
     }
 }

@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
-    Problem,
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus, Problem,
 };
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -34,8 +33,12 @@ pub async fn issue(
     limit: Duration,
 ) -> Result<IssuedCertificate, AcmeError> {
     let identifiers = [Identifier::Dns(name.to_owned())];
-    let mut order = bounded(limit, "new order", account.new_order(&NewOrder::new(&identifiers)))
-        .await?;
+    let mut order = bounded(
+        limit,
+        "new order",
+        account.new_order(&NewOrder::new(&identifiers)),
+    )
+    .await?;
     let validated = validate(&mut order, store, name, limit).await;
     let cleaned = store.remove_challenges(name).await;
     validated?;
@@ -145,7 +148,10 @@ async fn invalid_order(order: &mut Order, limit: Duration) -> AcmeError {
 
 fn invalid(problem: Problem) -> AcmeError {
     AcmeError::OrderInvalid {
-        detail: problem.detail.clone().unwrap_or_else(|| problem.to_string()),
+        detail: problem
+            .detail
+            .clone()
+            .unwrap_or_else(|| problem.to_string()),
         problem: Some(Box::new(problem)),
     }
 }
@@ -164,11 +170,10 @@ async fn challenge_problem(
     {
         let mut authz = result.map_err(|e| AcmeError::client("authorization", e))?;
         let state = bounded(limit, "authorization", async {
-            authz.refresh().await.map(|s| {
-                s.challenges
-                    .iter()
-                    .find_map(|c| c.error.clone())
-            })
+            authz
+                .refresh()
+                .await
+                .map(|s| s.challenges.iter().find_map(|c| c.error.clone()))
         })
         .await?;
         if state.is_some() {

@@ -84,7 +84,10 @@ fn generate(path: &Path) -> Result<AdminToken, TokenError> {
     })?;
     // Printed once, on creation, so the operator can pick it up; afterwards only the file
     // holds it.
-    println!("acme-edge: generated admin token (saved in {}): {token}", path.display());
+    println!(
+        "acme-edge: generated admin token (saved in {}): {token}",
+        path.display()
+    );
     tracing::info!(file = %path.display(), "generated the admin API token");
     Ok(AdminToken::new(&token))
 }

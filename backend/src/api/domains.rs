@@ -62,7 +62,9 @@ fn body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and_then(|len: Option<u64>| async move {
             match len {
-                Some(n) if n > MAX_BODY_BYTES => Err(warp::reject::custom(ApiError::PayloadTooLarge)),
+                Some(n) if n > MAX_BODY_BYTES => {
+                    Err(warp::reject::custom(ApiError::PayloadTooLarge))
+                }
                 _ => Ok(()),
             }
         })
@@ -79,9 +81,8 @@ async fn respond(result: impl Future<Output = Result<Response, ApiError>>) -> Re
 
 /// Path segments arrive percent-encoded (IDNs typed as UTF-8 in a URL).
 fn domain_param(raw: &str) -> Result<DomainName, ApiError> {
-    let decoded = percent_decode(raw).ok_or(ApiError::InvalidDomain(
-        crate::domain::DomainError::Idna,
-    ))?;
+    let decoded =
+        percent_decode(raw).ok_or(ApiError::InvalidDomain(crate::domain::DomainError::Idna))?;
     Ok(DomainName::parse(&decoded)?)
 }
 
@@ -113,7 +114,11 @@ async fn list(state: ApiState, query: HashMap<String, String>) -> Result<Respons
                     ))
                 })?);
             }
-            other => return Err(ApiError::InvalidQuery(format!("unknown parameter {other:?}"))),
+            other => {
+                return Err(ApiError::InvalidQuery(format!(
+                    "unknown parameter {other:?}"
+                )));
+            }
         }
     }
     let domains = state.store.domains(filter).await?;
@@ -135,7 +140,11 @@ async fn enable(state: ApiState, name: String, body: Bytes) -> Result<Response, 
     let request = parse_enable(&body)?;
     let key_type = request.key_type.unwrap_or(state.default_key_type);
     let now = OffsetDateTime::now_utc();
-    match state.store.enable_domain(name.as_str(), key_type, now).await? {
+    match state
+        .store
+        .enable_domain(name.as_str(), key_type, now)
+        .await?
+    {
         Enabled::Created(domain) => {
             tracing::info!(domain = %name, %key_type, "enabled");
             state.wake.notify_one();
@@ -160,7 +169,9 @@ async fn disable(state: ApiState, name: String) -> Result<Response, ApiError> {
         .await?
         .ok_or_else(|| not_found(&name))?;
     tracing::info!(domain = %name, "disabled");
-    state.source.announce(CertEvent::Removed(name.into_string()));
+    state
+        .source
+        .announce(CertEvent::Removed(name.into_string()));
     Ok(warp::reply::json(&domain).into_response())
 }
 

@@ -58,9 +58,11 @@ pub struct ApiState {
 
 /// All routes, errors recovered into the JSON shape.
 pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let v1 = warp::path("v1")
-        .and(authorized(state.token.clone()))
-        .and(domains::routes(state.clone()).or(account(state.clone())).unify());
+    let v1 = warp::path("v1").and(authorized(state.token.clone())).and(
+        domains::routes(state.clone())
+            .or(account(state.clone()))
+            .unify(),
+    );
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
@@ -106,12 +108,10 @@ fn metrics(state: ApiState) -> impl Filter<Extract = (Response,), Error = Reject
                     return ApiError::NotFound("metrics are not enabled".into()).into_response();
                 };
                 match crate::metrics::render(handle, state.store.as_ref()).await {
-                    Ok(text) => warp::reply::with_header(
-                        text,
-                        "content-type",
-                        "text/plain; version=0.0.4",
-                    )
-                    .into_response(),
+                    Ok(text) => {
+                        warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
+                            .into_response()
+                    }
                     Err(e) => ApiError::from(e).into_response(),
                 }
             }
@@ -129,10 +129,15 @@ fn account(state: ApiState) -> impl Filter<Extract = (Response,), Error = Reject
                     created_at: a.created_at,
                 })
                 .into_response(),
-                Ok(None) => ApiError::NotFound("no ACME account yet (created on first issuance)".into())
-                    .into_response(),
+                Ok(None) => {
+                    ApiError::NotFound("no ACME account yet (created on first issuance)".into())
+                        .into_response()
+                }
                 Err(e) => ApiError::from(e).into_response(),
             }
         }
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,7 +45,9 @@ impl DomainState {
 
     /// Inverse of [`DomainState::as_str`].
     pub fn parse(s: &str) -> Option<DomainState> {
-        DomainState::ALL.into_iter().find(|state| state.as_str() == s)
+        DomainState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
     }
 }
 
@@ -65,10 +67,13 @@ pub enum KeyType {
     /// ECDSA on P-384.
     EcdsaP384,
     /// RSA 2048 bits, for old clients without ECDSA.
+    #[serde(rename = "rsa-2048")]
     Rsa2048,
     /// RSA 3072 bits.
+    #[serde(rename = "rsa-3072")]
     Rsa3072,
     /// RSA 4096 bits.
+    #[serde(rename = "rsa-4096")]
     Rsa4096,
 }
 

@@ -61,7 +61,10 @@ impl SqliteStore {
         name: &str,
     ) -> Result<Option<Domain>, StoreError> {
         let sql = format!("SELECT {DOMAIN_COLUMNS} FROM domains WHERE name = ?");
-        let row = sqlx::query(&sql).bind(name).fetch_optional(&mut **tx).await?;
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
         row.as_ref().map(domain_from_row).transpose()
     }
 }
@@ -261,9 +264,8 @@ impl Store for SqliteStore {
     async fn domains(&self, state: Option<DomainState>) -> Result<Vec<Domain>, StoreError> {
         let rows = match state {
             Some(state) => {
-                let sql = format!(
-                    "SELECT {DOMAIN_COLUMNS} FROM domains WHERE state = ? ORDER BY name"
-                );
+                let sql =
+                    format!("SELECT {DOMAIN_COLUMNS} FROM domains WHERE state = ? ORDER BY name");
                 sqlx::query(&sql)
                     .bind(state.as_str())
                     .fetch_all(&self.pool)
@@ -407,13 +409,12 @@ impl Store for SqliteStore {
     }
 
     async fn challenge(&self, host: &str, token: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "SELECT key_authorization FROM challenges WHERE host = ? AND token = ?",
-        )
-        .bind(host)
-        .bind(token)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT key_authorization FROM challenges WHERE host = ? AND token = ?")
+                .bind(host)
+                .bind(token)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|r| r.try_get("key_authorization")).transpose()?)
     }
 
@@ -504,7 +505,11 @@ mod tests {
     #[tokio::test]
     async fn enable_is_idempotent_and_reenables() {
         let (_dir, s) = store().await;
-        let Enabled::Created(d) = s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap() else {
+        let Enabled::Created(d) = s
+            .enable_domain("a.example", KeyType::EcdsaP256, NOW)
+            .await
+            .unwrap()
+        else {
             panic!("first enable must create");
         };
         assert_eq!(d.state, DomainState::Pending);
@@ -524,30 +529,58 @@ mod tests {
     #[tokio::test]
     async fn claim_issue_and_renewal_cycle() {
         let (_dir, s) = store().await;
-        s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap();
-        s.enable_domain("b.example", KeyType::EcdsaP256, NOW + time::Duration::hours(1))
+        s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
             .await
             .unwrap();
+        s.enable_domain(
+            "b.example",
+            KeyType::EcdsaP256,
+            NOW + time::Duration::hours(1),
+        )
+        .await
+        .unwrap();
         assert_eq!(s.next_due().await.unwrap(), Some(NOW));
 
         let claims = s.claim_due(NOW, 10, "L1").await.unwrap();
         assert_eq!(claims.len(), 1, "b is not due yet");
         let claim = &claims[0];
         assert_eq!((claim.name.as_str(), claim.renewal), ("a.example", false));
-        assert!(s.claim_due(NOW, 10, "L2").await.unwrap().is_empty(), "claimed once only");
-        assert_eq!(s.domain("a.example").await.unwrap().unwrap().state, DomainState::Validating);
+        assert!(
+            s.claim_due(NOW, 10, "L2").await.unwrap().is_empty(),
+            "claimed once only"
+        );
+        assert_eq!(
+            s.domain("a.example").await.unwrap().unwrap().state,
+            DomainState::Validating
+        );
 
         let renew = NOW + time::Duration::days(60);
-        assert!(s.record_issued(claim, &cert("01"), renew, NOW).await.unwrap());
+        assert!(
+            s.record_issued(claim, &cert("01"), renew, NOW)
+                .await
+                .unwrap()
+        );
         let d = s.domain("a.example").await.unwrap().unwrap();
         assert_eq!(d.state, DomainState::Issued);
-        assert_eq!((d.renew_at, d.not_after), (Some(renew), Some(NOW + time::Duration::days(90))));
-        assert_eq!(s.certificate("a.example").await.unwrap().unwrap().version, "01");
-        assert_eq!(s.earliest_expiry().await.unwrap(), Some(NOW + time::Duration::days(90)));
+        assert_eq!(
+            (d.renew_at, d.not_after),
+            (Some(renew), Some(NOW + time::Duration::days(90)))
+        );
+        assert_eq!(
+            s.certificate("a.example").await.unwrap().unwrap().version,
+            "01"
+        );
+        assert_eq!(
+            s.earliest_expiry().await.unwrap(),
+            Some(NOW + time::Duration::days(90))
+        );
 
         // Renewal comes from the same due-work query.
         let claims = s.claim_due(renew, 10, "L3").await.unwrap();
-        let names: Vec<_> = claims.iter().map(|c| (c.name.as_str(), c.renewal)).collect();
+        let names: Vec<_> = claims
+            .iter()
+            .map(|c| (c.name.as_str(), c.renewal))
+            .collect();
         assert_eq!(names, [("a.example", true), ("b.example", false)]);
         // Still served while renewing.
         assert!(s.certificate("a.example").await.unwrap().is_some());
@@ -556,12 +589,21 @@ mod tests {
     #[tokio::test]
     async fn failure_then_retry_then_forced_renewal() {
         let (_dir, s) = store().await;
-        s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap();
+        s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+            .await
+            .unwrap();
         let claim = s.claim_due(NOW, 1, "L1").await.unwrap().remove(0);
         let retry = NOW + time::Duration::minutes(1);
-        assert!(s.record_failed(&claim, &failure(), retry, NOW).await.unwrap());
+        assert!(
+            s.record_failed(&claim, &failure(), retry, NOW)
+                .await
+                .unwrap()
+        );
         let d = s.domain("a.example").await.unwrap().unwrap();
-        assert_eq!((d.state, d.attempts, d.retry_at), (DomainState::Failed, 1, Some(retry)));
+        assert_eq!(
+            (d.state, d.attempts, d.retry_at),
+            (DomainState::Failed, 1, Some(retry))
+        );
         assert_eq!(d.last_error, Some(failure()));
         assert!(s.claim_due(NOW, 1, "L2").await.unwrap().is_empty());
 
@@ -574,19 +616,42 @@ mod tests {
     #[tokio::test]
     async fn lost_lease_discards_the_result() {
         let (_dir, s) = store().await;
-        s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap();
+        s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+            .await
+            .unwrap();
         let claim = s.claim_due(NOW, 1, "L1").await.unwrap().remove(0);
         s.disable_domain("a.example", NOW).await.unwrap();
-        assert!(!s.record_issued(&claim, &cert("01"), NOW, NOW).await.unwrap());
+        assert!(
+            !s.record_issued(&claim, &cert("01"), NOW, NOW)
+                .await
+                .unwrap()
+        );
         assert!(!s.record_failed(&claim, &failure(), NOW, NOW).await.unwrap());
         // Re-enabled and claimed by someone else: the old lease still loses.
-        s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap();
+        s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+            .await
+            .unwrap();
         let second = s.claim_due(NOW, 1, "L2").await.unwrap().remove(0);
-        assert!(!s.record_issued(&claim, &cert("01"), NOW, NOW).await.unwrap());
-        assert!(s.record_issued(&second, &cert("02"), NOW, NOW).await.unwrap());
-        assert_eq!(s.certificate("a.example").await.unwrap().unwrap().version, "02");
+        assert!(
+            !s.record_issued(&claim, &cert("01"), NOW, NOW)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.record_issued(&second, &cert("02"), NOW, NOW)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            s.certificate("a.example").await.unwrap().unwrap().version,
+            "02"
+        );
         s.disable_domain("a.example", NOW).await.unwrap();
-        assert_eq!(s.certificate("a.example").await.unwrap(), None, "disabled: not served");
+        assert_eq!(
+            s.certificate("a.example").await.unwrap(),
+            None,
+            "disabled: not served"
+        );
     }
 
     #[tokio::test]
@@ -595,10 +660,15 @@ mod tests {
         let path = dir.path().join("t.db");
         {
             let s = SqliteStore::open(&path).await.unwrap();
-            s.put_challenge("a.example", "tok", "tok.thumb", NOW).await.unwrap();
+            s.put_challenge("a.example", "tok", "tok.thumb", NOW)
+                .await
+                .unwrap();
         }
         let s = SqliteStore::open(&path).await.unwrap();
-        assert_eq!(s.challenge("a.example", "tok").await.unwrap().as_deref(), Some("tok.thumb"));
+        assert_eq!(
+            s.challenge("a.example", "tok").await.unwrap().as_deref(),
+            Some("tok.thumb")
+        );
         assert_eq!(s.challenge("b.example", "tok").await.unwrap(), None);
         s.remove_challenges("a.example").await.unwrap();
         assert_eq!(s.challenge("a.example", "tok").await.unwrap(), None);
@@ -607,11 +677,18 @@ mod tests {
     #[tokio::test]
     async fn restart_releases_in_flight_work() {
         let (_dir, s) = store().await;
-        s.enable_domain("a.example", KeyType::EcdsaP256, NOW).await.unwrap();
+        s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+            .await
+            .unwrap();
         s.claim_due(NOW, 1, "L1").await.unwrap();
-        s.put_challenge("a.example", "tok", "tok.thumb", NOW).await.unwrap();
+        s.put_challenge("a.example", "tok", "tok.thumb", NOW)
+            .await
+            .unwrap();
         assert_eq!(s.release_in_flight(NOW).await.unwrap(), 1);
-        assert_eq!(s.domain("a.example").await.unwrap().unwrap().state, DomainState::Pending);
+        assert_eq!(
+            s.domain("a.example").await.unwrap().unwrap().state,
+            DomainState::Pending
+        );
         assert_eq!(s.challenge("a.example", "tok").await.unwrap(), None);
         assert_eq!(s.claim_due(NOW, 1, "L2").await.unwrap().len(), 1);
     }
@@ -626,7 +703,10 @@ mod tests {
             created_at: NOW,
         };
         assert_eq!(s.save_account(&a).await.unwrap(), a);
-        let b = StoredAccount { account_url: "https://ca/acct/2".into(), ..a.clone() };
+        let b = StoredAccount {
+            account_url: "https://ca/acct/2".into(),
+            ..a.clone()
+        };
         assert_eq!(s.save_account(&b).await.unwrap(), a, "first account wins");
         assert_eq!(s.account("https://other/dir").await.unwrap(), None);
     }
@@ -640,6 +720,9 @@ mod tests {
         s.disable_domain("c.example", NOW).await.unwrap();
         let mut counts = s.count_by_state().await.unwrap();
         counts.sort_by_key(|(s, _)| s.as_str());
-        assert_eq!(counts, [(DomainState::Disabled, 1), (DomainState::Pending, 2)]);
+        assert_eq!(
+            counts,
+            [(DomainState::Disabled, 1), (DomainState::Pending, 2)]
+        );
     }
 }
