@@ -143,7 +143,10 @@ async fn presents(client: &TlsConnector, addr: SocketAddr, sni: &str, leaf: &Lea
 /// Poll until handshakes with `sni` fail.
 async fn refused(client: &TlsConnector, addr: SocketAddr, sni: &str) -> Result<()> {
     eventually(CHANGE_LIMIT, || async {
-        handshake(client, addr, Some(sni)).await.is_err().then_some(())
+        handshake(client, addr, Some(sni))
+            .await
+            .is_err()
+            .then_some(())
     })
     .await
     .with_context(|| format!("{sni} is still served"))
@@ -185,13 +188,13 @@ impl Sds {
         Ok(())
     }
 
-    /// Stop serving and drop every stream (Envoy sees the connection go).
+    /// Stop the server gracefully, as a restart would: its streams end, Envoy reconnects.
     async fn pause(&mut self) -> Result<()> {
         if let Some((stop, task)) = self.running.take() {
             let _ = stop.send(());
-            // Graceful shutdown waits for open streams; Envoy never ends its own.
-            task.abort();
-            let _ = task.await;
+            tokio::time::timeout(CHANGE_LIMIT, task)
+                .await
+                .context("SDS server did not stop")??;
         }
         Ok(())
     }
@@ -231,6 +234,11 @@ fn render(text: &str, values: &BTreeMap<&str, String>) -> Result<String> {
 
 impl Edge {
     async fn start(sds: SocketAddr) -> Result<Self> {
+        Self::start_with(sds, &std::fs::read_to_string(template())?).await
+    }
+
+    /// Envoy from the template text `text` (a variant of the template, for trials).
+    async fn start_with(sds: SocketAddr, text: &str) -> Result<Self> {
         let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let values = BTreeMap::from([
@@ -240,10 +248,9 @@ impl Edge {
             ("SDS_HOST", sds.ip().to_string()),
             ("SDS_PORT", sds.port().to_string()),
         ]);
-        let text = std::fs::read_to_string(template())?;
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("envoy.yaml");
-        std::fs::write(&config, render(&text, &values)?)?;
+        std::fs::write(&config, render(text, &values)?)?;
         let envoy = Spawn::new("envoy", tools::envoy()?)
             .arg("-c")
             .arg(&config)
@@ -319,7 +326,10 @@ async fn serves_rotates_and_removes_without_restart() -> Result<()> {
     let first = ca.issue("shop.example")?;
     sds.put(&first);
     let der = handshake(&client, edge.https, Some("shop.example")).await?;
-    assert!(der == first.der, "shop.example presented another certificate");
+    assert!(
+        der == first.der,
+        "shop.example presented another certificate"
+    );
 
     // Renewal: pushed to Envoy, new handshakes present the new leaf.
     let renewed = ca.issue("shop.example")?;
@@ -331,7 +341,8 @@ async fn serves_rotates_and_removes_without_restart() -> Result<()> {
     // An unknown name and a client without SNI fail at once rather than hang.
     for sni in [Some("unknown.example"), None] {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(Duration::from_secs(1), handshake(&client, edge.https, sni));
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(1), handshake(&client, edge.https, sni));
         match outcome.await {
             Ok(Err(_)) => println!("SNI {sni:?} refused after {:?}", started.elapsed()),
             Ok(Ok(_)) => bail!("SNI {sni:?} was served"),
@@ -363,6 +374,7 @@ async fn two_hundred_names_with_the_configuration_of_one() -> Result<()> {
     let sds = Sds::start().await?;
     let edge = Edge::start(sds.addr).await?;
     let config_for_one = config_bytes(&edge.config)?;
+    let rss_before = edge.rss_kib()?;
 
     let leaves: Vec<Leaf> = (0..200)
         .map(|i| ca.issue(&format!("site{i}.example")))
@@ -381,8 +393,25 @@ async fn two_hundred_names_with_the_configuration_of_one() -> Result<()> {
         futures::future::try_join_all(checks).await?;
     }
 
+    let rss_after = edge.rss_kib()?;
+    println!(
+        "200 names served: Envoy RSS {rss_before} -> {rss_after} KiB ({:.1} KiB per name)",
+        rss_after.saturating_sub(rss_before) as f64 / 200.0
+    );
+    // The bootstrap's stats matcher keeps per-name series out of Envoy.
+    let stats = edge.stats().await?;
+    let per_name: Vec<&str> = stats.lines().filter(|l| l.contains("example")).collect();
+    assert!(
+        per_name.is_empty(),
+        "per-name stats: {:?}",
+        &per_name[..per_name.len().min(5)]
+    );
+
     let config_for_200 = config_bytes(&edge.config)?;
-    assert!(config_for_one == config_for_200, "Envoy's configuration changed");
+    assert!(
+        config_for_one == config_for_200,
+        "Envoy's configuration changed"
+    );
     // And nothing per name reaches the renderer: a fresh rendering is the same file.
     let fresh = Edge::start(sds.addr).await?;
     let strip_ports = |bytes: &[u8], e: &Edge| {
@@ -395,4 +424,159 @@ async fn two_hundred_names_with_the_configuration_of_one() -> Result<()> {
         strip_ports(&config_bytes(&fresh.config)?, &fresh)
     );
     Ok(())
+}
+
+/// Handshakes with `count` random unknown SNIs, `concurrency` at a time; all must fail.
+async fn spray(
+    client: &TlsConnector,
+    addr: SocketAddr,
+    count: usize,
+    concurrency: usize,
+) -> Result<()> {
+    use futures::StreamExt;
+    use rand::Rng;
+    let names: Vec<String> = (0..count)
+        .map(|_| format!("r{:016x}.spray.example", rand::rng().random::<u64>()))
+        .collect();
+    let served = futures::stream::iter(names)
+        .map(|name| async move { handshake(client, addr, Some(&name)).await.is_ok() })
+        .buffer_unordered(concurrency)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    if served > 0 {
+        bail!("{served} random names were served");
+    }
+    Ok(())
+}
+
+fn sds_stat_lines(stats: &str) -> usize {
+    stats
+        .lines()
+        .filter(|l| l.contains("spray.example"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_sni_spray_is_bounded() -> Result<()> {
+    const SPRAY: usize = 10_000;
+    let ca = TestCa::new()?;
+    let client = ca.client()?;
+    let sds = Sds::start().await?;
+    let mut edge = Edge::start(sds.addr).await?;
+    let managed = ca.issue("kept.example")?;
+    sds.put(&managed);
+    presents(&client, edge.https, "kept.example", &managed).await?;
+
+    // Warm up allocator pools and connection state first, so the figure is about names.
+    spray(&client, edge.https, 200, 4).await?;
+    let (rss0, heap0) = (edge.rss_kib()?, edge.allocated_bytes().await?);
+    let started = Instant::now();
+    spray(&client, edge.https, SPRAY, 4).await?;
+    let elapsed = started.elapsed();
+    edge.envoy.ensure_running()?;
+    let (rss1, heap1) = (edge.rss_kib()?, edge.allocated_bytes().await?);
+    let stats = edge.stats().await?;
+    let per_name_stats = sds_stat_lines(&stats);
+    let rss_growth = rss1.saturating_sub(rss0);
+    let heap_growth = heap1.saturating_sub(heap0);
+    println!(
+        "{SPRAY} random SNIs in {elapsed:?}: Envoy RSS {rss0} -> {rss1} KiB (+{rss_growth} KiB, \
+         {:.0} B/name), heap {heap0} -> {heap1} B (+{heap_growth} B, {:.0} B/name), \
+         per-name stat lines: {per_name_stats}",
+        rss_growth as f64 * 1024.0 / SPRAY as f64,
+        heap_growth as f64 / SPRAY as f64,
+    );
+    assert_eq!(per_name_stats, 0, "per-name stats were kept");
+    assert!(
+        rss_growth < 64 * 1024,
+        "Envoy grew by {rss_growth} KiB for {SPRAY} unknown names"
+    );
+    // Envoy ends the stream of each refused name; the server follows only the one left.
+    let open = eventually(CHANGE_LIMIT, || async {
+        let n = sds.source.followers();
+        (n <= 1).then_some(n)
+    });
+    let open = open
+        .await
+        .context("SDS streams of refused names stayed open")?;
+    println!("SDS streams open after the spray: {open}");
+    presents(&client, edge.https, "kept.example", &managed).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_envoy_and_sds_server_restarts() -> Result<()> {
+    let ca = TestCa::new()?;
+    let client = ca.client()?;
+    let mut sds = Sds::start().await?;
+    let mut edge = Edge::start(sds.addr).await?;
+    let cached = ca.issue("cached.example")?;
+    sds.put(&cached);
+    presents(&client, edge.https, "cached.example", &cached).await?;
+
+    // A new Envoy process fetches the secrets again.
+    let pid = edge.pid()?;
+    edge.restart().await?;
+    assert_ne!(edge.pid()?, pid);
+    presents(&client, edge.https, "cached.example", &cached).await?;
+
+    // SDS server down: what Envoy holds keeps working, at once and without retries.
+    sds.pause().await?;
+    for _ in 0..5 {
+        let der = handshake(&client, edge.https, Some("cached.example")).await?;
+        assert!(
+            der == cached.der,
+            "cached.example changed while the SDS server was down"
+        );
+    }
+    // A name Envoy never fetched cannot be served yet; the listener's
+    // transport_socket_connect_timeout ends the paused handshake instead of leaving it hanging.
+    let fresh = ca.issue("fresh.example")?;
+    sds.put(&fresh);
+    let started = Instant::now();
+    let outcome = handshake_within(&client, edge.https, "fresh.example", RECONNECT_LIMIT).await;
+    println!(
+        "new name with the SDS server down: {:?} after {:?}",
+        outcome.as_ref().err().map(|e| format!("{e:#}")),
+        started.elapsed()
+    );
+    assert!(
+        outcome.is_err(),
+        "fresh.example was served with the SDS server down"
+    );
+
+    // Back up: Envoy reconnects; new names are served, cached ones still are.
+    sds.resume().await?;
+    let started = Instant::now();
+    eventually(RECONNECT_LIMIT, || async {
+        let der = handshake(&client, edge.https, Some("fresh.example"))
+            .await
+            .ok()?;
+        (der == fresh.der).then_some(())
+    })
+    .await
+    .context("fresh.example not served after the SDS server came back")?;
+    println!(
+        "new name served {:?} after the SDS server came back",
+        started.elapsed()
+    );
+    presents(&client, edge.https, "cached.example", &cached).await?;
+    Ok(())
+}
+
+/// [`handshake`] with its own limit, for handshakes expected to wait.
+async fn handshake_within(
+    client: &TlsConnector,
+    addr: SocketAddr,
+    sni: &str,
+    limit: Duration,
+) -> Result<Vec<u8>> {
+    let name = ServerName::try_from(sni.to_owned())?;
+    let tcp = TcpStream::connect(addr).await?;
+    let tls = tokio::time::timeout(limit, client.connect(name, tcp))
+        .await
+        .context("handshake still pending")??;
+    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    Ok(leaf.context("no certificate presented")?.to_vec())
 }

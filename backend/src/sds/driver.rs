@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tonic::{Status, Streaming};
 
 use super::resource::SECRET_TYPE_URL;
@@ -89,16 +89,26 @@ pub fn log_ack(info: &StreamInfo, nonce: &str, error: Option<&RpcStatus>) {
     }
 }
 
-/// Run one stream until Envoy closes it, it fails, or the reply channel is dropped.
+/// Completes when `stopping` turns true (or its sender is gone).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here, not in the caller's `select!`.
+    let _ = stopping.wait_for(|stop| *stop).await.is_ok();
+}
+
+/// Run one stream until Envoy closes it, it fails, the reply channel is dropped, or the
+/// server stops (`stopping` turns true). Envoy never ends a stream itself, so without the
+/// last a graceful shutdown would wait forever.
 pub async fn drive<P: Protocol>(
     mut protocol: P,
     mut requests: Streaming<P::Request>,
     mut events: broadcast::Receiver<CertEvent>,
     replies: mpsc::Sender<Result<P::Response, Status>>,
+    mut stopping: watch::Receiver<bool>,
 ) {
     let mut events_open = true;
     loop {
         let outcome = tokio::select! {
+            () = stopped(&mut stopping) => break,
             request = requests.message() => match request {
                 Ok(Some(request)) => protocol.on_request(request).await,
                 Ok(None) => break,

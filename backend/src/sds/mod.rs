@@ -76,6 +76,7 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::certs::CertificateSource;
@@ -132,8 +133,17 @@ pub async fn serve_on(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "SDS server listening");
     }
+    let (stop, stopping) = watch::channel(false);
+    let service = SdsService::new(source, stopping);
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("SDS server stopping");
+        // Ends every stream, so the graceful shutdown below completes; Envoy keeps the
+        // secrets it has and reconnects (to another replica, or to this one restarted).
+        let _ = stop.send(true);
+    };
     server()
-        .add_service(SecretDiscoveryServiceServer::new(SdsService::new(source)))
+        .add_service(SecretDiscoveryServiceServer::new(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

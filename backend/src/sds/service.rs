@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryService;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -21,15 +21,18 @@ use crate::certs::CertificateSource;
 pub struct SdsService {
     source: Arc<dyn CertificateSource>,
     streams: AtomicU64,
+    stopping: watch::Receiver<bool>,
 }
 
 type Replies<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
 
 impl SdsService {
-    pub fn new(source: Arc<dyn CertificateSource>) -> Self {
+    /// Streams end when `stopping` turns true.
+    pub fn new(source: Arc<dyn CertificateSource>, stopping: watch::Receiver<bool>) -> Self {
         SdsService {
             source,
             streams: AtomicU64::new(0),
+            stopping,
         }
     }
 
@@ -44,7 +47,7 @@ impl SdsService {
         tracing::debug!(stream = info.id, "SDS stream opened");
         let (tx, rx) = mpsc::channel(REPLY_QUEUE);
         let protocol = protocol(info, self.source.clone());
-        tokio::spawn(drive(protocol, requests, events, tx));
+        tokio::spawn(drive(protocol, requests, events, tx, self.stopping.clone()));
         Box::pin(ReceiverStream::new(rx))
     }
 }

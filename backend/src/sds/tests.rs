@@ -317,7 +317,13 @@ async fn serves_over_grpc_and_pushes() {
     source.put(cert("a.example", "v2"));
     let push = within(limit, replies.next()).await.unwrap();
     assert_eq!(summary(&push).0, vec![pair("a.example", "v2")]);
-    drop(requests);
+    // Envoy never ends its streams: stopping must end them, or shutdown would hang.
     let _ = stop.send(());
     within(limit, async { server.await.ok() }).await.unwrap();
+    assert!(
+        within(limit, async { Some(replies.next().await) })
+            .await
+            .is_none()
+    );
+    drop(requests);
 }
