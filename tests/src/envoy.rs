@@ -1,1 +1,510 @@
-//! (being written)
+//! Envoy started from the templates in `envoy/`, with ports and paths filled in.
+//!
+//! A template is rendered from a map of variables (`${NAME}` placeholders); a placeholder
+//! left unfilled is an error, never a silently broken configuration. [`EnvoyConfig::edge`]
+//! knows the variables of `envoy/edge.yaml`; other templates (and listeners added to
+//! `edge.yaml` later) just need more [`EnvoyConfig::var`]s.
+//!
+//! [`Envoy`] is a running proxy: it is ready once its admin `/ready` answers `LIVE`, exposes
+//! its ports and stats, and is killed when dropped. [`EnvoyConfig::refused`] runs Envoy's
+//! validate mode for "bad configuration is refused" tests and returns what Envoy said.
+//! [`http`] is a raw HTTP/1.1 client giving full control over method and `:authority`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::ports::free_port;
+use crate::process::{ChildGuard, Spawn, eventually_blocking};
+use crate::tools;
+
+/// How long Envoy gets to load its configuration (V8 compiles the filter) and go LIVE.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+/// Bound on one HTTP exchange with Envoy.
+const IO_TIMEOUT: Duration = Duration::from_secs(20);
+/// Marker comments around the acme-edge filter in the templates.
+const FILTER_SECTION: &str = "acme-edge filter";
+/// Marker comments around the HTTPS listener and its SDS cluster in `edge.yaml`.
+const HTTPS_SECTION: &str = "https listener";
+
+/// `<workspace>/envoy/<name>`.
+pub fn template_path(name: &str) -> PathBuf {
+    tools::workspace_root().join("envoy").join(name)
+}
+
+/// Replace every `${NAME}` in `template` by `vars[NAME]`. Fails naming every placeholder that
+/// has no value; variables the template does not use are fine (templates share variables).
+/// Comment lines are copied as they are: they document the placeholders.
+pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut missing = Vec::new();
+    for line in template.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            render_line(line, vars, &mut out, &mut missing)?;
+        }
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        missing.dedup();
+        bail!(
+            "template placeholders left unfilled: {}",
+            missing.join(", ")
+        );
+    }
+    Ok(out)
+}
+
+fn render_line(
+    line: &str,
+    vars: &BTreeMap<String, String>,
+    out: &mut String,
+    missing: &mut Vec<String>,
+) -> Result<()> {
+    let mut rest = line;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            bail!("unterminated placeholder in {:?}", line.trim());
+        };
+        let name = &after[..end];
+        match vars.get(name) {
+            Some(value) => out.push_str(value),
+            None => missing.push(name.to_owned()),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(())
+}
+
+/// Remove the lines between `# --- <section> begin ---` and `# --- <section> end ---`
+/// (inclusive): the same template without that part (the benchmark's baseline).
+pub fn strip_section(template: &str, section: &str) -> Result<String> {
+    let begin = format!("# --- {section} begin ---");
+    let end = format!("# --- {section} end ---");
+    let mut out = String::with_capacity(template.len());
+    let mut inside = false;
+    let mut found = false;
+    for line in template.lines() {
+        let marker = line.trim();
+        if marker == begin {
+            inside = true;
+            found = true;
+        } else if marker == end {
+            inside = false;
+        } else if !inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !found || inside {
+        bail!("template has no complete `{section}` section");
+    }
+    Ok(out)
+}
+
+/// A JSON (hence YAML) double-quoted string holding `s`: how the filter settings go into the
+/// template's `${FILTER_CONFIG_JSON}`.
+pub fn yaml_string(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// An Envoy configuration to start: a template and its variables.
+#[derive(Debug, Clone)]
+pub struct EnvoyConfig {
+    template: String,
+    vars: BTreeMap<String, String>,
+    concurrency: u32,
+    http_port: u16,
+    admin_port: u16,
+}
+
+impl EnvoyConfig {
+    /// `envoy/edge.yaml` on free loopback ports, the built filter with all-default settings,
+    /// and the backend cluster pointing at `backend`.
+    pub fn edge(backend: SocketAddr) -> Result<EnvoyConfig> {
+        let path = template_path("edge.yaml");
+        let template =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let wasm = tools::filter_wasm()?;
+        Ok(EnvoyConfig::from_template(template)
+            .var("HTTP_ADDRESS", "127.0.0.1")
+            .var("FILTER_WASM", wasm.display().to_string())
+            .filter_settings("")
+            .backend(backend)
+            // The HTTPS listener (on-demand SDS): on a free port, its SDS cluster pointed at a
+            // free port until `sds` names the backend's; plain HTTP is not redirected.
+            .var("HTTPS_ADDRESS", "127.0.0.1")
+            .var("HTTPS_PORT", free_port().to_string())
+            .var("HTTPS_REDIRECT_PERCENT", "0")
+            .sds(SocketAddr::from(([127, 0, 0, 1], free_port()))))
+    }
+
+    /// Point the `acme_sds` cluster (the HTTPS listener's certificates) at `addr`.
+    pub fn sds(self, addr: SocketAddr) -> EnvoyConfig {
+        self.var("SDS_HOST", addr.ip().to_string())
+            .var("SDS_PORT", addr.port().to_string())
+    }
+
+    /// Drop the HTTPS listener and its SDS cluster (tests of the plain-HTTP side only).
+    pub fn http_only(self) -> Result<EnvoyConfig> {
+        self.without_section(HTTPS_SECTION)
+    }
+
+    /// Drop a `# --- <name> begin/end ---` section of the template.
+    pub fn without_section(mut self, name: &str) -> Result<EnvoyConfig> {
+        self.template = strip_section(&self.template, name)?;
+        Ok(self)
+    }
+
+    /// Any template; `HTTP_PORT` and `ADMIN_PORT` are set to free ports.
+    pub fn from_template(template: String) -> EnvoyConfig {
+        let (http_port, admin_port) = (free_port(), free_port());
+        EnvoyConfig {
+            template,
+            vars: BTreeMap::new(),
+            concurrency: 1,
+            http_port,
+            admin_port,
+        }
+        .var("HTTP_PORT", http_port.to_string())
+        .var("ADMIN_PORT", admin_port.to_string())
+    }
+
+    /// Set a template variable.
+    pub fn var(mut self, name: &str, value: impl Into<String>) -> EnvoyConfig {
+        self.vars.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// The filter's JSON settings (`""` for all defaults).
+    pub fn filter_settings(self, json: &str) -> EnvoyConfig {
+        self.var("FILTER_CONFIG_JSON", yaml_string(json))
+    }
+
+    /// Point the `acme_backend` cluster at `addr`.
+    pub fn backend(self, addr: SocketAddr) -> EnvoyConfig {
+        self.var("BACKEND_CHALLENGE_HOST", addr.ip().to_string())
+            .var("BACKEND_CHALLENGE_PORT", addr.port().to_string())
+    }
+
+    /// The same configuration without the acme-edge filter (the benchmark's baseline).
+    pub fn without_filter(self) -> Result<EnvoyConfig> {
+        self.without_section(FILTER_SECTION)
+    }
+
+    /// Envoy worker threads (default 1).
+    pub fn concurrency(mut self, workers: u32) -> EnvoyConfig {
+        self.concurrency = workers;
+        self
+    }
+
+    /// The rendered configuration text.
+    pub fn rendered(&self) -> Result<String> {
+        render(&self.template, &self.vars)
+    }
+
+    /// Start Envoy and wait until it is LIVE.
+    pub fn start(self) -> Result<Envoy> {
+        let dir = tempfile::Builder::new()
+            .prefix("acme-edge-envoy-")
+            .tempdir()
+            .context("create a temporary dir for envoy")?;
+        let config = write_config(dir.path(), &self.rendered()?)?;
+        let child = Spawn::new("envoy", tools::envoy()?)
+            .arg("-c")
+            .arg(&config)
+            .args(["--use-dynamic-base-id", "--log-level", "info"])
+            .args(["--concurrency", &self.concurrency.to_string()])
+            .log_dir(dir.path().join("logs"))
+            .start()?;
+        let mut envoy = Envoy {
+            child,
+            http_port: self.http_port,
+            admin_port: self.admin_port,
+            _dir: dir,
+        };
+        envoy.wait_live()?;
+        Ok(envoy)
+    }
+
+    /// Run Envoy's validate mode (which loads the wasm filter and its settings) and return
+    /// its output if it refused the configuration; an error if it accepted it.
+    pub fn refused(self) -> Result<String> {
+        let dir = tempfile::tempdir().context("create a temporary dir")?;
+        let config = write_config(dir.path(), &self.rendered()?)?;
+        let out = Command::new(tools::envoy()?)
+            .arg("--mode")
+            .arg("validate")
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .context("run envoy --mode validate")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            bail!("envoy accepted the configuration:\n{text}");
+        }
+        Ok(text)
+    }
+}
+
+fn write_config(dir: &Path, text: &str) -> Result<PathBuf> {
+    let path = dir.join("envoy.yaml");
+    std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
+}
+
+/// A running Envoy, killed on drop.
+#[derive(Debug)]
+pub struct Envoy {
+    child: ChildGuard,
+    http_port: u16,
+    admin_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    /// The HTTP listener's port on 127.0.0.1.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// The admin port on 127.0.0.1.
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// Everything Envoy logged so far.
+    pub fn log(&self) -> String {
+        self.child.log()
+    }
+
+    /// One request to the HTTP listener.
+    pub fn request(&self, method: &str, path: &str, authority: &str) -> Result<HttpResponse> {
+        http(self.http_port, method, path, authority)
+    }
+
+    /// All counters and gauges of the admin `/stats` page.
+    pub fn stats(&self) -> Result<BTreeMap<String, u64>> {
+        let page = http(self.admin_port, "GET", "/stats", "127.0.0.1")?;
+        if page.status != 200 {
+            bail!("admin /stats answered {}", page.status);
+        }
+        Ok(parse_stats(&page.text()))
+    }
+
+    /// One counter's value; 0 when Envoy does not show it (yet).
+    pub fn counter(&self, name: &str) -> Result<u64> {
+        Ok(self.stats()?.get(name).copied().unwrap_or(0))
+    }
+
+    fn wait_live(&mut self) -> Result<()> {
+        let admin = self.admin_port;
+        let mut exited = None;
+        let live = eventually_blocking(READY_DEADLINE, || {
+            if let Err(e) = self.child.ensure_running() {
+                exited = Some(e);
+                return Some(false);
+            }
+            let ready = http(admin, "GET", "/ready", "127.0.0.1").ok()?;
+            (ready.status == 200 && ready.text().trim() == "LIVE").then_some(true)
+        });
+        match (live, exited) {
+            (_, Some(e)) => Err(e.context("envoy exited during start-up")),
+            (Ok(_), None) => Ok(()),
+            (Err(e), None) => Err(e.context(format!("envoy not LIVE\n{}", self.log()))),
+        }
+    }
+}
+
+/// `name: value` lines of `/stats`; histograms and other non-integer lines are skipped.
+pub fn parse_stats(page: &str) -> BTreeMap<String, u64> {
+    page.lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(": ")?;
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// A complete HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Names in lower case, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Send one HTTP/1.1 request to `127.0.0.1:port` with exactly this method, path and `Host`
+/// (`:authority`), on a fresh connection, and read the whole response.
+pub fn http(port: u16, method: &str, path: &str, authority: &str) -> Result<HttpResponse> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream =
+        TcpStream::connect_timeout(&addr, IO_TIMEOUT).with_context(|| format!("connect {addr}"))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .with_context(|| format!("read the response to {method} {path}"))?;
+    parse_response(&raw, method == "HEAD")
+}
+
+fn parse_response(raw: &[u8], head: bool) -> Result<HttpResponse> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("response has no end of headers")?;
+    let head_text = std::str::from_utf8(&raw[..split]).context("response head is not UTF-8")?;
+    let mut lines = head_text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[split + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = match (head, chunked) {
+        (true, _) => rest.to_vec(),
+        (false, true) => dechunk(rest)?,
+        (false, false) => rest.to_vec(),
+    };
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let eol = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("truncated chunk size")?;
+        let size_text = std::str::from_utf8(&raw[..eol])?;
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).context("bad chunk size")?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        body.extend_from_slice(raw.get(..size).context("truncated chunk")?);
+        raw = raw.get(size + 2..).context("truncated chunk")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn renders_and_refuses_unfilled() {
+        let t = "a: ${A}\nb: ${B} ${A}\n";
+        assert_eq!(
+            render(t, &vars(&[("A", "1"), ("B", "2"), ("C", "3")])).unwrap(),
+            "a: 1\nb: 2 1\n"
+        );
+        let err = render(t, &vars(&[("C", "3")])).unwrap_err().to_string();
+        assert!(err.contains("A, B"), "{err}");
+        assert!(render("${A", &vars(&[("A", "1")])).is_err());
+        assert_eq!(render("  # ${X}\n", &vars(&[])).unwrap(), "  # ${X}\n");
+    }
+
+    #[test]
+    fn edge_template_renders_fully() {
+        let template = std::fs::read_to_string(template_path("edge.yaml")).unwrap();
+        let config = EnvoyConfig::from_template(template)
+            .var("HTTP_ADDRESS", "127.0.0.1")
+            .var("HTTPS_REDIRECT_PERCENT", "0")
+            .var("FILTER_WASM", "/x.wasm")
+            .filter_settings("{\"on_miss\":\"pass\"}")
+            .backend(SocketAddr::from(([127, 0, 0, 1], 9)))
+            .http_only()
+            .unwrap();
+        let text = config.rendered().unwrap();
+        assert!(
+            text.contains(r#"value: "{\"on_miss\":\"pass\"}""#),
+            "{text}"
+        );
+        let base = config.without_filter().unwrap().rendered().unwrap();
+        assert!(!base.contains("envoy.filters.http.wasm"));
+        assert!(base.contains("envoy.filters.http.router"));
+    }
+
+    #[test]
+    fn strips_sections() {
+        let t = "a\n  # --- x begin ---\nb\n  # --- x end ---\nc\n";
+        assert_eq!(strip_section(t, "x").unwrap(), "a\nc\n");
+        assert!(strip_section(t, "y").is_err());
+        assert!(strip_section("# --- x begin ---\n", "x").is_err());
+    }
+
+    #[test]
+    fn parses_responses() {
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhi",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.status, r.header("content-type"), r.text().as_str()),
+            (200, Some("text/plain"), "hi")
+        );
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n1\r\n!\r\n0\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.text(), "hi!");
+        let stats = parse_stats("a.b: 3\nc: 4.5\nh: P0(nan,1)\nd: 0\n");
+        let want: BTreeMap<String, u64> = [("a.b".to_string(), 3), ("d".to_string(), 0)].into();
+        assert_eq!(stats, want);
+    }
+}
