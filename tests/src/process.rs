@@ -24,6 +24,8 @@ pub use nix::sys::signal::Signal;
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 /// How long a process gets to exit after SIGTERM before it is killed.
 const TERM_GRACE: Duration = Duration::from_secs(5);
+/// How long a stop or continue signal may take to show in the process state.
+const SIGNAL_DEADLINE: Duration = Duration::from_secs(5);
 /// Lines of each log printed when a guard drops during a panic.
 const LOG_TAIL_LINES: usize = 60;
 
@@ -215,11 +217,28 @@ impl ChildGuard {
         let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
         nix::sys::signal::kill(pid, signal)
             .with_context(|| format!("send {signal} to {}", self.spawn.name))?;
-        if signal == Signal::SIGKILL {
-            child.wait().context("wait")?;
-            self.child = None;
+        match signal {
+            Signal::SIGKILL => {
+                child.wait().context("wait")?;
+                self.child = None;
+            }
+            // Signals are delivered asynchronously; a test that freezes a process must be
+            // able to rely on it being frozen when this returns.
+            Signal::SIGSTOP => self.wait_stopped(pid, true)?,
+            Signal::SIGCONT => self.wait_stopped(pid, false)?,
+            _ => {}
         }
         Ok(())
+    }
+
+    fn wait_stopped(&self, pid: Pid, stopped: bool) -> Result<()> {
+        eventually_blocking(SIGNAL_DEADLINE, || {
+            (is_stopped(pid) == Some(stopped)).then_some(())
+        })
+        .with_context(|| {
+            let want = if stopped { "stop" } else { "continue" };
+            format!("{} did not {want}", self.spawn.name)
+        })
     }
 
     /// Stop the process: SIGTERM, then SIGKILL if it has not exited within a grace period.
@@ -313,6 +332,16 @@ impl WorkDir {
             WorkDir::Temporary(dir) => dir.path(),
         }
     }
+}
+
+/// Whether `pid` is stopped (state `T` in `/proc/<pid>/stat`); `None` if it cannot be read.
+fn is_stopped(pid: Pid) -> Option<bool> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: comm may contain spaces and parentheses, so look after the
+    // last `)`.
+    let after_comm = stat.get(stat.rfind(')')? + 1..)?;
+    let state = after_comm.split_whitespace().next()?;
+    Some(state == "T")
 }
 
 /// Wait until something accepts TCP connections on `addr`, or fail after `deadline`.
@@ -416,6 +445,11 @@ mod tests {
     #[test]
     fn stop_and_restart_append_to_the_same_log() {
         let mut child = sh("echo started; sleep 30").start().unwrap();
+        let started_once = |child: &ChildGuard| child.log().matches("started").count() == 1;
+        eventually_blocking(Duration::from_secs(10), || {
+            started_once(&child).then_some(())
+        })
+        .unwrap();
         child.stop().unwrap();
         assert!(!child.is_running());
         child.restart().unwrap();
@@ -428,8 +462,11 @@ mod tests {
     #[test]
     fn frozen_process_can_be_thawed_and_stopped() {
         let mut child = sh("sleep 30").start().unwrap();
+        let pid = Pid::from_raw(child.id().unwrap() as i32);
         child.kill(Signal::SIGSTOP).unwrap();
+        assert_eq!(is_stopped(pid), Some(true));
         child.kill(Signal::SIGCONT).unwrap();
+        assert_eq!(is_stopped(pid), Some(false));
         child.kill(Signal::SIGSTOP).unwrap();
         child.stop().unwrap();
         assert!(!child.is_running());
