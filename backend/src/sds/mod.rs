@@ -77,7 +77,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::certs::CertificateSource;
 pub use resource::SECRET_TYPE_URL;
@@ -144,7 +144,7 @@ pub async fn serve_on(
     };
     server()
         .add_service(SecretDiscoveryServiceServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())
 }
@@ -154,7 +154,12 @@ fn server() -> tonic::transport::Server {
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .tcp_nodelay(true)
+}
+
+/// Connections from `listener`, without Nagle's algorithm: a secret is one small write that
+/// would otherwise wait for Envoy's delayed ACK (about 40 ms), and a handshake waits for it.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 #[cfg(test)]
