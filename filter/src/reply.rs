@@ -67,8 +67,8 @@ impl Reply {
     }
 }
 
-fn body(bytes: &[u8], head: bool) -> Option<Vec<u8>> {
-    (!head && !bytes.is_empty()).then(|| bytes.to_vec())
+fn body(bytes: &[u8], _head: bool) -> Option<Vec<u8>> {
+    (!bytes.is_empty()).then(|| bytes.to_vec())
 }
 
 #[cfg(test)]

@@ -374,11 +374,48 @@ pub fn http(port: u16, method: &str, path: &str, authority: &str) -> Result<Http
     let request =
         format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n");
     stream.write_all(request.as_bytes())?;
+    // Read only up to the end of the response: waiting for the server to close costs Envoy's
+    // delayed-close timeout (1 s) per request.
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .with_context(|| format!("read the response to {method} {path}"))?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if is_complete(&raw, method == "HEAD") {
+            break;
+        }
+        let n = stream
+            .read(&mut chunk)
+            .with_context(|| format!("read the response to {method} {path}"))?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
     parse_response(&raw, method == "HEAD")
+}
+
+/// True once `raw` holds a whole response (by `content-length`, chunked framing, or headers
+/// alone for HEAD); a response framed by connection close is complete at EOF only.
+fn is_complete(raw: &[u8], head: bool) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    if head {
+        return true;
+    }
+    let head_text = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    for line in head_text.split("\r\n") {
+        if let Some(len) = line.strip_prefix("content-length:") {
+            return len
+                .trim()
+                .parse::<usize>()
+                .is_ok_and(|len| body.len() >= len);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            return body.ends_with(b"0\r\n\r\n");
+        }
+    }
+    false
 }
 
 fn parse_response(raw: &[u8], head: bool) -> Result<HttpResponse> {
