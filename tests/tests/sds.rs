@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use acme_edge::certs::ServedCertificate;
 use acme_edge::sds::memory::MemorySource;
+use acme_edge_tests::envoy::{EnvoyConfig, http};
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
+use acme_edge_tests::stack::Stack;
 use acme_edge_tests::tools;
 use anyhow::{Context, Result, bail};
 use rcgen::{
@@ -90,13 +92,25 @@ impl TestCa {
     fn client(&self) -> Result<TlsConnector> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.root.clone())?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(TlsConnector::from(Arc::new(config)))
+        connector(roots)
     }
+}
+
+/// A TLS client trusting `roots` only.
+fn connector(roots: rustls::RootCertStore) -> Result<TlsConnector> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Every certificate in a PEM text, DER-encoded.
+fn pem_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>();
+    certs.context("malformed PEM")
 }
 
 fn ca_params(cn: &str) -> Result<CertificateParams> {
@@ -579,4 +593,108 @@ async fn handshake_within(
         .context("handshake still pending")??;
     let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
     Ok(leaf.context("no certificate presented")?.to_vec())
+}
+
+/// `envoy/edge.yaml` itself: the HTTPS listener next to the challenge filter, and the
+/// redirect of plain HTTP as a setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
+    let ca = TestCa::new()?;
+    let client = ca.client()?;
+    let sds = Sds::start().await?;
+    let https_port = free_port();
+    let challenge_backend = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = EnvoyConfig::edge(challenge_backend)?
+        .sds(sds.addr)
+        .var("HTTPS_PORT", https_port.to_string())
+        .var("HTTPS_REDIRECT_PERCENT", "100");
+    let envoy = tokio::task::spawn_blocking(move || config.start()).await??;
+    let https = SocketAddr::from(([127, 0, 0, 1], https_port));
+
+    let leaf = ca.issue("shop.example")?;
+    sds.put(&leaf);
+    presents(&client, https, "shop.example", &leaf).await?;
+    handshake(&client, https, Some("unknown.example"))
+        .await
+        .err()
+        .context("unknown.example was served")?;
+
+    let http_port = envoy.http_port();
+    let (page, challenge) = tokio::task::spawn_blocking(move || {
+        let page = http(http_port, "GET", "/account?x=1", "shop.example")?;
+        let challenge = http(
+            http_port,
+            "GET",
+            "/.well-known/acme-challenge/abc",
+            "shop.example",
+        )?;
+        anyhow::Ok((page, challenge))
+    })
+    .await??;
+    assert_eq!(page.status, 301, "{}", page.text());
+    let location = page.header("location").unwrap_or_default();
+    assert!(
+        location.starts_with("https://shop.example"),
+        "location {location}"
+    );
+    assert!(location.ends_with("/account?x=1"), "location {location}");
+    // The filter answers challenge paths itself (here: no backend, so not 200): never redirected.
+    assert_ne!(challenge.status, 301, "a challenge path was redirected");
+    Ok(())
+}
+
+/// Certificates issued by the real backend through Pebble, served by Envoy through the
+/// backend's own SDS listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pebble_issued_certificates_are_served_renewed_and_removed() -> Result<()> {
+    let https_port = free_port();
+    let stack = Stack::builder()
+        .envoy(move |c| c.var("HTTPS_PORT", https_port.to_string()))
+        .start()
+        .await?;
+    let https = SocketAddr::from(([127, 0, 0, 1], https_port));
+    let mut roots = rustls::RootCertStore::empty();
+    for root in pem_certificates(&stack.pebble.issuer_roots_pem().await?)? {
+        roots.add(root)?;
+    }
+    let client = connector(roots)?;
+    let leaf_of = |pem: &str| -> Result<Vec<u8>> {
+        let certs = pem_certificates(pem)?;
+        Ok(certs.first().context("empty chain")?.to_vec())
+    };
+
+    stack.issue("pebble.example", CHANGE_LIMIT).await?;
+    let issued = leaf_of(&stack.backend.certificate_pem("pebble.example").await?)?;
+    let der = handshake(&client, https, Some("pebble.example")).await?;
+    assert!(
+        der == issued,
+        "Envoy presented another certificate than the one issued"
+    );
+
+    // Renewal: the new certificate reaches Envoy without a restart.
+    stack.backend.renew("pebble.example").await?;
+    let renewed = eventually(RECONNECT_LIMIT, || async {
+        let pem = stack.backend.certificate_pem("pebble.example").await.ok()?;
+        let leaf = leaf_of(&pem).ok()?;
+        (leaf != issued).then_some(leaf)
+    })
+    .await
+    .context("the certificate was not renewed")?;
+    eventually(CHANGE_LIMIT, || async {
+        let der = handshake(&client, https, Some("pebble.example"))
+            .await
+            .ok()?;
+        (der == renewed).then_some(())
+    })
+    .await
+    .context("Envoy kept presenting the old certificate")?;
+
+    // Disabled: refused; and a name never enabled is refused too.
+    stack.backend.disable("pebble.example").await?;
+    refused(&client, https, "pebble.example").await?;
+    handshake(&client, https, Some("never.example"))
+        .await
+        .err()
+        .context("never.example was served")?;
+    Ok(())
 }
