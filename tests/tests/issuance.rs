@@ -1,0 +1,385 @@
+//! Issuance end to end: the real backend process ordering from the real Pebble, Pebble
+//! validating HTTP-01 through the real Envoy and the challenge filter.
+//!
+//! Needs the filter built for wasm32-wasip1, the backend binary, Envoy and Pebble:
+//! `cargo xtask test` provides all of them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use acme_edge_contract::lookup_path;
+use acme_edge_tests::backend::Backend;
+use acme_edge_tests::envoy::{EnvoyConfig, http};
+use acme_edge_tests::pebble::Pebble;
+use acme_edge_tests::ports::free_addr;
+use acme_edge_tests::stack::Stack;
+use anyhow::{Context, Result, anyhow, bail};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// Issuance of one name against Pebble without its validation sleep takes about a second;
+/// the deadline only bounds a broken run on a slow, shared machine.
+const ISSUE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Verify `chain_pem` (leaf first) for `name` against Pebble's issuing root.
+fn verify_chain(chain_pem: &str, roots_pem: &str, name: &str) -> Result<()> {
+    let mut roots = rustls::RootCertStore::empty();
+    for root in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
+        roots.add(root?)?;
+    }
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("parse the chain")?;
+    let (leaf, intermediates) = chain.split_first().context("empty chain")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()?;
+    verifier
+        .verify_server_cert(
+            leaf,
+            intermediates,
+            &ServerName::try_from(name.to_owned())?,
+            &[],
+            UnixTime::now(),
+        )
+        .map_err(|e| anyhow!("chain for {name} does not verify: {e}"))?;
+    Ok(())
+}
+
+/// A timestamp field of the domain JSON (RFC 3339, UTC), as Unix seconds.
+fn time_field(domain: &Value, field: &str) -> Result<i64> {
+    let text = domain[field]
+        .as_str()
+        .with_context(|| format!("{field} missing in {domain}"))?;
+    unix_seconds(text).with_context(|| format!("{field} is not RFC 3339 UTC: {text}"))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff]Z` -> Unix seconds.
+fn unix_seconds(text: &str) -> Option<i64> {
+    let (date, clock) = text.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = clock.get(..8)?.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, sec) = (t.next()??, t.next()??, t.next()??);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + min * 60 + sec)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[test]
+fn reads_rfc3339() {
+    assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+    assert_eq!(unix_seconds("2026-11-28T06:55:01Z"), Some(1_795_848_901));
+    assert_eq!(unix_seconds("2000-03-01T00:00:00.5Z"), Some(951_868_800));
+    assert_eq!(unix_seconds("garbage"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_certificate_chains_to_pebble_and_names_the_domain() -> Result<()> {
+    let stack = Stack::start().await?;
+    let name = "www.issue.acme-edge.test";
+    let domain = stack.issue(name, ISSUE_DEADLINE).await?;
+
+    let (not_before, not_after) = (
+        time_field(&domain, "not_before")?,
+        time_field(&domain, "not_after")?,
+    );
+    let renew_at = time_field(&domain, "renew_at")?;
+    assert!(not_before < renew_at && renew_at < not_after, "{domain}");
+    assert_eq!(domain["attempts"], 0);
+    assert_eq!(domain["last_error"], Value::Null);
+
+    let chain = stack.backend.certificate_pem(name).await?;
+    assert!(
+        !chain.contains("PRIVATE KEY"),
+        "the API must never hand out the key"
+    );
+    let roots = stack.pebble.issuer_roots_pem().await?;
+    verify_chain(&chain, &roots, name)?;
+    // The check can fail: the same chain is not valid for another name.
+    assert!(verify_chain(&chain, &roots, "other.acme-edge.test").is_err());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_domains_enabled_at_once_are_all_issued() -> Result<()> {
+    let stack = Stack::start().await?;
+    let names: Vec<String> = (0..10)
+        .map(|i| format!("d{i}.batch.acme-edge.test"))
+        .collect();
+    let started = Instant::now();
+    let enabled = futures::future::join_all(names.iter().map(|n| stack.backend.enable(n))).await;
+    for result in enabled {
+        assert_eq!(result?["state"], "pending");
+    }
+    for name in &names {
+        stack
+            .backend
+            .wait_for_state(name, "issued", ISSUE_DEADLINE)
+            .await?;
+    }
+    eprintln!("10 domains issued in {:?}", started.elapsed());
+    let roots = stack.pebble.issuer_roots_pem().await?;
+    for name in &names {
+        verify_chain(&stack.backend.certificate_pem(name).await?, &roots, name)?;
+    }
+    let issued = stack.backend.domains().await?;
+    let count = issued["domains"]
+        .as_array()
+        .map_or(0, |d| d.iter().filter(|d| d["state"] == "issued").count());
+    assert_eq!(count, 10, "{issued}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_validation_keeps_the_ca_problem_and_a_retry_time() -> Result<()> {
+    // Envoy's challenge cluster points at a port nobody listens on: the filter cannot reach
+    // any backend, so Pebble's validation request gets no key authorization.
+    let nowhere = free_addr();
+    let stack = Stack::builder()
+        .envoy(move |config| config.backend(nowhere))
+        .start()
+        .await?;
+    let name = "fail.acme-edge.test";
+    let before = now_unix();
+    stack.backend.enable(name).await?;
+    let domain = stack
+        .backend
+        .wait_for_state(name, "failed", ISSUE_DEADLINE)
+        .await
+        .with_context(|| stack.logs())?;
+
+    assert_eq!(domain["attempts"], 1, "{domain}");
+    let error = &domain["last_error"];
+    assert_eq!(error["reason"], "order_invalid", "{domain}");
+    let problem = &error["problem"];
+    let kind = problem["type"].as_str().unwrap_or_default();
+    assert!(kind.starts_with("urn:ietf:params:acme:error:"), "{domain}");
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "the CA's detail is kept: {domain}"
+    );
+    // First failure: retried about a minute later.
+    let retry_at = time_field(&domain, "retry_at")?;
+    let wait = retry_at - before;
+    assert!((50..=300).contains(&wait), "retry in {wait} s: {domain}");
+    let certificate = stack.backend.certificate_pem(name).await;
+    assert!(certificate.is_err(), "no certificate for a failed domain");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_reuses_the_account_and_keeps_certificates() -> Result<()> {
+    let mut stack = Stack::start().await?;
+    let first = "before.restart.acme-edge.test";
+    stack.issue(first, ISSUE_DEADLINE).await?;
+    let account = account_url(&stack.backend).await?;
+    let chain = stack.backend.certificate_pem(first).await?;
+
+    // A crash, not a clean stop: nothing may depend on shutting down gracefully.
+    stack.backend.kill()?;
+    stack.backend.start().await?;
+
+    assert_eq!(
+        account_url(&stack.backend).await?,
+        account,
+        "same account after restart"
+    );
+    assert_eq!(stack.backend.domain(first).await?["state"], "issued");
+    assert_eq!(stack.backend.certificate_pem(first).await?, chain);
+
+    let second = "after.restart.acme-edge.test";
+    stack.issue(second, ISSUE_DEADLINE).await?;
+    assert_eq!(
+        account_url(&stack.backend).await?,
+        account,
+        "the new order used it too"
+    );
+    Ok(())
+}
+
+async fn account_url(backend: &Backend) -> Result<String> {
+    let url = format!("{}/v1/account", backend.admin_url());
+    let response = backend.client().get(&url).send().await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if !status.is_success() {
+        bail!("{url}: {status}: {body}");
+    }
+    body["account_url"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no account_url in {body}"))
+}
+
+/// One validation request from Pebble, held until the test lets it through.
+struct HeldValidation {
+    path: String,
+    host: String,
+    release: oneshot::Sender<()>,
+}
+
+/// Stands where Pebble expects the HTTP server: records each validation request, waits for
+/// the test's go-ahead, then forwards the request to Envoy and relays its answer.
+async fn hold_validations(
+    listener: TcpListener,
+    envoy_port: u16,
+    held: mpsc::Sender<HeldValidation>,
+) {
+    while let Ok((mut conn, _)) = listener.accept().await {
+        let held = held.clone();
+        tokio::spawn(async move {
+            let Some((path, host)) = read_request_head(&mut conn).await else {
+                return;
+            };
+            let (release, released) = oneshot::channel();
+            let sent = held.send(HeldValidation {
+                path: path.clone(),
+                host: host.clone(),
+                release,
+            });
+            if sent.await.is_err() || released.await.is_err() {
+                return;
+            }
+            let answer =
+                tokio::task::spawn_blocking(move || http(envoy_port, "GET", &path, &host)).await;
+            let (status, body) = match answer {
+                Ok(Ok(r)) => (r.status, r.body),
+                _ => (502, Vec::new()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes()).await;
+            let _ = conn.write_all(&body).await;
+        });
+    }
+}
+
+async fn read_request_head(conn: &mut tokio::net::TcpStream) -> Option<(String, String)> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") && raw.len() < 16 * 1024 {
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(buf.get(..n)?);
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let mut lines = text.lines();
+    let path = lines.next()?.split_whitespace().nth(1)?.to_owned();
+    let host = lines
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+        })
+        .map(|(_, v)| v.trim().to_owned())?;
+    Some((path, host))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn challenge_tokens_are_answered_only_for_their_own_host() -> Result<()> {
+    let front = TcpListener::bind("127.0.0.1:0").await?;
+    let pebble = Pebble::builder(front.local_addr()?.port()).start().await?;
+    let backend = Backend::builder().pebble(&pebble).start().await?;
+    let lookup_addr = backend.challenge_addr();
+    let envoy =
+        tokio::task::spawn_blocking(move || EnvoyConfig::edge(lookup_addr)?.start()).await??;
+    let (held_tx, mut held) = mpsc::channel(4);
+    let holder = tokio::spawn(hold_validations(front, envoy.http_port(), held_tx));
+
+    let name = "owner.acme-edge.test";
+    let intruder = "intruder.acme-edge.test";
+    backend.enable(name).await?;
+    let validation = tokio::time::timeout(ISSUE_DEADLINE, held.recv())
+        .await
+        .context("Pebble never came to validate")?
+        .context("holder stopped")?;
+    let token = validation
+        .path
+        .strip_prefix(acme_edge_contract::ACME_CHALLENGE_PREFIX)
+        .context("not a challenge path")?
+        .to_owned();
+    assert!(validation.host.starts_with(name), "{}", validation.host);
+
+    // The backend's lookup endpoint, directly.
+    let lookup = |host: &str| {
+        let path = lookup_path(host, &token);
+        let port = lookup_addr.port();
+        tokio::task::spawn_blocking(move || http(port, "GET", &path, "backend"))
+    };
+    let own = lookup(name).await??;
+    assert_eq!(own.status, 200, "{own:?}");
+    let key_authorization = own.text();
+    assert!(
+        key_authorization.starts_with(&format!("{token}.")),
+        "{key_authorization}"
+    );
+    assert_eq!(
+        lookup(intruder).await??.status,
+        404,
+        "token asked for under another host"
+    );
+
+    // Through Envoy and the filter, as a CA (or an attacker) would ask.
+    let port = envoy.http_port();
+    let path = validation.path.clone();
+    let via_intruder =
+        tokio::task::spawn_blocking(move || http(port, "GET", &path, intruder)).await??;
+    assert_eq!(via_intruder.status, 404, "{via_intruder:?}");
+    assert_ne!(via_intruder.text(), key_authorization);
+
+    // Let Pebble's request through to Envoy: the certificate is issued.
+    let _ = validation.release.send(());
+    // Pebble may come again (another validation attempt): let every later request through.
+    let release_rest = tokio::spawn(async move {
+        while let Some(v) = held.recv().await {
+            let _ = v.release.send(());
+        }
+    });
+    let issued = backend.wait_for_state(name, "issued", ISSUE_DEADLINE).await;
+    holder.abort();
+    release_rest.abort();
+    issued?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_enables_a_domain_that_gets_issued() -> Result<()> {
+    let stack = Stack::start().await?;
+    let name = "cli.acme-edge.test";
+    let output = stack.backend.cli(&["add", name]).await?;
+    assert!(
+        output.status.success(),
+        "acme-edge domains add: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stack
+        .backend
+        .wait_for_state(name, "issued", ISSUE_DEADLINE)
+        .await?;
+    Ok(())
+}
