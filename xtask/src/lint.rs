@@ -1,0 +1,44 @@
+//! `cargo xtask lint`: formatting and clippy, for the host and for the filter's wasm target
+//! (its proxy-wasm glue only compiles there).
+
+use anyhow::{Result, bail};
+
+use crate::install::WASM_TARGET;
+use crate::shell::Cmd;
+
+/// Run every check, even after one fails, so one run shows every problem.
+pub fn run() -> Result<()> {
+    let checks = [
+        Cmd::cargo().args(["fmt", "--all", "--", "--check"]),
+        Cmd::cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        Cmd::cargo().args([
+            "clippy",
+            "-p",
+            "acme-edge-filter",
+            "--target",
+            WASM_TARGET,
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    ];
+    let mut failed = Vec::new();
+    for check in checks {
+        let line = check.display();
+        if !check.status()? {
+            failed.push(line);
+        }
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    bail!("lint failed: {}", failed.join("; "))
+}
