@@ -97,16 +97,11 @@ impl Context for Exchange {
         let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, wanted)
             .ok()
             .flatten();
-        let outcome = outcome::decide(
-            &self.settings,
-            status.as_deref(),
-            body.as_deref(),
-            challenge.head,
-        );
+        let outcome = outcome::decide(&self.settings, status.as_deref(), body.as_deref());
         if let Outcome::Serve(key_authorization) = &outcome {
             self.remember(&challenge, key_authorization);
         }
-        self.finish(outcome, &challenge, true);
+        self.finish(outcome, true);
     }
 }
 
@@ -146,7 +141,7 @@ impl Exchange {
         if let Some(key_authorization) = self.cached(&challenge) {
             self.count(Counter::CacheHits);
             self.count(Counter::Served);
-            respond(&Reply::found(&key_authorization, challenge.head));
+            respond(&Reply::found(&key_authorization));
             return Action::Pause;
         }
         let path = acme_edge_contract::lookup_path(&challenge.host, &challenge.token);
@@ -167,19 +162,19 @@ impl Exchange {
                     LogLevel::Warn,
                     &format!("acme-edge: lookup via cluster {cluster} not sent: {status:?}"),
                 );
-                let outcome = outcome::error(&self.settings, challenge.head);
-                self.finish(outcome, &challenge, false)
+                let outcome = outcome::error(&self.settings);
+                self.finish(outcome, false)
             }
         }
     }
 
     /// Send the reply or let the request go on. `resume` is set in the call-out callback, where
     /// the request is paused; in the header callback returning `Continue` is enough.
-    fn finish(&self, outcome: Outcome, challenge: &Challenge, resume: bool) -> Action {
+    fn finish(&self, outcome: Outcome, resume: bool) -> Action {
         match outcome {
             Outcome::Serve(key_authorization) => {
                 self.count(Counter::Served);
-                respond(&Reply::found(&key_authorization, challenge.head));
+                respond(&Reply::found(&key_authorization));
                 Action::Pause
             }
             Outcome::Respond(reply, counter) => {

@@ -22,31 +22,26 @@ pub enum Outcome {
 
 /// Decide from the lookup's `:status` (`None` on timeout or connection failure, when Envoy
 /// reports no headers) and body.
-pub fn decide(
-    settings: &Settings,
-    status: Option<&[u8]>,
-    body: Option<&[u8]>,
-    head: bool,
-) -> Outcome {
+pub fn decide(settings: &Settings, status: Option<&[u8]>, body: Option<&[u8]>) -> Outcome {
     match status {
         Some(b"200") => match body {
             Some(b) if !b.is_empty() && b.len() <= MAX_KEY_AUTHORIZATION_LEN => {
                 Outcome::Serve(b.to_vec())
             }
-            _ => error(settings, head),
+            _ => error(settings),
         },
         Some(b"404") => match settings.on_miss {
-            Fallback::Respond => Outcome::Respond(Reply::not_found(head), Counter::NotFound),
+            Fallback::Respond => Outcome::Respond(Reply::not_found(), Counter::NotFound),
             Fallback::Pass => Outcome::Pass(Counter::NotFound),
         },
-        _ => error(settings, head),
+        _ => error(settings),
     }
 }
 
 /// The outcome when no lookup could even be sent (e.g. the cluster is unknown to Envoy).
-pub fn error(settings: &Settings, head: bool) -> Outcome {
+pub fn error(settings: &Settings) -> Outcome {
     match settings.on_error {
-        Fallback::Respond => Outcome::Respond(Reply::unavailable(head), Counter::BackendErrors),
+        Fallback::Respond => Outcome::Respond(Reply::unavailable(), Counter::BackendErrors),
         Fallback::Pass => Outcome::Pass(Counter::BackendErrors),
     }
 }
@@ -67,21 +62,18 @@ mod tests {
     #[test]
     fn found_is_served() {
         let s = Settings::default();
-        let o = decide(&s, Some(b"200"), Some(b"t.thumb"), false);
+        let o = decide(&s, Some(b"200"), Some(b"t.thumb"));
         assert_eq!(o, Outcome::Serve(b"t.thumb".to_vec()));
     }
 
     #[test]
     fn miss_follows_on_miss() {
         let s = with(Fallback::Respond, Fallback::Pass);
-        let o = decide(&s, Some(b"404"), Some(b"x"), false);
-        assert_eq!(
-            o,
-            Outcome::Respond(Reply::not_found(false), Counter::NotFound)
-        );
+        let o = decide(&s, Some(b"404"), Some(b"x"));
+        assert_eq!(o, Outcome::Respond(Reply::not_found(), Counter::NotFound));
         let s = with(Fallback::Pass, Fallback::Respond);
         assert_eq!(
-            decide(&s, Some(b"404"), None, false),
+            decide(&s, Some(b"404"), None),
             Outcome::Pass(Counter::NotFound)
         );
     }
@@ -103,11 +95,11 @@ mod tests {
         ];
         for (status, body) in cases {
             assert_eq!(
-                decide(&respond, status, body, true),
-                Outcome::Respond(Reply::unavailable(true), Counter::BackendErrors)
+                decide(&respond, status, body),
+                Outcome::Respond(Reply::unavailable(), Counter::BackendErrors)
             );
             assert_eq!(
-                decide(&pass, status, body, false),
+                decide(&pass, status, body),
                 Outcome::Pass(Counter::BackendErrors)
             );
         }
@@ -116,9 +108,8 @@ mod tests {
     proptest! {
         #[test]
         fn total(status in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..5)),
-                 body in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..1100)),
-                 head: bool) {
-            let o = decide(&Settings::default(), status.as_deref(), body.as_deref(), head);
+                 body in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..1100))) {
+            let o = decide(&Settings::default(), status.as_deref(), body.as_deref());
             if let Outcome::Serve(ka) = o {
                 prop_assert_eq!(status.as_deref(), Some(&b"200"[..]));
                 prop_assert!(!ka.is_empty() && ka.len() <= MAX_KEY_AUTHORIZATION_LEN);

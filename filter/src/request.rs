@@ -30,8 +30,6 @@ pub struct Challenge {
     /// Normalised host (lower case, no port, no trailing dot).
     pub host: String,
     pub token: String,
-    /// HEAD: answer without a body.
-    pub head: bool,
 }
 
 /// Classify a request by its `:method`, `:path` and `:authority` header values.
@@ -44,18 +42,16 @@ pub fn classify(
     let Some(rest) = path.strip_prefix(prefix.as_bytes()) else {
         return Verdict::Pass;
     };
-    let head = method == Some(b"HEAD".as_slice());
     let Some(token) = token(rest) else {
-        return Verdict::Reject(Reply::not_found(head));
+        return Verdict::Reject(Reply::not_found());
     };
     let Some(host) = authority.and_then(host) else {
-        return Verdict::Reject(Reply::bad_host(head));
+        return Verdict::Reject(Reply::bad_host());
     };
     match method {
         Some(b"GET") | Some(b"HEAD") => Verdict::Lookup(Challenge {
             host,
             token: token.to_owned(),
-            head,
         }),
         _ => Verdict::Reject(Reply::method_not_allowed()),
     }
@@ -81,11 +77,10 @@ mod tests {
         classify(P, Some(b"GET"), path.as_bytes(), Some(authority.as_bytes()))
     }
 
-    fn lookup(host: &str, token: &str, head: bool) -> Verdict {
+    fn lookup(host: &str, token: &str) -> Verdict {
         Verdict::Lookup(Challenge {
             host: host.into(),
             token: token.into(),
-            head,
         })
     }
 
@@ -107,15 +102,12 @@ mod tests {
     fn well_formed_challenges_are_looked_up() {
         assert_eq!(
             get("/.well-known/acme-challenge/tok_1-x", "Example.COM.:5002"),
-            lookup("example.com", "tok_1-x", false)
+            lookup("example.com", "tok_1-x")
         );
-        assert_eq!(
-            get(&format!("{P}t?x=1"), "a.com"),
-            lookup("a.com", "t", false)
-        );
-        assert_eq!(get(&format!("{P}t"), "[::1]:80"), lookup("::1", "t", false));
+        assert_eq!(get(&format!("{P}t?x=1"), "a.com"), lookup("a.com", "t"));
+        assert_eq!(get(&format!("{P}t"), "[::1]:80"), lookup("::1", "t"));
         let head = classify(P, Some(b"HEAD"), format!("{P}t").as_bytes(), Some(b"a.com"));
-        assert_eq!(head, lookup("a.com", "t", true));
+        assert_eq!(head, lookup("a.com", "t"));
     }
 
     #[test]
@@ -123,7 +115,7 @@ mod tests {
         let long = "a".repeat(256);
         for token in ["", "?q", "a/b", "a.b", "a%2fb", "a=", long.as_str(), "t#f"] {
             let v = get(&format!("{P}{token}"), "a.com");
-            assert_eq!(v, Verdict::Reject(Reply::not_found(false)), "{token:?}");
+            assert_eq!(v, Verdict::Reject(Reply::not_found()), "{token:?}");
         }
         let v = classify(
             P,
@@ -131,19 +123,19 @@ mod tests {
             b"/.well-known/acme-challenge/\xff",
             Some(b"a.com"),
         );
-        assert_eq!(v, Verdict::Reject(Reply::not_found(false)));
+        assert_eq!(v, Verdict::Reject(Reply::not_found()));
     }
 
     #[test]
     fn bad_hosts_are_400() {
         for host in ["", "exa_mple.com", "a..b", "a.com:http", "[::1"] {
             let v = get(&format!("{P}t"), host);
-            assert_eq!(v, Verdict::Reject(Reply::bad_host(false)), "{host:?}");
+            assert_eq!(v, Verdict::Reject(Reply::bad_host()), "{host:?}");
         }
         let v = classify(P, Some(b"GET"), format!("{P}t").as_bytes(), None);
-        assert_eq!(v, Verdict::Reject(Reply::bad_host(false)));
+        assert_eq!(v, Verdict::Reject(Reply::bad_host()));
         let v = classify(P, Some(b"GET"), format!("{P}t").as_bytes(), Some(b"\xc3("));
-        assert_eq!(v, Verdict::Reject(Reply::bad_host(false)));
+        assert_eq!(v, Verdict::Reject(Reply::bad_host()));
     }
 
     #[test]
@@ -159,7 +151,7 @@ mod tests {
     #[test]
     fn custom_prefix() {
         let v = classify("/acme/", Some(b"GET"), b"/acme/t", Some(b"a.com"));
-        assert_eq!(v, lookup("a.com", "t", false));
+        assert_eq!(v, lookup("a.com", "t"));
         let v = classify(
             "/acme/",
             Some(b"GET"),
@@ -190,7 +182,7 @@ mod tests {
         ) {
             let path = match query { Some(q) => format!("{P}{token}?{q}"), None => format!("{P}{token}") };
             let v = get(&path, &host);
-            prop_assert_eq!(v, lookup(&host.to_ascii_lowercase(), &token, false));
+            prop_assert_eq!(v, lookup(&host.to_ascii_lowercase(), &token));
         }
 
         #[test]
