@@ -21,8 +21,8 @@ use acme_edge_tests::stack::Stack;
 use acme_edge_tests::tools;
 use anyhow::{Context, Result, bail};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SerialNumber,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
@@ -42,6 +42,7 @@ const RECONNECT_LIMIT: Duration = Duration::from_secs(60);
 
 struct TestCa {
     root: CertificateDer<'static>,
+    root_pem: String,
     intermediate_pem: String,
     issuer: Issuer<'static, KeyPair>,
     serial: std::sync::atomic::AtomicU64,
@@ -64,6 +65,7 @@ impl TestCa {
         let intermediate = inter_params.signed_by(&inter_key, &root_issuer)?;
         Ok(TestCa {
             root: root.der().clone(),
+            root_pem: root.pem(),
             intermediate_pem: intermediate.pem(),
             issuer: Issuer::new(inter_params, inter_key),
             serial: std::sync::atomic::AtomicU64::new(1),
@@ -87,6 +89,18 @@ impl TestCa {
             },
             der: leaf.der().to_vec(),
         })
+    }
+
+    /// A certificate for `name` with extended key usage `usage`: (chain PEM, key PEM).
+    fn issue_for(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Result<(String, String)> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![name.to_owned()])?;
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((
+            format!("{}{}", cert.pem(), self.intermediate_pem),
+            key.serialize_pem(),
+        ))
     }
 
     fn client(&self) -> Result<TlsConnector> {
@@ -696,5 +710,107 @@ async fn pebble_issued_certificates_are_served_renewed_and_removed() -> Result<(
         .await
         .err()
         .context("never.example was served")?;
+    Ok(())
+}
+
+/// The SDS listener with mutual TLS: an Envoy presenting a client certificate from the fleet's
+/// CA gets its secrets; a client without one gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_between_envoy_and_the_sds_listener() -> Result<()> {
+    let ca = TestCa::new()?;
+    let client = ca.client()?;
+    let dir = tempfile::tempdir()?;
+    let (server_chain, server_key) =
+        ca.issue_for("sds.internal", ExtendedKeyUsagePurpose::ServerAuth)?;
+    let (client_chain, client_key) =
+        ca.issue_for("envoy.internal", ExtendedKeyUsagePurpose::ClientAuth)?;
+    let write = |name: &str, text: &str| -> Result<String> {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    };
+    let (chain_file, key_file) = (
+        write("client.crt", &client_chain)?,
+        write("client.key", &client_key)?,
+    );
+    let ca_file = write("ca.crt", &ca.root_pem)?;
+
+    let source = Arc::new(MemorySource::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sds_addr = listener.local_addr()?;
+    let tls = acme_edge::sds::ServerTls {
+        cert_pem: server_chain,
+        key_pem: server_key,
+        client_ca_pem: ca.root_pem.clone(),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let source = source.clone();
+        async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            acme_edge::sds::serve_tls_on(listener, source, &tls, shutdown).await
+        }
+    });
+
+    // The cluster's TLS as documented in envoy/README.md.
+    let upstream_tls = format!(
+        r#"    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: sds.internal
+        common_tls_context:
+          alpn_protocols: [h2]
+          tls_certificates:
+          - certificate_chain: {{ filename: {chain_file} }}
+            private_key: {{ filename: {key_file} }}
+          validation_context:
+            trusted_ca: {{ filename: {ca_file} }}
+            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher: {{ exact: sds.internal }}
+"#
+    );
+    let template = std::fs::read_to_string(template())?;
+    let cluster = "    load_assignment:\n      cluster_name: acme_sds\n";
+    if !template.contains(cluster) {
+        bail!("the SDS template's acme_sds cluster changed shape");
+    }
+    let template = template.replace(cluster, &format!("{upstream_tls}{cluster}"));
+    let edge = Edge::start_with(sds_addr, &template).await?;
+    let leaf = ca.issue("secure.example")?;
+    source.put(leaf.served.clone());
+    presents(&client, edge.https, "secure.example", &leaf).await?;
+
+    // Without a client certificate the listener gives nothing away.
+    let plain = ca.client()?;
+    let name = ServerName::try_from("sds.internal")?;
+    // A TLS 1.3 client finishes its handshake first; the server's verdict comes on the next read.
+    let answered = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = plain
+            .connect(name, TcpStream::connect(sds_addr).await?)
+            .await?;
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
+        let mut buf = [0u8; 64];
+        anyhow::Ok(tls.read(&mut buf).await?)
+    };
+    let answered = tokio::time::timeout(HANDSHAKE_LIMIT, answered)
+        .await
+        .context("no verdict")?;
+    println!(
+        "client without a certificate: {:?}",
+        answered.as_ref().map_err(|e| format!("{e:#}"))
+    );
+    assert!(
+        !matches!(answered, Ok(n) if n > 0),
+        "the SDS listener answered a client without a certificate"
+    );
+    let _ = stop.send(());
+    tokio::time::timeout(CHANGE_LIMIT, server)
+        .await
+        .context("SDS server did not stop")???;
     Ok(())
 }

@@ -27,38 +27,31 @@
 //!
 //! # Securing the SDS listener
 //!
-//! The listener carries private keys, so it binds to loopback by default, for an Envoy on the
-//! same host. Across hosts, run it with mutual TLS: the backend presents a server certificate
-//! and accepts only clients whose certificate chains to the fleet's client CA (see
-//! [`ServerTls`]); each Envoy presents a client certificate in its `acme_sds` cluster:
+//! The listener hands out private keys, so it binds to loopback by default
+//! ([`DEFAULT_LISTEN`]), for an Envoy on the same host. Across hosts, run it with mutual TLS
+//! ([`serve_tls_on`] with a [`ServerTls`]): the backend presents a server certificate, and
+//! only Envoys presenting a client certificate from the fleet's client CA get secrets. Each
+//! Envoy's `acme_sds` cluster then carries an `UpstreamTlsContext`:
 //!
 //! ```yaml
-//! - name: acme_sds
-//!   type: STRICT_DNS
-//!   typed_extension_protocol_options:
-//!     envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-//!       "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-//!       explicit_http_config: { http2_protocol_options: {} }
-//!   load_assignment:
-//!     cluster_name: acme_sds
-//!     endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address:
-//!       { address: acme-edge.internal, port_value: 18000 } } } }] }]
-//!   transport_socket:
-//!     name: envoy.transport_sockets.tls
-//!     typed_config:
-//!       "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-//!       sni: acme-edge.internal
-//!       common_tls_context:
-//!         alpn_protocols: [h2]
-//!         tls_certificates:   # this Envoy's client certificate (from a file, not from SDS)
-//!         - certificate_chain: { filename: /etc/envoy/sds-client.crt }
-//!           private_key: { filename: /etc/envoy/sds-client.key }
-//!         validation_context: # the CA that signed the backend's server certificate
-//!           trusted_ca: { filename: /etc/envoy/sds-ca.crt }
-//!           match_typed_subject_alt_names:
-//!           - san_type: DNS
-//!             matcher: { exact: acme-edge.internal }
+//! transport_socket:
+//!   name: envoy.transport_sockets.tls
+//!   typed_config:
+//!     "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+//!     sni: acme-edge.internal
+//!     common_tls_context:
+//!       alpn_protocols: [h2]
+//!       tls_certificates:     # this Envoy's client certificate (a file, not SDS)
+//!       - certificate_chain: { filename: /etc/envoy/sds-client.crt }
+//!         private_key: { filename: /etc/envoy/sds-client.key }
+//!       validation_context:   # the CA of the backend's server certificate
+//!         trusted_ca: { filename: /etc/envoy/sds-ca.crt }
+//!         match_typed_subject_alt_names:
+//!         - san_type: DNS
+//!           matcher: { exact: acme-edge.internal }
 //! ```
+//!
+//! (`envoy/README.md` has the whole cluster; `tests/tests/sds.rs` runs exactly this.)
 
 pub mod delta;
 pub mod driver;
@@ -77,7 +70,8 @@ use std::time::Duration;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
+use tonic::transport::{Certificate, Identity};
 
 use crate::certs::CertificateSource;
 pub use resource::SECRET_TYPE_URL;
@@ -105,6 +99,8 @@ pub enum SdsError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("SDS server TLS configuration: {0}")]
+    Tls(tonic::transport::Error),
     #[error("SDS server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -130,6 +126,46 @@ pub async fn serve_on(
     source: Arc<dyn CertificateSource>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SdsError> {
+    run(server(), listener, source, shutdown).await
+}
+
+/// [`serve_on`] with mutual TLS: only Envoys presenting a certificate from
+/// `tls.client_ca_pem` get secrets.
+pub async fn serve_tls_on(
+    listener: TcpListener,
+    source: Arc<dyn CertificateSource>,
+    tls: &ServerTls,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SdsError> {
+    let config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+        .client_ca_root(Certificate::from_pem(&tls.client_ca_pem));
+    let server = server().tls_config(config).map_err(SdsError::Tls)?;
+    run(server, listener, source, shutdown).await
+}
+
+/// The SDS listener's TLS material (PEM): its certificate chain and key, and the CA that
+/// signs the client certificates of the Envoys allowed to fetch secrets.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub client_ca_pem: String,
+}
+
+impl std::fmt::Debug for ServerTls {
+    // Never print the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").finish_non_exhaustive()
+    }
+}
+
+async fn run(
+    mut server: tonic::transport::Server,
+    listener: TcpListener,
+    source: Arc<dyn CertificateSource>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SdsError> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "SDS server listening");
     }
@@ -142,7 +178,7 @@ pub async fn serve_on(
         // secrets it has and reconnects (to another replica, or to this one restarted).
         let _ = stop.send(true);
     };
-    server()
+    server
         .add_service(SecretDiscoveryServiceServer::new(service))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;

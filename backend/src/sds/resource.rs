@@ -31,7 +31,7 @@ pub fn secret(name: &str, cert: &ServedCertificate) -> Secret {
     }
 }
 
-/// [`secret`] packed for a state-of-the-world response.
+/// [`secret()`] packed for a state-of-the-world response.
 pub fn secret_any(name: &str, cert: &ServedCertificate) -> Any {
     Any {
         type_url: SECRET_TYPE_URL.to_owned(),
@@ -39,7 +39,7 @@ pub fn secret_any(name: &str, cert: &ServedCertificate) -> Any {
     }
 }
 
-/// [`secret`] wrapped for an incremental (delta) response.
+/// [`secret()`] wrapped for an incremental (delta) response.
 pub fn delta_resource(name: &str, cert: &ServedCertificate) -> Resource {
     Resource {
         name: name.to_owned(),
