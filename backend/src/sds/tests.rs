@@ -327,3 +327,114 @@ async fn serves_over_grpc_and_pushes() {
     );
     drop(requests);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Subscribe(Vec<String>),
+        Unsubscribe(Vec<String>),
+        Ack { nack: bool },
+        Issue(String),
+        Remove(String),
+    }
+
+    /// A few managed-looking names, their spellings, the wildcard and arbitrary text.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "a.example",
+                "B.example",
+                "b.example.",
+                "*",
+                "",
+                "c.example"
+            ])
+            .prop_map(str::to_owned),
+            any::<String>(),
+        ]
+    }
+
+    fn domain() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["a.example", "b.example", "c.example"]).prop_map(str::to_owned)
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            prop::collection::vec(name(), 0..4).prop_map(Step::Subscribe),
+            prop::collection::vec(name(), 0..3).prop_map(Step::Unsubscribe),
+            any::<bool>().prop_map(|nack| Step::Ack { nack }),
+            domain().prop_map(Step::Issue),
+            domain().prop_map(Step::Remove),
+        ]
+    }
+
+    proptest! {
+        /// Whatever Envoy sends and however certificates change, the stream never fails,
+        /// only ever names what was asked for, and (every change being announced) leaves
+        /// Envoy with exactly the source's state: a resync finds nothing to send.
+        #[test]
+        fn delta_stream_tells_envoy_the_truth(steps in prop::collection::vec(step(), 1..40)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                let source = Arc::new(MemorySource::new());
+                let mut stream = delta(&source);
+                let mut version = 0;
+                let mut asked = std::collections::HashSet::new();
+                let mut last_nonce = String::new();
+                // A first request naming nothing is the legacy wildcard.
+                let mut first = true;
+                for step in steps {
+                    let is_request = !matches!(step, Step::Issue(_) | Step::Remove(_));
+                    if first && is_request {
+                        first = false;
+                        if !matches!(&step, Step::Subscribe(names) if !names.is_empty()) {
+                            asked.insert("*".to_owned());
+                        }
+                    }
+                    let reply = match step {
+                        Step::Subscribe(names) => {
+                            asked.extend(names.iter().cloned());
+                            stream.on_request(DeltaDiscoveryRequest {
+                                resource_names_subscribe: names,
+                                ..subscribe(&[])
+                            }).await
+                        }
+                        Step::Unsubscribe(names) => stream.on_request(DeltaDiscoveryRequest {
+                            resource_names_unsubscribe: names,
+                            ..subscribe(&[])
+                        }).await,
+                        Step::Ack { nack } => stream.on_request(DeltaDiscoveryRequest {
+                            error_detail: nack.then(RpcStatus::default),
+                            ..ack(&last_nonce)
+                        }).await,
+                        Step::Issue(name) => {
+                            version += 1;
+                            source.put(cert(&name, &version.to_string()));
+                            stream.on_event(CertEvent::Updated(name)).await
+                        }
+                        Step::Remove(name) => {
+                            source.remove(&name);
+                            stream.on_event(CertEvent::Removed(name)).await
+                        }
+                    };
+                    let reply = reply.map_err(|s| TestCaseError::fail(s.to_string()))?;
+                    if let Some(reply) = reply {
+                        prop_assert!(!reply.resources.is_empty() || !reply.removed_resources.is_empty());
+                        prop_assert_eq!(reply.type_url.as_str(), SECRET_TYPE_URL);
+                        for r in &reply.resources {
+                            // Through the wildcard a name may come unasked for.
+                            prop_assert!(asked.contains(&r.name) || asked.contains("*"));
+                        }
+                        last_nonce = reply.nonce;
+                    }
+                }
+                let resync = stream.resync().await.map_err(|s| TestCaseError::fail(s.to_string()))?;
+                prop_assert_eq!(resync, None);
+                Ok(())
+            })?;
+        }
+    }
+}
