@@ -383,3 +383,35 @@ async fn the_cli_enables_a_domain_that_gets_issued() -> Result<()> {
         .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_that_stops_answering_fails_the_attempt_instead_of_hanging() -> Result<()> {
+    let mut stack = Stack::builder()
+        .backend(|b| b.request_timeout(Duration::from_secs(2)))
+        .start()
+        .await?;
+    // The account and the directory are in place before the CA hangs.
+    stack
+        .issue("warm.hang.acme-edge.test", ISSUE_DEADLINE)
+        .await?;
+
+    stack.pebble.freeze()?;
+    let name = "hang.acme-edge.test";
+    stack.backend.enable(name).await?;
+    let failed = stack
+        .backend
+        .wait_for_state(name, "failed", ISSUE_DEADLINE)
+        .await;
+    stack.pebble.thaw()?;
+    let domain = failed?;
+    assert_eq!(domain["last_error"]["reason"], "timeout", "{domain}");
+    assert!(domain["retry_at"].is_string(), "{domain}");
+
+    // Forcing the retry once the CA is back issues it.
+    stack.backend.renew(name).await?;
+    stack
+        .backend
+        .wait_for_state(name, "issued", ISSUE_DEADLINE)
+        .await?;
+    Ok(())
+}

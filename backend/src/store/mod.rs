@@ -31,6 +31,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("database file: {0}")]
+    Io(String),
 }
 
 /// The ACME account kept for one CA directory.
