@@ -3,7 +3,7 @@
 pub mod filter;
 pub mod sds;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 /// `cargo xtask bench <name>`.
 #[derive(Debug, clap::Subcommand)]
@@ -26,10 +26,7 @@ pub enum Bench {
 
 pub fn run(bench: Bench) -> Result<()> {
     match bench {
-        Bench::Filter { args } => {
-            let _ = args;
-            bail!("`cargo xtask bench filter` is not available yet")
-        }
+        Bench::Filter { args } => filter::run(args),
         Bench::Sds { args } => sds::run(args),
     }
 }
