@@ -181,3 +181,65 @@ impl Bound {
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> String {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        let request = format!("GET {path} HTTP/1.1\r\nhost: t\r\n{auth}connection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn serves_in_process_until_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = "in-process-token-0123456789";
+        let text = format!(
+            "[acme]\nterms_agreed = true\ndirectory_url = \"http://127.0.0.1:1/dir\"\n\
+             [storage]\nurl = \"sqlite://{}\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\n\
+             [challenge]\nlisten = \"127.0.0.1:0\"\n[sds]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("db.sqlite").display()
+        );
+        let config = Config::parse(&text, |_| None).unwrap();
+        let bound = bind(config).await.unwrap();
+        let (admin, lookup) = (bound.admin_addr().unwrap(), bound.challenge_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(bound.serve(async {
+            let _ = stopped.await;
+        }));
+
+        assert!(
+            get(admin, "/healthz", None)
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        assert!(
+            get(admin, "/v1/domains", None)
+                .await
+                .starts_with("HTTP/1.1 401")
+        );
+        assert!(
+            get(admin, "/v1/domains", Some(token))
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        let path = acme_edge_contract::lookup_path("a.example", "tok");
+        assert!(get(lookup, &path, None).await.starts_with("HTTP/1.1 404"));
+
+        let _ = stop.send(());
+        let finished = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+        assert!(finished.is_ok(), "the service must stop after the signal");
+        assert!(
+            tokio::net::TcpStream::connect(admin).await.is_err(),
+            "listener closed"
+        );
+    }
+}

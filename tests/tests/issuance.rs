@@ -415,3 +415,54 @@ async fn a_ca_that_stops_answering_fails_the_attempt_instead_of_hanging() -> Res
         .await?;
     Ok(())
 }
+
+/// Poll until the served chain of `name` differs from `old` (a new certificate was stored).
+async fn wait_for_new_certificate(stack: &Stack, name: &str, old: &str) -> Result<String> {
+    acme_edge_tests::process::eventually(ISSUE_DEADLINE, || async {
+        let chain = stack.backend.certificate_pem(name).await.ok()?;
+        (chain != old).then_some(chain)
+    })
+    .await
+    .with_context(|| format!("{name} was never renewed\n{}", stack.backend.log()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_renewal_replaces_the_certificate() -> Result<()> {
+    let stack = Stack::start().await?;
+    let name = "forced.renew.acme-edge.test";
+    stack.issue(name, ISSUE_DEADLINE).await?;
+    let old = stack.backend.certificate_pem(name).await?;
+
+    let answer = stack.backend.renew(name).await?;
+    assert_eq!(answer["state"], "pending", "{answer}");
+    let new = wait_for_new_certificate(&stack, name, &old).await?;
+    let roots = stack.pebble.issuer_roots_pem().await?;
+    verify_chain(&new, &roots, name)?;
+    stack
+        .backend
+        .wait_for_state(name, "issued", ISSUE_DEADLINE)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_certificates_renew_by_themselves() -> Result<()> {
+    // 20 s of validity: renewal is due at half of it, found by the worker's due-work query.
+    let stack = Stack::builder()
+        .pebble(|p| p.certificate_validity(Duration::from_secs(20)))
+        .start()
+        .await?;
+    let name = "auto.renew.acme-edge.test";
+    let domain = stack.issue(name, ISSUE_DEADLINE).await?;
+    let (not_before, not_after) = (
+        time_field(&domain, "not_before")?,
+        time_field(&domain, "not_after")?,
+    );
+    let renew_at = time_field(&domain, "renew_at")?;
+    let half = not_before + (not_after - not_before) / 2;
+    assert!((renew_at - half).abs() <= 1, "{domain}");
+
+    let old = stack.backend.certificate_pem(name).await?;
+    wait_for_new_certificate(&stack, name, &old).await?;
+    Ok(())
+}

@@ -167,12 +167,23 @@ pub(crate) async fn bounded<T>(
     }
 }
 
+/// After the account could not be loaded or created, jobs fail fast with that error for this
+/// long instead of each queueing behind the lock to wait out the same unresponsive CA.
+const ACCOUNT_FAILURE_PAUSE: Duration = Duration::from_secs(15);
+
+/// The account, or why it could not be had recently.
+#[derive(Default)]
+struct AccountSlot {
+    account: Option<instant_acme::Account>,
+    last_failure: Option<(tokio::time::Instant, String)>,
+}
+
 /// Issues certificates: holds the account (created on first use) and runs orders.
 pub struct Issuer {
     settings: AccountSettings,
     store: Arc<dyn Store>,
     request_timeout: Duration,
-    account: Mutex<Option<instant_acme::Account>>,
+    account: Mutex<AccountSlot>,
 }
 
 impl Issuer {
@@ -181,21 +192,35 @@ impl Issuer {
             settings: AccountSettings::from_config(config),
             store,
             request_timeout: config.request_timeout(),
-            account: Mutex::new(None),
+            account: Mutex::new(AccountSlot::default()),
         }
     }
 
     /// The account, loaded from the store or created with the CA on first use.
     pub async fn account(&self) -> Result<instant_acme::Account, AcmeError> {
-        let mut cached = self.account.lock().await;
-        if let Some(account) = cached.as_ref() {
+        let mut slot = self.account.lock().await;
+        if let Some(account) = &slot.account {
             return Ok(account.clone());
         }
-        let account =
+        if let Some((at, error)) = &slot.last_failure
+            && at.elapsed() < ACCOUNT_FAILURE_PAUSE
+        {
+            return Err(AcmeError::Account(format!("unavailable: {error}")));
+        }
+        let loaded =
             account::load_or_create(&self.settings, self.store.as_ref(), self.request_timeout)
-                .await?;
-        *cached = Some(account.clone());
-        Ok(account)
+                .await;
+        match loaded {
+            Ok(account) => {
+                slot.account = Some(account.clone());
+                slot.last_failure = None;
+                Ok(account)
+            }
+            Err(e) => {
+                slot.last_failure = Some((tokio::time::Instant::now(), e.to_string()));
+                Err(e)
+            }
+        }
     }
 
     /// Obtain a certificate for `name` with a fresh `key_type` key.
