@@ -83,6 +83,7 @@ async fn bench(args: Args) -> Result<()> {
 
     let issued = issue_latency(&ca, &client, &source, on_demand.https, args.samples).await?;
     let renewed = renew_latency(&ca, &client, &source, on_demand.https, args.samples).await?;
+    let warm = handshake_time(&client, on_demand.https, args.samples).await?;
 
     let latest = ca.issue(WARM_NAME)?;
     source.put(latest.served.clone());
@@ -100,7 +101,7 @@ async fn bench(args: Args) -> Result<()> {
     }
     on_demand.envoy.ensure_running()?;
     fixed.envoy.ensure_running()?;
-    print_report(&args, &issued, &renewed, &rates);
+    print_report(&args, &[&issued, &renewed, &warm], &rates);
     Ok(())
 }
 
@@ -138,6 +139,21 @@ async fn renew_latency(
         let started = Instant::now();
         source.put(leaf.served.clone());
         presented(client, https, WARM_NAME, &leaf.der).await?;
+        out.push(started.elapsed());
+    }
+    Ok(out)
+}
+
+/// One handshake with nothing changed, for scale: the latencies above include one.
+async fn handshake_time(
+    client: &TlsConnector,
+    https: SocketAddr,
+    samples: usize,
+) -> Result<Vec<Duration>> {
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        handshake(client, https, WARM_NAME).await?;
         out.push(started.elapsed());
     }
     Ok(out)
@@ -197,26 +213,23 @@ fn wrk(addr: SocketAddr, args: &Args) -> Result<f64> {
 // ---------------------------------------------------------------------------------------
 // Report.
 
-fn print_report(
-    args: &Args,
-    issued: &[Duration],
-    renewed: &[Duration],
-    rates: &BTreeMap<&str, Vec<f64>>,
-) {
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+fn print_report(args: &Args, latencies: &[&[Duration]; 3], rates: &BTreeMap<&str, Vec<f64>>) {
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    let labels = [
+        "issued -> first handshake",
+        "renewed -> first handshake",
+        "one warm handshake (scale)",
+    ];
     println!();
     println!(
-        "SDS latency ({} samples each)       min      p50      p90      max  (ms)",
+        "SDS latency, {} samples each           min      p50      p90      max  (ms)",
         args.samples
     );
-    for (label, samples) in [
-        ("issued -> first handshake", issued),
-        ("renewed -> first handshake", renewed),
-    ] {
-        let mut sorted: Vec<f64> = samples.iter().copied().map(ms).collect();
+    for (label, samples) in labels.iter().zip(latencies) {
+        let mut sorted: Vec<f64> = samples.iter().map(ms).collect();
         sorted.sort_by(f64::total_cmp);
         println!(
-            "  {label:<30} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            "  {label:<32} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
             quantile(&sorted, 0.0),
             quantile(&sorted, 0.5),
             quantile(&sorted, 0.9),
