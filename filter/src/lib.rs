@@ -27,6 +27,29 @@
 //! | backend 404 | `on_miss`: 404, or pass to the normal routes |
 //! | backend error, timeout, unreachable | `on_error`: 503 with `retry-after: 5`, or pass |
 
+//! # Settings
+//!
+//! JSON in the wasm plugin `configuration`; every key optional, empty means all defaults.
+//! An unknown key or a bad value makes the filter refuse the configuration, so Envoy
+//! refuses it too, with a log line naming every offending key.
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `cluster` | string | `"acme_backend"` | Envoy cluster of the backend's lookup endpoint |
+//! | `timeout_ms` | integer 1..=60000 | `2000` | lookup timeout |
+//! | `prefix` | string `/.../` | `"/.well-known/acme-challenge/"` | challenge path prefix (keep equal to Envoy's matcher) |
+//! | `on_miss` | `"respond"` / `"pass"` | `"respond"` | backend has no such token: answer 404, or continue to the normal routes |
+//! | `on_error` | `"respond"` / `"pass"` | `"respond"` | backend failed or timed out: answer 503 + `retry-after`, or continue |
+//! | `enabled` | bool | `true` | `false` makes the filter a no-op |
+//! | `cache_ttl_ms` | integer 0..=300000 | `10000` | how long a found answer is reused; 0 turns the cache off |
+//!
+//! # Stats
+//!
+//! Counters defined as `acme_edge.<name>`, shown by Envoy's admin `/stats` with Envoy's
+//! prefix for wasm-defined metrics: `wasmcustom.acme_edge.handled`,
+//! `.served`, `.cache_hits`, `.not_found`, `.invalid`, `.backend_errors`, `.passed`
+//! (see [`counters`]).
+
 pub mod cache;
 pub mod counters;
 pub mod outcome;
