@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -241,19 +241,29 @@ impl EnvoyConfig {
     pub fn refused(self) -> Result<String> {
         let dir = tempfile::tempdir().context("create a temporary dir")?;
         let config = write_config(dir.path(), &self.rendered()?)?;
-        let out = Command::new(tools::envoy()?)
+        let log = dir.path().join("validate.log");
+        let log_file = std::fs::File::create(&log).context("create the validate log")?;
+        let mut child = Command::new(tools::envoy()?)
             .arg("--mode")
             .arg("validate")
             .arg("-c")
             .arg(&config)
-            .output()
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
             .context("run envoy --mode validate")?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
+        let waited = eventually_blocking(READY_DEADLINE, || child.try_wait().ok().flatten());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let status = match waited {
+            Ok(status) => status,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.context(format!("envoy --mode validate did not finish\n{text}")));
+            }
+        };
+        if status.success() {
             bail!("envoy accepted the configuration:\n{text}");
         }
         Ok(text)
