@@ -27,11 +27,11 @@
 //!
 //! # Securing the SDS listener
 //!
-//! The listener hands out private keys, so it binds to loopback by default
-//! ([`DEFAULT_LISTEN`]), for an Envoy on the same host. Across hosts, run it with mutual TLS
-//! ([`serve_tls_on`] with a [`ServerTls`]): the backend presents a server certificate, and
-//! only Envoys presenting a client certificate from the fleet's client CA get secrets. Each
-//! Envoy's `acme_sds` cluster then carries an `UpstreamTlsContext`:
+//! The listener hands out private keys, so it binds to loopback by default (`sds.listen` in
+//! the backend's configuration), for an Envoy on the same host. Across hosts, run it with
+//! mutual TLS ([`serve_tls_on`] with a [`ServerTls`]): the backend presents a server
+//! certificate, and only Envoys presenting a client certificate from the fleet's client CA
+//! get secrets. Each Envoy's `acme_sds` cluster then carries an `UpstreamTlsContext`:
 //!
 //! ```yaml
 //! transport_socket:
@@ -76,10 +76,6 @@ use tonic::transport::{Certificate, Identity};
 use crate::certs::CertificateSource;
 pub use resource::SECRET_TYPE_URL;
 pub use service::SdsService;
-
-/// The SDS listener's default address: loopback, for an Envoy on the same host.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 18000);
 
 /// Envoy's non-ADS on-demand selector opens one HTTP/2 stream per secret name; hyper's
 /// default of 200 concurrent streams per connection would make the 201st name wait.
