@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::acme::{AcmeError, Issuer};
+use crate::acme::{Failure, Issuer};
 use crate::certs::CertEvent;
 use crate::metrics;
 use crate::schedule;
@@ -168,10 +168,11 @@ impl Job {
         Ok(())
     }
 
-    async fn failed(&self, claim: &Claim, error: AcmeError) -> Result<(), StoreError> {
+    async fn failed(&self, claim: &Claim, failure: Failure) -> Result<(), StoreError> {
+        let Failure { error, retry_after } = failure;
         let now = OffsetDateTime::now_utc();
         let attempts = claim.attempts.saturating_add(1);
-        let retry_at = schedule::retry_at(now, attempts, error.retry_hint());
+        let retry_at = schedule::retry_at(now, attempts, retry_after);
         metrics::issuance_failed(error.reason());
         tracing::warn!(domain = %claim.name, error = %error, retry_at = %retry_at, "issuance failed");
         self.store

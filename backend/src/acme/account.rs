@@ -36,11 +36,8 @@ impl AccountSettings {
     }
 
     fn builder(&self) -> Result<AccountBuilder, AcmeError> {
-        let built = match &self.ca_root_file {
-            Some(path) => Account::builder_with_root(path),
-            None => Account::builder(),
-        };
-        built.map_err(|e| AcmeError::Account(format!("HTTP client: {e}")))
+        let client = super::http::client(self.ca_root_file.as_deref())?;
+        Ok(Account::builder_with_http(client))
     }
 }
 

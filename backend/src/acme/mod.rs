@@ -10,8 +10,10 @@
 //! - [`order`]: new order, HTTP-01 challenge (stored before the CA is told it is ready),
 //!   polling, CSR, chain download.
 //! - [`keys`]: fresh certificate keys (ECDSA P-256/P-384, RSA 2048/3072/4096).
+//! - [`http`]: the HTTP client under instant-acme, which keeps the CA's `Retry-After`.
 
 pub mod account;
+pub mod http;
 pub mod keys;
 pub mod order;
 
@@ -93,8 +95,8 @@ impl AcmeError {
         }
     }
 
-    /// When the CA asked us to come back, if it did (instant-acme surfaces Retry-After only
-    /// for order polling).
+    /// When the CA asked us to come back, when the error itself says so (instant-acme's
+    /// polling timeout); `Retry-After` headers come through [`Failure::retry_after`].
     pub fn retry_hint(&self) -> Option<OffsetDateTime> {
         match self {
             AcmeError::Client {
@@ -126,6 +128,13 @@ impl AcmeError {
             source => AcmeError::Client { step, source },
         }
     }
+}
+
+/// A failed attempt, and when the CA asked us to come back, if it did.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: AcmeError,
+    pub retry_after: Option<OffsetDateTime>,
 }
 
 /// An RFC 7807 problem document as JSON. instant-acme parses the CA's document into
@@ -224,19 +233,95 @@ impl Issuer {
     }
 
     /// Obtain a certificate for `name` with a fresh `key_type` key.
-    pub async fn issue(
-        &self,
-        name: &str,
-        key_type: KeyType,
-    ) -> Result<IssuedCertificate, AcmeError> {
-        let account = self.account().await?;
-        order::issue(
-            &account,
-            self.store.as_ref(),
-            name,
-            key_type,
-            self.request_timeout,
-        )
-        .await
+    pub async fn issue(&self, name: &str, key_type: KeyType) -> Result<IssuedCertificate, Failure> {
+        let attempt = async {
+            let account = self.account().await?;
+            order::issue(
+                &account,
+                self.store.as_ref(),
+                name,
+                key_type,
+                self.request_timeout,
+            )
+            .await
+        };
+        let (result, retry_after) = http::noting_retry_after(attempt).await;
+        result.map_err(|error| Failure {
+            retry_after: retry_after
+                .map(OffsetDateTime::from)
+                .or_else(|| error.retry_hint()),
+            error,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::SqliteStore;
+    use warp::Filter;
+
+    /// A CA that rate-limits account creation, with a Retry-After an hour away.
+    async fn rate_limiting_ca() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let directory = serde_json::json!({
+            "newNonce": format!("{base}/nonce"),
+            "newAccount": format!("{base}/account"),
+            "newOrder": format!("{base}/order"),
+        });
+        let dir = warp::path!("dir")
+            .and(warp::get())
+            .map(move || warp::reply::json(&directory));
+        let nonce = warp::path!("nonce")
+            .and(warp::head())
+            .map(|| warp::reply::with_header("", "replay-nonce", "bm9uY2U"));
+        let account = warp::path!("account").and(warp::post()).map(|| {
+            let problem = serde_json::json!({
+                "type": "urn:ietf:params:acme:error:rateLimited",
+                "detail": "too many new accounts",
+                "status": 429,
+            });
+            let reply = warp::reply::with_status(
+                warp::reply::json(&problem),
+                warp::http::StatusCode::TOO_MANY_REQUESTS,
+            );
+            let reply = warp::reply::with_header(reply, "retry-after", "3600");
+            warp::reply::with_header(reply, "replay-nonce", "bm9uY2Uy")
+        });
+        tokio::spawn(
+            warp::serve(dir.or(nonce).or(account))
+                .incoming(listener)
+                .run(),
+        );
+        format!("{base}/dir")
+    }
+
+    #[tokio::test]
+    async fn the_cas_retry_after_and_problem_reach_the_failure() {
+        let directory = rate_limiting_ca().await;
+        let text = format!("[acme]\nterms_agreed = true\ndirectory_url = \"{directory}\"\n");
+        let config = Config::parse(&text, |_| None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let issuer = Issuer::new(&config.acme, store);
+
+        let before = OffsetDateTime::now_utc();
+        let Err(failure) = issuer.issue("a.example", KeyType::EcdsaP256).await else {
+            panic!("a rate-limited account cannot issue");
+        };
+        assert_eq!(failure.error.reason(), "ca_problem", "{}", failure.error);
+        let problem = failure.error.problem().unwrap();
+        assert_eq!(problem["type"], "urn:ietf:params:acme:error:rateLimited");
+        assert_eq!(problem["status"], 429);
+        let wait = failure.retry_after.unwrap() - before;
+        assert!(
+            (time::Duration::minutes(59)..=time::Duration::minutes(61)).contains(&wait),
+            "{wait}"
+        );
+        // The scheduler keeps the CA's time over its own one-minute backoff.
+        let retry = crate::schedule::retry_at(before, 1, failure.retry_after);
+        assert!(retry - before > time::Duration::minutes(59));
     }
 }

@@ -1,0 +1,164 @@
+//! The HTTP client the ACME client talks to the CA through: hyper and rustls as in
+//! instant-acme's own client, plus one thing it drops: the CA's `Retry-After` on an error
+//! answer (rate limits, maintenance). It is noted for the job whose request got it, so the
+//! retry is scheduled no earlier than the CA asked.
+//!
+//! The note lives in a task-local slot: each job runs its order inside [`noting_retry_after`],
+//! and requests made from that task write to that job's slot only.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::RETRY_AFTER;
+use hyper_rustls::HttpsConnectorBuilder;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::AcmeError;
+
+/// The longest Retry-After honoured: a CA (or a proxy in front of it) asking for more than a
+/// week is more likely wrong than serious, and the daily retry takes over.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+tokio::task_local! {
+    static RETRY_AFTER_NOTE: Cell<Option<SystemTime>>;
+}
+
+/// Run `job`, returning its output and the latest `Retry-After` the CA sent it on an error.
+pub async fn noting_retry_after<F: Future>(job: F) -> (F::Output, Option<SystemTime>) {
+    let slot = Cell::new(None);
+    RETRY_AFTER_NOTE
+        .scope(slot, async {
+            let output = job.await;
+            let note = RETRY_AFTER_NOTE.try_with(Cell::get).ok().flatten();
+            (output, note)
+        })
+        .await
+}
+
+/// The client: the platform's roots, or only `ca_root_file` (test CAs such as Pebble).
+pub fn client(ca_root_file: Option<&Path>) -> Result<Box<dyn HttpClient>, AcmeError> {
+    let builder = match ca_root_file {
+        None => HttpsConnectorBuilder::new()
+            .try_with_platform_verifier()
+            .map_err(|e| AcmeError::Account(format!("platform TLS roots: {e}")))?,
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|e| AcmeError::Account(format!("{}: {e}", path.display())))?
+            {
+                let cert =
+                    cert.map_err(|e| AcmeError::Account(format!("{}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| AcmeError::Account(format!("{}: {e}", path.display())))?;
+            }
+            HttpsConnectorBuilder::new().with_tls_config(
+                rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| AcmeError::Account(format!("TLS: {e}")))?
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+            )
+        }
+    };
+    let connector = builder
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let hyper = HyperClient::builder(TokioExecutor::new()).build(connector);
+    Ok(Box::new(NotingClient(hyper)))
+}
+
+type Hyper = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
+
+struct NotingClient(Hyper);
+
+impl HttpClient for NotingClient {
+    fn request(
+        &self,
+        req: http::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let response = HttpClient::request(&self.0, req);
+        Box::pin(async move {
+            let response = response.await?;
+            let status = response.parts.status;
+            if (status.is_client_error() || status.is_server_error())
+                && let Some(at) = response
+                    .parts
+                    .headers
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            {
+                // Outside a job (no slot) there is nobody to tell.
+                let _ = RETRY_AFTER_NOTE.try_with(|slot| slot.set(Some(at)));
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// `Retry-After: <seconds>` or `Retry-After: <HTTP-date>` (RFC 9110 section 10.2.3).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<SystemTime> {
+    let value = value.trim();
+    let at = match value.parse::<u64>() {
+        Ok(secs) => now + Duration::from_secs(secs),
+        Err(_) => {
+            let date =
+                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
+                    .ok()?;
+            SystemTime::from(date)
+        }
+    };
+    let limit = now + MAX_RETRY_AFTER;
+    Some(at.min(limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_000);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(now + Duration::from_secs(120))
+        );
+        let date = parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now);
+        assert_eq!(
+            date,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480))
+        );
+        assert_eq!(
+            parse_retry_after("99999999", now),
+            Some(now + MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[tokio::test]
+    async fn notes_are_per_job() {
+        let (out, note) = noting_retry_after(async {
+            let _ = RETRY_AFTER_NOTE.try_with(|s| s.set(Some(SystemTime::UNIX_EPOCH)));
+            7
+        })
+        .await;
+        assert_eq!((out, note), (7, Some(SystemTime::UNIX_EPOCH)));
+        let (_, other) = noting_retry_after(async {}).await;
+        assert_eq!(other, None);
+    }
+}
