@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         Task::Test(args) => return exit_code(test::run(args)),
         Task::Bench(bench) => bench::run(bench),
         Task::Demo(args) => demo::run(args),
-        Task::Fuzz { args } => fuzz_stub(args),
+        Task::Fuzz { args } => fuzz::run(args),
     };
     exit_code(outcome.map(|()| ExitCode::SUCCESS))
 }
@@ -78,9 +78,4 @@ fn exit_code(outcome: anyhow::Result<ExitCode>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn fuzz_stub(args: Vec<String>) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("`cargo xtask fuzz` is not available yet")
 }
