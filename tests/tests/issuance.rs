@@ -466,3 +466,47 @@ async fn short_lived_certificates_renew_by_themselves() -> Result<()> {
     wait_for_new_certificate(&stack, name, &old).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_cut_short_by_a_crash_resumes_after_restart() -> Result<()> {
+    // Pebble's validation requests are held, so the order is certainly in flight when the
+    // backend dies.
+    let front = TcpListener::bind("127.0.0.1:0").await?;
+    let pebble = Pebble::builder(front.local_addr()?.port()).start().await?;
+    let mut backend = Backend::builder().pebble(&pebble).start().await?;
+    let lookup_addr = backend.challenge_addr();
+    let envoy =
+        tokio::task::spawn_blocking(move || EnvoyConfig::edge(lookup_addr)?.start()).await??;
+    let (held_tx, mut held) = mpsc::channel(4);
+    let holder = tokio::spawn(hold_validations(front, envoy.http_port(), held_tx));
+
+    let name = "crash.acme-edge.test";
+    backend.enable(name).await?;
+    let first = tokio::time::timeout(ISSUE_DEADLINE, held.recv())
+        .await
+        .context("Pebble never came to validate")?
+        .context("holder stopped")?;
+    assert_eq!(backend.domain(name).await?["state"], "validating");
+
+    backend.kill()?;
+    // The first order's validation now finds nobody behind Envoy: that order is lost.
+    let _ = first.release.send(());
+    backend.start().await?;
+
+    let release_rest = tokio::spawn(async move {
+        while let Some(v) = held.recv().await {
+            let _ = v.release.send(());
+        }
+    });
+    let issued = backend.wait_for_state(name, "issued", ISSUE_DEADLINE).await;
+    holder.abort();
+    release_rest.abort();
+    let domain = issued?;
+    assert_eq!(domain["attempts"], 0, "{domain}");
+    let log = backend.log();
+    assert!(
+        log.contains("resuming orders interrupted"),
+        "the restarted backend picked the order up from the store:\n{log}"
+    );
+    Ok(())
+}
