@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use acme_edge::certs::ServedCertificate;
 use acme_edge::sds::memory::MemorySource;
-use acme_edge_tests::envoy::{EnvoyConfig, http};
+use acme_edge_tests::envoy::{EnvoyConfig, http, render};
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
 use acme_edge_tests::stack::Stack;
@@ -247,19 +247,6 @@ fn template() -> PathBuf {
     tools::workspace_root().join("envoy/sds-trial.yaml")
 }
 
-/// Fill every `${NAME}` in `text`; a placeholder left unfilled is an error.
-fn render(text: &str, values: &BTreeMap<&str, String>) -> Result<String> {
-    let mut out = text.to_owned();
-    for (key, value) in values {
-        out = out.replace(&format!("${{{key}}}"), value);
-    }
-    if let Some(at) = out.find("${") {
-        let rest: String = out[at..].chars().take(40).collect();
-        bail!("unfilled placeholder: {rest}");
-    }
-    Ok(out)
-}
-
 impl Edge {
     async fn start(sds: SocketAddr) -> Result<Self> {
         Self::start_with(sds, &std::fs::read_to_string(template())?).await
@@ -269,13 +256,15 @@ impl Edge {
     async fn start_with(sds: SocketAddr, text: &str) -> Result<Self> {
         let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let values = BTreeMap::from([
+        let values: BTreeMap<String, String> = [
             ("ADMIN_PORT", admin.port().to_string()),
             ("HTTPS_ADDRESS", https.ip().to_string()),
             ("HTTPS_PORT", https.port().to_string()),
             ("SDS_HOST", sds.ip().to_string()),
             ("SDS_PORT", sds.port().to_string()),
-        ]);
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into();
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("envoy.yaml");
         std::fs::write(&config, render(text, &values)?)?;
