@@ -34,11 +34,12 @@ const OTHER_TRAFFIC_TARGET: f64 = 0.98;
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask bench filter")]
 struct Args {
-    /// Measured rounds per side and comparison.
-    #[arg(long, default_value_t = 5)]
+    /// Measured rounds per side and comparison. Many short rounds resist a noisy machine
+    /// better than a few long ones: the median ratio ignores the rounds that got disturbed.
+    #[arg(long, default_value_t = 10)]
     rounds: usize,
     /// Seconds per round.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     seconds: u64,
     /// Seconds of warm-up per side before measuring.
     #[arg(long, default_value_t = 3)]
