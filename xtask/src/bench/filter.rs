@@ -8,6 +8,8 @@
 //!   against the same Envoy with the filter section removed. Target: at least 0.98.
 //! - **Challenges**: a challenge fetch answered by the filter from its cache, against the
 //!   filter-less Envoy answering the same path with its direct response.
+//! - **Control**: non-challenge requests through a second filter-less Envoy against the
+//!   first. Ideally 1.000; its spread shows how much of the other rows is the machine's noise.
 //!
 //! The backend is the harness's fake challenge backend. Not a test: the figures depend on the
 //! machine; the output says how many rounds agree with the target.
@@ -36,10 +38,10 @@ const OTHER_TRAFFIC_TARGET: f64 = 0.98;
 struct Args {
     /// Measured rounds per side and comparison. Many short rounds resist a noisy machine
     /// better than a few long ones: the median ratio ignores the rounds that got disturbed.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 15)]
     rounds: usize,
     /// Seconds per round.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     seconds: u64,
     /// Seconds of warm-up per side before measuring.
     #[arg(long, default_value_t = 3)]
@@ -78,13 +80,15 @@ pub fn run(args: Vec<String>) -> Result<()> {
     };
     let with_filter = edge()?.start()?;
     let without = edge()?.without_filter()?.start()?;
+    let control = edge()?.without_filter()?.start()?;
     let challenge = format!("{CHALLENGE_PREFIX}{TOKEN}");
     check_answers(&with_filter, &without, &challenge)?;
 
     let other = compare(&args, &with_filter, &without, OTHER_PATH, "shop.example")?;
     let challenges = compare(&args, &with_filter, &without, &challenge, HOST)?;
+    let noise = compare(&args, &control, &without, OTHER_PATH, "shop.example")?;
     let lookups = backend.requests();
-    print_report(&args, &other, &challenges, lookups);
+    print_report(&args, &other, &challenges, &noise, lookups);
     Ok(())
 }
 
@@ -163,7 +167,7 @@ fn compare(
             (wrk(args, with_filter, path, host, round)?, b)
         };
         println!(
-            "  {path}: round {}: filter {a:>9.0} req/s, no filter {b:>9.0} req/s, ratio {:.3}",
+            "  {path}: round {}: measured {a:>9.0} req/s, baseline {b:>9.0} req/s, ratio {:.3}",
             i + 1,
             a / b
         );
@@ -211,20 +215,25 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-fn print_report(args: &Args, other: &Comparison, challenges: &Comparison, lookups: u64) {
+fn print_report(
+    args: &Args,
+    other: &Comparison,
+    challenges: &Comparison,
+    noise: &Comparison,
+    lookups: u64,
+) {
     println!();
     println!(
         "Envoy 1.40, 1 worker, wrk -t1 -c{} on loopback, {} alternating rounds of {} s per side",
         args.connections, args.rounds, args.seconds
     );
     println!();
-    println!(
-        "| requests | with filter (req/s) | without (req/s) | median ratio | min..max ratio |"
-    );
+    println!("| requests | measured (req/s) | baseline (req/s) | median ratio | min..max ratio |");
     println!("|---|---:|---:|---:|---:|");
     for (name, c) in [
         ("non-challenge (filter vs no filter)", other),
         ("challenge, cached (filter vs direct response)", challenges),
+        ("control: no filter vs no filter", noise),
     ] {
         let ratios = c.ratios();
         let (lo, hi) = ratios
