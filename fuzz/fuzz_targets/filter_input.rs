@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
         if let Verdict::Lookup(c) = classify(ACME_CHALLENGE_PREFIX, method, p, authority) {
             // What goes to the backend must read back as the same host and token.
             let lookup = lookup_path(&c.host, &c.token);
-            assert_eq!(parse_lookup_path(&lookup), Some((c.host.as_str(), c.token.as_str())));
+            assert_eq!(
+                parse_lookup_path(&lookup),
+                Some((c.host.as_str(), c.token.as_str()))
+            );
             // Every valid challenge fits a cache slot.
             let value = cache::encode(&c.host, &c.token, b"k", 2).expect("fits a slot");
             assert_eq!(cache::lookup(&value, &c.host, &c.token, 1), Some(&b"k"[..]));
