@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 
 use super::client::{ApiClient, ClientError};
