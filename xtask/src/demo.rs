@@ -61,7 +61,7 @@ fn fresh_state_dir() -> Result<PathBuf> {
 async fn demo(args: &DemoArgs, state: &Path) -> Result<()> {
     step("starting Envoy (with the filter), Pebble (the CA) and the backend");
     let stack = Stack::builder().dir(state).start().await?;
-    describe(&stack);
+    describe(&stack, state);
     let env_file = write_cli_env(&stack, state)?;
 
     step(&format!(
@@ -103,7 +103,7 @@ async fn demo(args: &DemoArgs, state: &Path) -> Result<()> {
     Ok(())
 }
 
-fn describe(stack: &Stack) {
+fn describe(stack: &Stack, state: &Path) {
     println!(
         "  Envoy     http://127.0.0.1:{}  https://127.0.0.1:{}  (admin 127.0.0.1:{})",
         stack.envoy.http_port(),
@@ -117,15 +117,7 @@ fn describe(stack: &Stack) {
         stack.backend.challenge_addr(),
         stack.backend.sds_addr()
     );
-    println!(
-        "  logs      {}/*/logs",
-        stack
-            .pebble
-            .dir()
-            .parent()
-            .unwrap_or(stack.pebble.dir())
-            .display()
-    );
+    println!("  logs      {}/{{pebble,backend}}/logs", state.display());
 }
 
 /// `.stack/cli.env`: what the CLI needs to talk to this backend.
