@@ -321,6 +321,20 @@ fn disabled_filter_passes_everything() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn unknown_cluster_is_a_backend_error() -> Result<()> {
+    // Envoy refuses the call-out itself (no such cluster): handled like a failed lookup.
+    let (backend, envoy) = start(r#"{"cluster":"no_such_cluster"}"#)?;
+    backend.insert("nocluster.example", "tok-nc", "tok-nc.x");
+    let deltas = counted(&envoy, &["backend_errors"], || {
+        let r = get(&envoy, &challenge("tok-nc"), "nocluster.example");
+        assert_unavailable(&r, "unknown cluster");
+    });
+    assert_eq!(deltas, [1]);
+    assert_eq!(backend.requests(), 0);
+    Ok(())
+}
+
 fn refused(settings: &str) -> Result<String> {
     let backend = ChallengeBackend::start()?;
     EnvoyConfig::edge(backend.addr())
