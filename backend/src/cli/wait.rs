@@ -89,6 +89,7 @@ fn report(domains: &[Domain]) {
             (DomainState::Issued, _) => {
                 let until = d
                     .not_after
+                    .and_then(|t| t.format(&Rfc3339).ok())
                     .map(|t| format!(", valid until {t}"))
                     .unwrap_or_default();
                 println!("{}: issued{until}", d.name);
