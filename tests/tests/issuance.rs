@@ -237,7 +237,7 @@ struct HeldValidation {
 }
 
 /// Stands where Pebble expects the HTTP server: records each validation request, waits for
-/// the test's go-ahead, then forwards the request to Envoy and relays its answer.
+/// the test's go-ahead, then relays the connection, bytes unchanged, to Envoy.
 async fn hold_validations(
     listener: TcpListener,
     envoy_port: u16,
@@ -246,35 +246,35 @@ async fn hold_validations(
     while let Ok((mut conn, _)) = listener.accept().await {
         let held = held.clone();
         tokio::spawn(async move {
-            let Some((path, host)) = read_request_head(&mut conn).await else {
+            let Some((head, path, host)) = read_request_head(&mut conn).await else {
                 return;
             };
             let (release, released) = oneshot::channel();
             let sent = held.send(HeldValidation {
-                path: path.clone(),
-                host: host.clone(),
+                path,
+                host,
                 release,
             });
             if sent.await.is_err() || released.await.is_err() {
                 return;
             }
-            let answer =
-                tokio::task::spawn_blocking(move || http(envoy_port, "GET", &path, &host)).await;
-            let (status, body) = match answer {
-                Ok(Ok(r)) => (r.status, r.body),
-                _ => (502, Vec::new()),
+            let Ok(mut upstream) = tokio::net::TcpStream::connect(("127.0.0.1", envoy_port)).await
+            else {
+                return;
             };
-            let head = format!(
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = conn.write_all(head.as_bytes()).await;
-            let _ = conn.write_all(&body).await;
+            if upstream.write_all(&head).await.is_ok() {
+                let _ = tokio::time::timeout(
+                    ISSUE_DEADLINE,
+                    tokio::io::copy_bidirectional(&mut conn, &mut upstream),
+                )
+                .await;
+            }
         });
     }
 }
 
-async fn read_request_head(conn: &mut tokio::net::TcpStream) -> Option<(String, String)> {
+/// Read up to the end of the request head; the raw bytes, the path and the `Host`.
+async fn read_request_head(conn: &mut tokio::net::TcpStream) -> Option<(Vec<u8>, String, String)> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 1024];
     while !raw.windows(4).any(|w| w == b"\r\n\r\n") && raw.len() < 16 * 1024 {
@@ -287,7 +287,7 @@ async fn read_request_head(conn: &mut tokio::net::TcpStream) -> Option<(String, 
         }
         raw.extend_from_slice(buf.get(..n)?);
     }
-    let text = String::from_utf8_lossy(&raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
     let mut lines = text.lines();
     let path = lines.next()?.split_whitespace().nth(1)?.to_owned();
     let host = lines
@@ -296,7 +296,7 @@ async fn read_request_head(conn: &mut tokio::net::TcpStream) -> Option<(String, 
                 .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
         })
         .map(|(_, v)| v.trim().to_owned())?;
-    Some((path, host))
+    Some((raw, path, host))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
