@@ -112,7 +112,10 @@ fn check_label(label: &str) -> Result<(), HostError> {
     if label.starts_with('-') || label.ends_with('-') {
         return Err(HostError::BadLabel);
     }
-    if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if !label
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         return Err(HostError::BadCharacter);
     }
     Ok(())
@@ -169,7 +172,13 @@ mod tests {
             assert_eq!(normalize_host(input), Err(*want), "input {input:?}");
         }
         assert_eq!(normalize_host(&"a".repeat(64)), Err(BadLabel));
-        let long = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(63)].join(".");
+        let long = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(63),
+        ]
+        .join(".");
         assert_eq!(normalize_host(&long), Err(TooLong));
     }
 
