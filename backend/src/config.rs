@@ -37,6 +37,15 @@ pub const DEFAULT_CHALLENGE_LISTEN: &str = "127.0.0.1:8081";
 pub const DEFAULT_SDS_LISTEN: &str = "127.0.0.1:8082";
 /// Default `storage.url`: a SQLite file in the working directory.
 pub const DEFAULT_STORAGE_URL: &str = "sqlite://acme-edge.db";
+/// Default `storage.lease_secs`: how long a worker's claim on a domain lasts unless renewed.
+/// The worker renews it every third of that while the order runs, so a replica must lose
+/// the database for 20 s or more before another takes its domains over; a replica that died
+/// mid-order delays its domains by at most 30 s. Orders take seconds, so nothing waits on it
+/// in normal operation.
+pub const DEFAULT_LEASE_SECS: u64 = 30;
+/// Range of `storage.lease_secs`: below 2 s the heartbeat is a busy loop; above an hour a
+/// dead replica's domains wait too long.
+pub const LEASE_SECS_RANGE: std::ops::RangeInclusive<u64> = 2..=3600;
 /// Name of the generated admin token file, next to the database, when `admin.token` and
 /// `admin.token_file` are both absent.
 pub const DEFAULT_TOKEN_FILE_NAME: &str = "admin-token";
@@ -58,6 +67,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("acme", "max_in_flight_orders"),
     ("acme", "request_timeout_secs"),
     ("storage", "url"),
+    ("storage", "lease_secs"),
     ("admin", "listen"),
     ("admin", "token"),
     ("admin", "token_file"),
@@ -159,14 +169,18 @@ impl AcmeConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// `sqlite://PATH` (relative paths from the working directory).
+    /// `sqlite://PATH` (relative paths from the working directory), or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` for a fleet of replicas.
     pub url: String,
+    /// Seconds a worker's lease on a domain lasts unless renewed ([`DEFAULT_LEASE_SECS`]).
+    pub lease_secs: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             url: DEFAULT_STORAGE_URL.into(),
+            lease_secs: DEFAULT_LEASE_SECS,
         }
     }
 }
@@ -176,6 +190,18 @@ impl StorageConfig {
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         let path = self.url.strip_prefix("sqlite://")?;
         (!path.is_empty()).then(|| PathBuf::from(path))
+    }
+
+    /// The URL names a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| self.url.len() > scheme.len() && self.url.starts_with(scheme))
+    }
+
+    /// How long a worker's lease on a domain lasts unless renewed.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
     }
 }
 
@@ -372,7 +398,8 @@ fn env_value(key: &str, raw: &str) -> toml::Value {
         "terms_agreed"
         | "metrics_require_token"
         | "max_in_flight_orders"
-        | "request_timeout_secs" => scalar_from_str(raw),
+        | "request_timeout_secs"
+        | "lease_secs" => scalar_from_str(raw),
         _ => toml::Value::String(raw.to_owned()),
     }
 }
@@ -523,13 +550,21 @@ fn looks_like_email(s: &str) -> bool {
 }
 
 fn validate_storage(storage: &StorageConfig, problems: &mut Vec<ConfigProblem>) {
-    if storage.url.starts_with("postgres://") || storage.url.starts_with("postgresql://") {
+    if storage.sqlite_path().is_none() && !storage.is_postgres() {
         problems.push(problem(
             "storage.url",
-            "PostgreSQL storage is not available yet; use sqlite://PATH",
+            "must be sqlite://PATH or postgres://USER@HOST:PORT/DATABASE",
         ));
-    } else if storage.sqlite_path().is_none() {
-        problems.push(problem("storage.url", "must be sqlite://PATH"));
+    }
+    if !LEASE_SECS_RANGE.contains(&storage.lease_secs) {
+        problems.push(problem(
+            "storage.lease_secs",
+            format!(
+                "must be between {} and {}",
+                LEASE_SECS_RANGE.start(),
+                LEASE_SECS_RANGE.end()
+            ),
+        ));
     }
 }
 

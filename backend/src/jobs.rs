@@ -3,7 +3,13 @@
 //!
 //! Work is found in the store, not in memory, so a restart resumes it; the API only wakes the
 //! loop early. On shutdown the loop stops taking work and gives in-flight orders a bounded
-//! grace period; orders cut short stay `validating` and are released at the next start.
+//! grace period; orders cut short stay `validating` until their lease expires, then any
+//! replica (this one after a restart) takes them over.
+//!
+//! Leases: a claim lasts `storage.lease_secs`; while an order runs, its job renews the lease
+//! every third of that ([`Job::heartbeat`]). When a renewal finds the lease gone (the domain
+//! was disabled, or this replica was cut off long enough for another to take the domain
+//! over), the order is abandoned: its result would be discarded anyway.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +39,8 @@ pub struct Worker {
     /// Notified by the API when it made work due now.
     pub wake: Arc<Notify>,
     pub max_in_flight: usize,
+    /// How long a claim lasts unless renewed (`storage.lease_secs`).
+    pub lease: Duration,
     /// How long in-flight orders may run on after shutdown is signalled.
     pub grace: Duration,
 }
@@ -77,7 +85,11 @@ impl Worker {
         let free = permits.available_permits();
         if free > 0 {
             let now = OffsetDateTime::now_utc();
-            for claim in self.store.claim_due(now, free, &new_lease()).await? {
+            let claims = self
+                .store
+                .claim_due(now, free, &new_lease(), now + self.lease)
+                .await?;
+            for claim in claims {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     break;
                 };
@@ -85,6 +97,7 @@ impl Worker {
                     store: self.store.clone(),
                     issuer: self.issuer.clone(),
                     source: self.source.clone(),
+                    lease: self.lease,
                 };
                 jobs.spawn(async move {
                     job.run(claim).await;
@@ -131,12 +144,26 @@ struct Job {
     store: Arc<dyn Store>,
     issuer: Arc<Issuer>,
     source: StoreSource,
+    lease: Duration,
 }
 
 impl Job {
     async fn run(self, claim: Claim) {
+        if claim.resumed {
+            tracing::info!(domain = %claim.name, "resuming orders interrupted by a stopped worker (its lease expired)");
+            // The stopped worker's tokens belong to an order nobody finishes.
+            if let Err(e) = self.store.remove_challenges(&claim.name).await {
+                tracing::warn!(domain = %claim.name, error = %e, "dropping stale challenges");
+            }
+        }
         tracing::info!(domain = %claim.name, renewal = claim.renewal, attempt = claim.attempts + 1, "ordering");
-        let outcome = self.issuer.issue(&claim.name, claim.key_type).await;
+        let outcome = tokio::select! {
+            outcome = self.issuer.issue(&claim.name, claim.key_type) => outcome,
+            () = self.heartbeat(&claim) => {
+                tracing::warn!(domain = %claim.name, "lease lost while ordering; order abandoned");
+                return;
+            }
+        };
         let recorded = match outcome {
             Ok(cert) => self.succeeded(&claim, cert).await,
             Err(error) => self.failed(&claim, error).await,
@@ -144,6 +171,24 @@ impl Job {
         if let Err(e) = recorded {
             // The domain stays `validating` until the next start releases it.
             tracing::error!(domain = %claim.name, error = %e, "recording the outcome");
+        }
+    }
+
+    /// Renew the lease every third of its duration; returns only once it is lost. A failed
+    /// renewal (database unreachable) is retried at the next beat: the lease holds until it
+    /// expires, and after that the next renewal reports it lost.
+    async fn heartbeat(&self, claim: &Claim) {
+        let beat = self.lease / 3;
+        loop {
+            tokio::time::sleep(beat).await;
+            let until = OffsetDateTime::now_utc() + self.lease;
+            match self.store.renew_lease(claim, until).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(domain = %claim.name, error = %e, "renewing the lease failed")
+                }
+            }
         }
     }
 

@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::jobs::Worker;
 use crate::metrics::{self, MetricsError};
 use crate::sds;
-use crate::store::{SqliteStore, Store, StoreError, source::StoreSource};
+use crate::store::{self, Store, StoreError, source::StoreSource};
 
 /// How long in-flight orders may run on after a shutdown signal. A healthy order completes
 /// in seconds; process supervisors commonly wait 30 s before SIGKILL, so finish well inside.
@@ -45,8 +45,6 @@ pub enum ServiceError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("storage.url must be sqlite://PATH")]
-    StorageUrl,
 }
 
 /// A service whose listeners are bound and whose store is open, ready to [`Bound::serve`].
@@ -70,11 +68,7 @@ pub async fn run(
 
 /// Open the store, resolve the admin token, bind the listeners.
 pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
-    let path = config
-        .storage
-        .sqlite_path()
-        .ok_or(ServiceError::StorageUrl)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await?);
+    let store = store::open(&config.storage).await?;
     let released = store.release_in_flight(OffsetDateTime::now_utc()).await?;
     if released > 0 {
         tracing::info!(
@@ -148,8 +142,10 @@ impl Bound {
             source: source.clone(),
             wake,
             max_in_flight: self.config.acme.max_in_flight_orders,
+            lease: self.config.storage.lease(),
             grace: SHUTDOWN_GRACE,
         };
+        let announcer = source.clone();
 
         tracing::info!(
             admin = ?self.admin.local_addr().ok(),
@@ -172,7 +168,13 @@ impl Bound {
                 tracing::error!(error = %e, "SDS server failed");
             }
         };
-        tokio::join!(admin, lookups, sds, worker.run(stop.clone()));
+        // Certificates other replicas issue (PostgreSQL) reach this replica's SDS clients.
+        let changes = async {
+            if let Err(e) = self.store.follow_changes(announcer, stop.clone()).await {
+                tracing::error!(error = %e, "following other replicas' changes failed");
+            }
+        };
+        tokio::join!(admin, lookups, sds, worker.run(stop.clone()), changes);
         tracing::info!("acme-edge stopped");
     }
 }

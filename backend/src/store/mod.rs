@@ -1,24 +1,43 @@
 //! Durable state: domains, their certificates and keys, challenge tokens, ACME accounts.
 //!
 //! The ACME logic and the API talk to the [`Store`] trait only; SQL lives in the
-//! implementations ([`sqlite`] today; PostgreSQL for fleets later). Every state change is one
-//! transaction. Work is found in the store (due time, indexed), never only in memory, so a
-//! restart resumes it. A claimed domain carries a lease: results from a worker whose lease
-//! no longer matches (the domain was disabled or re-enabled meanwhile) are discarded.
+//! implementations ([`sqlite`] for one backend, [`postgres`] for a fleet of replicas sharing
+//! one database). Every state change is one transaction. Work is found in the store (due
+//! time, indexed), never only in memory, so a restart resumes it.
+//!
+//! # Leases
+//!
+//! A claimed domain carries a lease with an expiry. The worker renews it while the order runs
+//! ([`Store::renew_lease`]); results from a worker whose lease no longer matches (the domain
+//! was disabled, re-enabled or taken over meanwhile) are discarded. A lease that was not
+//! renewed in time belongs to a dead (or cut off) replica: [`Store::claim_due`] takes such
+//! domains over like due work, and [`Store::release_in_flight`] at start-up releases only
+//! those, never the live leases of another replica. Claiming checks the domain's state in the
+//! same statement that takes the lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`), so a domain
+//! another replica finished meanwhile is no longer due and is not ordered twice.
 //!
 //! # Layout
 //!
 //! - [`sqlite`]: the embedded SQLite implementation.
+//! - [`postgres`]: the PostgreSQL implementation, with change notifications between replicas.
 //! - [`source`]: the store seen as a [`CertificateSource`](crate::certs::CertificateSource).
 
+pub mod postgres;
 pub mod source;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
 use crate::api::model::{Domain, DomainState, KeyType, LastError};
+use crate::config::StorageConfig;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Storage failure.
@@ -33,6 +52,19 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database file: {0}")]
     Io(String),
+    #[error("storage.url must be sqlite://PATH or postgres://...")]
+    Url,
+}
+
+/// Open the store `config.url` names (`sqlite://PATH` or `postgres://...`), migrated.
+pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = config.sqlite_path() {
+        return Ok(Arc::new(SqliteStore::open(&path).await?));
+    }
+    if config.is_postgres() {
+        return Ok(Arc::new(PgStore::connect(&config.url).await?));
+    }
+    Err(StoreError::Url)
 }
 
 /// The ACME account kept for one CA directory.
@@ -73,6 +105,8 @@ pub struct Claim {
     pub attempts: u32,
     /// A certificate is stored already: this is a renewal.
     pub renewal: bool,
+    /// Taken over from a worker whose lease expired (it stopped mid-order).
+    pub resumed: bool,
 }
 
 /// A certificate fresh from the CA, ready to store and serve.
@@ -148,15 +182,21 @@ pub trait Store: Send + Sync + 'static {
     async fn domains(&self, state: Option<DomainState>) -> Result<Vec<Domain>, StoreError>;
 
     // ---- the worker
-    /// Take up to `limit` domains due at `now` (earliest first): they become `validating`
-    /// under `lease`.
+    /// Take up to `limit` domains due at `now` (earliest first), and domains in flight whose
+    /// lease expired by `now`: they become `validating` under `lease`, which expires at
+    /// `lease_until` unless renewed. A domain is claimed by one caller only, however many
+    /// replicas ask at once.
     async fn claim_due(
         &self,
         now: OffsetDateTime,
         limit: usize,
         lease: &str,
+        lease_until: OffsetDateTime,
     ) -> Result<Vec<Claim>, StoreError>;
-    /// The earliest due time of any domain, to sleep until then.
+    /// Extend `claim`'s lease to `until`; `false` when the lease was lost (the domain was
+    /// disabled, re-enabled or taken over): the holder must stop working on it.
+    async fn renew_lease(&self, claim: &Claim, until: OffsetDateTime) -> Result<bool, StoreError>;
+    /// The earliest time work is due: a due domain, or an in-flight lease expiring.
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError>;
     /// Store a new certificate; `false` when the lease was lost (result discarded).
     async fn record_issued(
@@ -174,8 +214,9 @@ pub trait Store: Send + Sync + 'static {
         retry_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
-    /// At start-up: domains left `validating` by a previous process become due `now`, and
-    /// their challenges are dropped (the CA will hand out new ones).
+    /// At start-up: domains left `validating` whose lease expired by `now` (their worker
+    /// stopped) become due `now`, and their challenges are dropped (the CA will hand out new
+    /// ones). Leases still live belong to running replicas and are left alone.
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 
     // ---- challenges
@@ -197,4 +238,17 @@ pub trait Store: Send + Sync + 'static {
     async fn count_by_state(&self) -> Result<Vec<(DomainState, u64)>, StoreError>;
     /// The earliest `not_after` among served certificates.
     async fn earliest_expiry(&self) -> Result<Option<OffsetDateTime>, StoreError>;
+
+    // ---- replicas
+    /// Until `stop` turns true, announce on `source` the certificate changes committed by
+    /// any process sharing this store, so that every replica's SDS clients follow them. A
+    /// store only one process uses has nothing to follow and returns at once.
+    async fn follow_changes(
+        &self,
+        source: source::StoreSource,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
+        let _ = (source, stop);
+        Ok(())
+    }
 }

@@ -129,6 +129,7 @@ fn claim_from_row(row: &SqliteRow, lease: &str) -> Result<Claim, StoreError> {
         lease: lease.to_owned(),
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         renewal: row.try_get::<bool, _>("renewal")?,
+        resumed: row.try_get::<bool, _>("resumed")?,
     })
 }
 
@@ -193,7 +194,7 @@ impl Store for SqliteStore {
         let reenabled = !inserted
             && sqlx::query(
                 "UPDATE domains SET state = 'pending', key_type = ?, due_at = ?, attempts = 0, \
-                 retry_at = NULL, last_error = NULL, lease = NULL, updated_at = ? \
+                 retry_at = NULL, last_error = NULL, lease = NULL, lease_expires_at = NULL, updated_at = ? \
                  WHERE name = ? AND state = 'disabled'",
             )
             .bind(key_type.as_str())
@@ -222,8 +223,8 @@ impl Store for SqliteStore {
     ) -> Result<Option<Domain>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE domains SET state = 'disabled', due_at = NULL, lease = NULL, updated_at = ? \
-             WHERE name = ? AND state != 'disabled'",
+            "UPDATE domains SET state = 'disabled', due_at = NULL, lease = NULL, lease_expires_at = NULL, \
+             updated_at = ? WHERE name = ? AND state != 'disabled'",
         )
         .bind(ts(now))
         .bind(name)
@@ -290,31 +291,69 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         limit: usize,
         lease: &str,
+        lease_until: OffsetDateTime,
     ) -> Result<Vec<Claim>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // One statement: selecting and claiming cannot be split by another writer.
+        // IMMEDIATE: the write lock is held from the first read, so the candidates cannot
+        // change (another process sharing the file) between choosing and claiming them.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let sql = format!(
-            "UPDATE domains SET state = 'validating', due_at = NULL, lease = ?, updated_at = ? \
-             WHERE name IN (SELECT name FROM domains \
-                            WHERE due_at IS NOT NULL AND due_at <= ? AND state IN {CLAIMABLE} \
-                            ORDER BY due_at LIMIT ?) \
-             RETURNING name, key_type, attempts, (chain_pem IS NOT NULL) AS renewal"
+            "SELECT name, key_type, attempts, (chain_pem IS NOT NULL) AS renewal, \
+             (state = 'validating') AS resumed FROM domains \
+             WHERE (due_at IS NOT NULL AND due_at <= ? AND state IN {CLAIMABLE}) \
+                OR (state = 'validating' AND COALESCE(lease_expires_at, 0) <= ?) \
+             ORDER BY COALESCE(due_at, lease_expires_at, 0) LIMIT ?"
         );
         let rows = sqlx::query(&sql)
-            .bind(lease)
             .bind(ts(now))
             .bind(ts(now))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
-        rows.iter().map(|row| claim_from_row(row, lease)).collect()
+        let claims = rows
+            .iter()
+            .map(|row| claim_from_row(row, lease))
+            .collect::<Result<Vec<_>, _>>()?;
+        for claim in &claims {
+            sqlx::query(
+                "UPDATE domains SET state = 'validating', due_at = NULL, lease = ?, \
+                 lease_expires_at = ?, updated_at = ? WHERE name = ?",
+            )
+            .bind(lease)
+            .bind(ts(lease_until))
+            .bind(ts(now))
+            .bind(&claim.name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(claims)
+    }
+
+    async fn renew_lease(&self, claim: &Claim, until: OffsetDateTime) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE domains SET lease_expires_at = ? \
+             WHERE name = ? AND lease = ? AND state = 'validating'",
+        )
+        .bind(ts(until))
+        .bind(&claim.name)
+        .bind(&claim.lease)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
     }
 
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         let sql = format!(
-            "SELECT MIN(due_at) AS due FROM domains WHERE due_at IS NOT NULL AND state IN {CLAIMABLE}"
+            "SELECT MIN(t) AS due FROM ( \
+               SELECT MIN(due_at) AS t FROM domains \
+                 WHERE due_at IS NOT NULL AND state IN {CLAIMABLE} \
+               UNION ALL \
+               SELECT MIN(COALESCE(lease_expires_at, 0)) AS t FROM domains \
+                 WHERE state = 'validating')"
         );
         let row = sqlx::query(&sql).fetch_one(&self.pool).await?;
         opt_ts(&row, "due")
@@ -330,7 +369,7 @@ impl Store for SqliteStore {
         let done = sqlx::query(
             "UPDATE domains SET state = 'issued', chain_pem = ?, key_pem = ?, cert_version = ?, \
              not_before = ?, not_after = ?, renew_at = ?, due_at = ?, retry_at = NULL, \
-             attempts = 0, last_error = NULL, lease = NULL, updated_at = ? \
+             attempts = 0, last_error = NULL, lease = NULL, lease_expires_at = NULL, updated_at = ? \
              WHERE name = ? AND lease = ? AND state = 'validating'",
         )
         .bind(&cert.chain_pem)
@@ -360,7 +399,7 @@ impl Store for SqliteStore {
             .map_err(|e| StoreError::Corrupt(format!("last_error: {e}")))?;
         let done = sqlx::query(
             "UPDATE domains SET state = 'failed', attempts = attempts + 1, last_error = ?, \
-             retry_at = ?, due_at = ?, lease = NULL, updated_at = ? \
+             retry_at = ?, due_at = ?, lease = NULL, lease_expires_at = NULL, updated_at = ? \
              WHERE name = ? AND lease = ? AND state = 'validating'",
         )
         .bind(json)
@@ -376,19 +415,26 @@ impl Store for SqliteStore {
     }
 
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let released = sqlx::query(
-            "UPDATE domains SET state = 'pending', due_at = ?, lease = NULL, updated_at = ? \
-             WHERE state = 'validating'",
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Challenges first, while the expired domains are still recognisable.
+        sqlx::query(
+            "DELETE FROM challenges WHERE host IN (SELECT name FROM domains \
+             WHERE state = 'validating' AND COALESCE(lease_expires_at, 0) <= ?)",
         )
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+        let released = sqlx::query(
+            "UPDATE domains SET state = 'pending', due_at = ?, lease = NULL, \
+             lease_expires_at = NULL, updated_at = ? \
+             WHERE state = 'validating' AND COALESCE(lease_expires_at, 0) <= ?",
+        )
+        .bind(ts(now))
         .bind(ts(now))
         .bind(ts(now))
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query("DELETE FROM challenges")
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(released)
     }
@@ -479,191 +525,16 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    //! What only SQLite has; the behaviour every store shares is in `store::suite`.
     use super::*;
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 
-    async fn store() -> (tempfile::TempDir, SqliteStore) {
+    #[tokio::test]
+    async fn challenges_survive_reopen_and_the_directory_is_created() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        (dir, store)
-    }
-
-    fn cert(version: &str) -> IssuedCertificate {
-        IssuedCertificate {
-            chain_pem: format!("CHAIN {version}"),
-            key_pem: "KEY".into(),
-            not_before: NOW,
-            not_after: NOW + time::Duration::days(90),
-            version: version.into(),
-        }
-    }
-
-    fn failure() -> LastError {
-        LastError {
-            reason: "ca_problem".into(),
-            message: "connection refused".into(),
-            problem: Some(serde_json::json!({"type": "urn:ietf:params:acme:error:connection"})),
-        }
-    }
-
-    #[tokio::test]
-    async fn enable_is_idempotent_and_reenables() {
-        let (_dir, s) = store().await;
-        let Enabled::Created(d) = s
-            .enable_domain("a.example", KeyType::EcdsaP256, NOW)
-            .await
-            .unwrap()
-        else {
-            panic!("first enable must create");
-        };
-        assert_eq!(d.state, DomainState::Pending);
-        assert!(matches!(
-            s.enable_domain("a.example", KeyType::Rsa2048, NOW).await.unwrap(),
-            Enabled::Existing(d) if d.key_type == KeyType::EcdsaP256
-        ));
-        let d = s.disable_domain("a.example", NOW).await.unwrap().unwrap();
-        assert_eq!(d.state, DomainState::Disabled);
-        assert!(matches!(
-            s.enable_domain("a.example", KeyType::Rsa2048, NOW).await.unwrap(),
-            Enabled::Created(d) if d.key_type == KeyType::Rsa2048 && d.state == DomainState::Pending
-        ));
-        assert_eq!(s.disable_domain("nope.example", NOW).await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn claim_issue_and_renewal_cycle() {
-        let (_dir, s) = store().await;
-        s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
-            .await
-            .unwrap();
-        s.enable_domain(
-            "b.example",
-            KeyType::EcdsaP256,
-            NOW + time::Duration::hours(1),
-        )
-        .await
-        .unwrap();
-        assert_eq!(s.next_due().await.unwrap(), Some(NOW));
-
-        let claims = s.claim_due(NOW, 10, "L1").await.unwrap();
-        assert_eq!(claims.len(), 1, "b is not due yet");
-        let claim = &claims[0];
-        assert_eq!((claim.name.as_str(), claim.renewal), ("a.example", false));
-        assert!(
-            s.claim_due(NOW, 10, "L2").await.unwrap().is_empty(),
-            "claimed once only"
-        );
-        assert_eq!(
-            s.domain("a.example").await.unwrap().unwrap().state,
-            DomainState::Validating
-        );
-
-        let renew = NOW + time::Duration::days(60);
-        assert!(
-            s.record_issued(claim, &cert("01"), renew, NOW)
-                .await
-                .unwrap()
-        );
-        let d = s.domain("a.example").await.unwrap().unwrap();
-        assert_eq!(d.state, DomainState::Issued);
-        assert_eq!(
-            (d.renew_at, d.not_after),
-            (Some(renew), Some(NOW + time::Duration::days(90)))
-        );
-        assert_eq!(
-            s.certificate("a.example").await.unwrap().unwrap().version,
-            "01"
-        );
-        assert_eq!(
-            s.earliest_expiry().await.unwrap(),
-            Some(NOW + time::Duration::days(90))
-        );
-
-        // Renewal comes from the same due-work query.
-        let claims = s.claim_due(renew, 10, "L3").await.unwrap();
-        let names: Vec<_> = claims
-            .iter()
-            .map(|c| (c.name.as_str(), c.renewal))
-            .collect();
-        assert_eq!(names, [("a.example", true), ("b.example", false)]);
-        // Still served while renewing.
-        assert!(s.certificate("a.example").await.unwrap().is_some());
-    }
-
-    #[tokio::test]
-    async fn failure_then_retry_then_forced_renewal() {
-        let (_dir, s) = store().await;
-        s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
-            .await
-            .unwrap();
-        let claim = s.claim_due(NOW, 1, "L1").await.unwrap().remove(0);
-        let retry = NOW + time::Duration::minutes(1);
-        assert!(
-            s.record_failed(&claim, &failure(), retry, NOW)
-                .await
-                .unwrap()
-        );
-        let d = s.domain("a.example").await.unwrap().unwrap();
-        assert_eq!(
-            (d.state, d.attempts, d.retry_at),
-            (DomainState::Failed, 1, Some(retry))
-        );
-        assert_eq!(d.last_error, Some(failure()));
-        assert!(s.claim_due(NOW, 1, "L2").await.unwrap().is_empty());
-
-        let d = s.request_renewal("a.example", NOW).await.unwrap().unwrap();
-        assert_eq!((d.state, d.attempts), (DomainState::Pending, 0));
-        assert_eq!(s.claim_due(NOW, 1, "L3").await.unwrap().len(), 1);
-        assert_eq!(s.request_renewal("none.example", NOW).await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn lost_lease_discards_the_result() {
-        let (_dir, s) = store().await;
-        s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
-            .await
-            .unwrap();
-        let claim = s.claim_due(NOW, 1, "L1").await.unwrap().remove(0);
-        s.disable_domain("a.example", NOW).await.unwrap();
-        assert!(
-            !s.record_issued(&claim, &cert("01"), NOW, NOW)
-                .await
-                .unwrap()
-        );
-        assert!(!s.record_failed(&claim, &failure(), NOW, NOW).await.unwrap());
-        // Re-enabled and claimed by someone else: the old lease still loses.
-        s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
-            .await
-            .unwrap();
-        let second = s.claim_due(NOW, 1, "L2").await.unwrap().remove(0);
-        assert!(
-            !s.record_issued(&claim, &cert("01"), NOW, NOW)
-                .await
-                .unwrap()
-        );
-        assert!(
-            s.record_issued(&second, &cert("02"), NOW, NOW)
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            s.certificate("a.example").await.unwrap().unwrap().version,
-            "02"
-        );
-        s.disable_domain("a.example", NOW).await.unwrap();
-        assert_eq!(
-            s.certificate("a.example").await.unwrap(),
-            None,
-            "disabled: not served"
-        );
-    }
-
-    #[tokio::test]
-    async fn challenges_are_per_host_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
+        let path = dir.path().join("sub").join("t.db");
         {
             let s = SqliteStore::open(&path).await.unwrap();
             s.put_challenge("a.example", "tok", "tok.thumb", NOW)
@@ -675,60 +546,22 @@ mod tests {
             s.challenge("a.example", "tok").await.unwrap().as_deref(),
             Some("tok.thumb")
         );
-        assert_eq!(s.challenge("b.example", "tok").await.unwrap(), None);
-        s.remove_challenges("a.example").await.unwrap();
-        assert_eq!(s.challenge("a.example", "tok").await.unwrap(), None);
     }
 
     #[tokio::test]
-    async fn restart_releases_in_flight_work() {
-        let (_dir, s) = store().await;
+    async fn rows_claimed_before_lease_expiry_existed_count_as_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
         s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
             .await
             .unwrap();
-        s.claim_due(NOW, 1, "L1").await.unwrap();
-        s.put_challenge("a.example", "tok", "tok.thumb", NOW)
-            .await
-            .unwrap();
+        sqlx::query(
+            "UPDATE domains SET state = 'validating', due_at = NULL, lease = 'old', \
+             lease_expires_at = NULL",
+        )
+        .execute(&s.pool)
+        .await
+        .unwrap();
         assert_eq!(s.release_in_flight(NOW).await.unwrap(), 1);
-        assert_eq!(
-            s.domain("a.example").await.unwrap().unwrap().state,
-            DomainState::Pending
-        );
-        assert_eq!(s.challenge("a.example", "tok").await.unwrap(), None);
-        assert_eq!(s.claim_due(NOW, 1, "L2").await.unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn accounts_are_kept_once_per_directory() {
-        let (_dir, s) = store().await;
-        let a = StoredAccount {
-            directory_url: "https://ca/dir".into(),
-            account_url: "https://ca/acct/1".into(),
-            credentials_json: "{}".into(),
-            created_at: NOW,
-        };
-        assert_eq!(s.save_account(&a).await.unwrap(), a);
-        let b = StoredAccount {
-            account_url: "https://ca/acct/2".into(),
-            ..a.clone()
-        };
-        assert_eq!(s.save_account(&b).await.unwrap(), a, "first account wins");
-        assert_eq!(s.account("https://other/dir").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn counts_by_state() {
-        let (_dir, s) = store().await;
-        for n in ["a.example", "b.example", "c.example"] {
-            s.enable_domain(n, KeyType::EcdsaP256, NOW).await.unwrap();
-        }
-        s.disable_domain("c.example", NOW).await.unwrap();
-        let mut counts = s.count_by_state().await.unwrap();
-        counts.sort_by_key(|(s, _)| s.as_str());
-        assert_eq!(
-            counts,
-            [(DomainState::Disabled, 1), (DomainState::Pending, 2)]
-        );
     }
 }

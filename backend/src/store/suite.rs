@@ -1,0 +1,657 @@
+//! The storage test suite: every test is written once over `&dyn Store` and runs against
+//! SQLite (a temporary file) and PostgreSQL (a database created for the test and dropped
+//! after it, on the server `ACME_EDGE_TEST_POSTGRES_URL` names, by default
+//! [`DEFAULT_POSTGRES_URL`]; `cargo xtask test` starts PostgreSQL when it is not running).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use sqlx::Connection;
+use time::OffsetDateTime;
+use time::macros::datetime;
+use tokio::sync::{broadcast, watch};
+
+use super::source::StoreSource;
+use super::{Claim, Enabled, IssuedCertificate, PgStore, SqliteStore, Store, StoredAccount};
+use crate::api::model::{DomainState, KeyType, LastError};
+use crate::certs::{CertEvent, CertificateSource};
+
+/// The server the PostgreSQL half of the suite creates its databases on.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+const LEASE: time::Duration = time::Duration::seconds(30);
+/// Bound on waiting for a change notification (they arrive in milliseconds).
+const EVENT_DEADLINE: Duration = Duration::from_secs(10);
+
+fn secs(n: i64) -> time::Duration {
+    time::Duration::seconds(n)
+}
+
+fn cert(version: &str) -> IssuedCertificate {
+    IssuedCertificate {
+        chain_pem: format!("CHAIN {version}"),
+        key_pem: "KEY".into(),
+        not_before: NOW,
+        not_after: NOW + time::Duration::days(90),
+        version: version.into(),
+    }
+}
+
+fn failure() -> LastError {
+    LastError {
+        reason: "ca_problem".into(),
+        message: "connection refused".into(),
+        problem: Some(serde_json::json!({"type": "urn:ietf:params:acme:error:connection"})),
+    }
+}
+
+async fn claim_one(s: &dyn Store, now: OffsetDateTime, lease: &str) -> Claim {
+    let mut claims = s.claim_due(now, 1, lease, now + LEASE).await.unwrap();
+    assert_eq!(claims.len(), 1, "one domain due at {now}");
+    claims.remove(0)
+}
+
+// ---- the suite
+
+async fn enable_is_idempotent_and_reenables(s: Arc<dyn Store>) {
+    let Enabled::Created(d) = s
+        .enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap()
+    else {
+        panic!("first enable must create");
+    };
+    assert_eq!(d.state, DomainState::Pending);
+    assert!(matches!(
+        s.enable_domain("a.example", KeyType::Rsa2048, NOW).await.unwrap(),
+        Enabled::Existing(d) if d.key_type == KeyType::EcdsaP256
+    ));
+    let d = s.disable_domain("a.example", NOW).await.unwrap().unwrap();
+    assert_eq!(d.state, DomainState::Disabled);
+    assert!(matches!(
+        s.enable_domain("a.example", KeyType::Rsa2048, NOW).await.unwrap(),
+        Enabled::Created(d) if d.key_type == KeyType::Rsa2048 && d.state == DomainState::Pending
+    ));
+    assert_eq!(s.disable_domain("nope.example", NOW).await.unwrap(), None);
+}
+
+async fn claim_issue_and_renewal_cycle(s: Arc<dyn Store>) {
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    s.enable_domain("b.example", KeyType::EcdsaP256, NOW + secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(s.next_due().await.unwrap(), Some(NOW));
+
+    let claims = s.claim_due(NOW, 10, "L1", NOW + LEASE).await.unwrap();
+    assert_eq!(claims.len(), 1, "b is not due yet");
+    let claim = &claims[0];
+    assert_eq!(
+        (claim.name.as_str(), claim.renewal, claim.resumed),
+        ("a.example", false, false)
+    );
+    assert!(
+        s.claim_due(NOW, 10, "L2", NOW + LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed once only"
+    );
+    assert_eq!(
+        s.domain("a.example").await.unwrap().unwrap().state,
+        DomainState::Validating
+    );
+
+    let renew = NOW + time::Duration::days(60);
+    assert!(
+        s.record_issued(claim, &cert("01"), renew, NOW)
+            .await
+            .unwrap()
+    );
+    let d = s.domain("a.example").await.unwrap().unwrap();
+    assert_eq!(d.state, DomainState::Issued);
+    assert_eq!(
+        (d.renew_at, d.not_after),
+        (Some(renew), Some(NOW + time::Duration::days(90)))
+    );
+    assert_eq!(
+        s.certificate("a.example").await.unwrap().unwrap().version,
+        "01"
+    );
+    assert_eq!(
+        s.earliest_expiry().await.unwrap(),
+        Some(NOW + time::Duration::days(90))
+    );
+
+    // Renewal comes from the same due-work query.
+    let claims = s.claim_due(renew, 10, "L3", renew + LEASE).await.unwrap();
+    let names: Vec<_> = claims
+        .iter()
+        .map(|c| (c.name.as_str(), c.renewal))
+        .collect();
+    assert_eq!(names, [("b.example", false), ("a.example", true)]);
+    // Still served while renewing.
+    assert!(s.certificate("a.example").await.unwrap().is_some());
+}
+
+async fn failure_then_retry_then_forced_renewal(s: Arc<dyn Store>) {
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let claim = claim_one(&*s, NOW, "L1").await;
+    let retry = NOW + secs(60);
+    assert!(
+        s.record_failed(&claim, &failure(), retry, NOW)
+            .await
+            .unwrap()
+    );
+    let d = s.domain("a.example").await.unwrap().unwrap();
+    assert_eq!(
+        (d.state, d.attempts, d.retry_at),
+        (DomainState::Failed, 1, Some(retry))
+    );
+    assert_eq!(d.last_error, Some(failure()));
+    assert!(
+        s.claim_due(NOW, 1, "L2", NOW + LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let d = s.request_renewal("a.example", NOW).await.unwrap().unwrap();
+    assert_eq!((d.state, d.attempts), (DomainState::Pending, 0));
+    claim_one(&*s, NOW, "L3").await;
+    assert_eq!(s.request_renewal("none.example", NOW).await.unwrap(), None);
+}
+
+async fn lost_lease_discards_the_result(s: Arc<dyn Store>) {
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let claim = claim_one(&*s, NOW, "L1").await;
+    s.disable_domain("a.example", NOW).await.unwrap();
+    assert!(
+        !s.record_issued(&claim, &cert("01"), NOW, NOW)
+            .await
+            .unwrap()
+    );
+    assert!(!s.record_failed(&claim, &failure(), NOW, NOW).await.unwrap());
+    assert!(!s.renew_lease(&claim, NOW + LEASE).await.unwrap());
+    // Re-enabled and claimed by someone else: the old lease still loses.
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let second = claim_one(&*s, NOW, "L2").await;
+    assert!(
+        !s.record_issued(&claim, &cert("01"), NOW, NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.record_issued(&second, &cert("02"), NOW, NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.certificate("a.example").await.unwrap().unwrap().version,
+        "02"
+    );
+    s.disable_domain("a.example", NOW).await.unwrap();
+    assert_eq!(
+        s.certificate("a.example").await.unwrap(),
+        None,
+        "disabled: not served"
+    );
+}
+
+async fn expired_leases_are_taken_over_live_ones_are_not(s: Arc<dyn Store>) {
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let first = claim_one(&*s, NOW, "L1").await;
+    // The holder heartbeats: the lease now runs to NOW + 40 s.
+    assert!(s.renew_lease(&first, NOW + secs(40)).await.unwrap());
+    assert_eq!(s.next_due().await.unwrap(), Some(NOW + secs(40)));
+    let live = NOW + secs(39);
+    assert!(
+        s.claim_due(live, 10, "L2", live + LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a renewed lease is not taken over"
+    );
+    let expired = NOW + secs(40);
+    let second = claim_one(&*s, expired, "L2").await;
+    assert_eq!((second.name.as_str(), second.resumed), ("a.example", true));
+    assert_eq!(second.attempts, 0, "taking over is not a failed attempt");
+    // The first holder finds out at its next heartbeat, and its result is discarded.
+    assert!(!s.renew_lease(&first, expired + LEASE).await.unwrap());
+    assert!(
+        !s.record_issued(&first, &cert("01"), NOW, expired)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.record_issued(&second, &cert("02"), NOW, expired)
+            .await
+            .unwrap()
+    );
+}
+
+async fn release_in_flight_takes_back_only_expired_leases(s: Arc<dyn Store>) {
+    for name in ["dead.example", "live.example"] {
+        s.enable_domain(name, KeyType::EcdsaP256, NOW)
+            .await
+            .unwrap();
+    }
+    let dead = claim_one(&*s, NOW, "dead-replica").await;
+    let live = claim_one(&*s, NOW, "live-replica").await;
+    assert!(s.renew_lease(&live, NOW + secs(120)).await.unwrap());
+    for claim in [&dead, &live] {
+        s.put_challenge(&claim.name, "tok", "tok.thumb", NOW)
+            .await
+            .unwrap();
+    }
+
+    let later = NOW + LEASE;
+    assert_eq!(s.release_in_flight(later).await.unwrap(), 1);
+    let state = |d: Option<crate::api::model::Domain>| d.map(|d| d.state);
+    assert_eq!(
+        state(s.domain(&dead.name).await.unwrap()),
+        Some(DomainState::Pending)
+    );
+    assert_eq!(
+        state(s.domain(&live.name).await.unwrap()),
+        Some(DomainState::Validating)
+    );
+    assert_eq!(s.challenge(&dead.name, "tok").await.unwrap(), None);
+    assert_eq!(
+        s.challenge(&live.name, "tok").await.unwrap().as_deref(),
+        Some("tok.thumb"),
+        "a live replica's tokens stay answerable"
+    );
+    assert!(s.renew_lease(&live, later + LEASE).await.unwrap());
+    let again = claim_one(&*s, later, "restarted").await;
+    assert_eq!((again.name, again.resumed), (dead.name, false));
+}
+
+/// Replicas claiming at the same moment: every domain goes to exactly one of them.
+async fn concurrent_claims_take_each_domain_once(s: Arc<dyn Store>) {
+    const DOMAINS: usize = 50;
+    for i in 0..DOMAINS {
+        s.enable_domain(&format!("d{i}.example"), KeyType::EcdsaP256, NOW)
+            .await
+            .unwrap();
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..5 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claims = s
+                    .claim_due(NOW, 3, &format!("W{worker}"), NOW + LEASE)
+                    .await
+                    .unwrap();
+                if claims.is_empty() {
+                    return mine;
+                }
+                mine.extend(claims.into_iter().map(|c| c.name));
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    let mut all = Vec::new();
+    let mut workers_with_work = 0;
+    while let Some(mine) = tasks.join_next().await {
+        let mine = mine.unwrap();
+        workers_with_work += usize::from(!mine.is_empty());
+        all.extend(mine);
+    }
+    let claimed = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((claimed, all.len()), (DOMAINS, DOMAINS), "each domain once");
+    assert!(workers_with_work >= 1);
+}
+
+async fn challenges_are_per_host(s: Arc<dyn Store>) {
+    s.put_challenge("a.example", "tok", "tok.thumb", NOW)
+        .await
+        .unwrap();
+    s.put_challenge("a.example", "tok", "tok.thumb2", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.challenge("a.example", "tok").await.unwrap().as_deref(),
+        Some("tok.thumb2")
+    );
+    assert_eq!(s.challenge("b.example", "tok").await.unwrap(), None);
+    s.remove_challenges("a.example").await.unwrap();
+    assert_eq!(s.challenge("a.example", "tok").await.unwrap(), None);
+}
+
+async fn accounts_are_kept_once_per_directory(s: Arc<dyn Store>) {
+    let a = StoredAccount {
+        directory_url: "https://ca/dir".into(),
+        account_url: "https://ca/acct/1".into(),
+        credentials_json: "{}".into(),
+        created_at: NOW,
+    };
+    assert_eq!(s.save_account(&a).await.unwrap(), a);
+    let b = StoredAccount {
+        account_url: "https://ca/acct/2".into(),
+        ..a.clone()
+    };
+    assert_eq!(s.save_account(&b).await.unwrap(), a, "first account wins");
+    assert_eq!(s.account("https://other/dir").await.unwrap(), None);
+}
+
+async fn counts_by_state(s: Arc<dyn Store>) {
+    for n in ["a.example", "b.example", "c.example"] {
+        s.enable_domain(n, KeyType::EcdsaP256, NOW).await.unwrap();
+    }
+    s.disable_domain("c.example", NOW).await.unwrap();
+    let mut counts = s.count_by_state().await.unwrap();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        counts,
+        [(DomainState::Disabled, 1), (DomainState::Pending, 2)]
+    );
+}
+
+macro_rules! suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let (_dir, store) = super::sqlite_store().await;
+                    super::$test(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = super::TempDatabase::create().await;
+                    super::$test(db.store().await).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    enable_is_idempotent_and_reenables,
+    claim_issue_and_renewal_cycle,
+    failure_then_retry_then_forced_renewal,
+    lost_lease_discards_the_result,
+    expired_leases_are_taken_over_live_ones_are_not,
+    release_in_flight_takes_back_only_expired_leases,
+    concurrent_claims_take_each_domain_once,
+    challenges_are_per_host,
+    accounts_are_kept_once_per_directory,
+    counts_by_state,
+);
+
+// ---- PostgreSQL only: change notifications between replicas
+
+async fn next_event(events: &mut broadcast::Receiver<CertEvent>) -> CertEvent {
+    tokio::time::timeout(EVENT_DEADLINE, events.recv())
+        .await
+        .expect("a change notification in time")
+        .expect("events open")
+}
+
+/// A replica following the database, as the service runs it.
+struct Follower {
+    source: StoreSource,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Follower {
+    fn start(store: Arc<dyn Store>) -> Follower {
+        let source = StoreSource::new(store.clone());
+        let (stop, stopped) = watch::channel(false);
+        let feed = source.clone();
+        let task = tokio::spawn(async move {
+            store.follow_changes(feed, stopped).await.unwrap();
+        });
+        Follower { source, stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(EVENT_DEADLINE, self.task)
+            .await
+            .expect("the follower stops when told")
+            .unwrap();
+    }
+}
+
+/// Issued, renewed and disabled on one replica, announced on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_changes_reach_the_other_replicas() {
+    let db = TempDatabase::create().await;
+    let (a, b) = (db.store().await, db.store().await);
+    let follower = Follower::start(b.clone());
+    let mut events = follower.source.subscribe();
+    // Subscribed before the listener runs: wait until it is listening.
+    db.wait_for_listener().await;
+
+    a.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let claim = claim_one(&*a, NOW, "A").await;
+    assert!(
+        a.record_issued(&claim, &cert("01"), NOW, NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        CertEvent::Updated("a.example".into())
+    );
+    assert_eq!(
+        follower
+            .source
+            .certificate("a.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        "01",
+        "replica B reads what replica A stored"
+    );
+
+    a.request_renewal("a.example", NOW).await.unwrap();
+    let claim = claim_one(&*a, NOW, "A2").await;
+    assert!(
+        a.record_issued(&claim, &cert("02"), NOW, NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        CertEvent::Updated("a.example".into())
+    );
+
+    a.disable_domain("a.example", NOW).await.unwrap();
+    assert_eq!(
+        next_event(&mut events).await,
+        CertEvent::Removed("a.example".into())
+    );
+    follower.stop().await;
+}
+
+/// Changes made while a replica was not listening are announced once it listens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listener_catches_up_after_losing_its_connection() {
+    let db = TempDatabase::create().await;
+    let (a, b) = (db.store().await, db.store().await);
+    let now = OffsetDateTime::now_utc();
+    a.enable_domain("before.example", KeyType::EcdsaP256, now)
+        .await
+        .unwrap();
+    let claim = claim_one(&*a, now, "A").await;
+    let renew_at = now + time::Duration::days(60);
+    assert!(
+        a.record_issued(&claim, &cert("01"), renew_at, now)
+            .await
+            .unwrap()
+    );
+
+    // Not listening when that was committed: caught up when the listener starts.
+    let follower = Follower::start(b);
+    let mut events = follower.source.subscribe();
+    assert_eq!(
+        next_event(&mut events).await,
+        CertEvent::Updated("before.example".into())
+    );
+
+    // The database drops the listening connection (a restart, a network cut).
+    db.wait_for_listener().await;
+    db.terminate_listeners().await;
+    a.enable_domain("after.example", KeyType::EcdsaP256, now)
+        .await
+        .unwrap();
+    let claim = claim_one(&*a, now, "A").await;
+    assert_eq!(claim.name, "after.example");
+    assert!(
+        a.record_issued(&claim, &cert("02"), renew_at, now)
+            .await
+            .unwrap()
+    );
+    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("the change after the reconnect is announced")
+            .unwrap();
+        if event == CertEvent::Updated("after.example".into()) {
+            break;
+        }
+    }
+    follower.stop().await;
+}
+
+// ---- fixtures
+
+async fn sqlite_store() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+    (dir, Arc::new(store))
+}
+
+/// A database of its own for one test, dropped (connections and all) when the test ends,
+/// even when it fails.
+struct TempDatabase {
+    server: String,
+    name: String,
+}
+
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+impl TempDatabase {
+    async fn create() -> TempDatabase {
+        let server =
+            std::env::var("ACME_EDGE_TEST_POSTGRES_URL").unwrap_or(DEFAULT_POSTGRES_URL.into());
+        let name = format!(
+            "acme_edge_test_{}_{}_{}",
+            std::process::id(),
+            DATABASES.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
+        let mut admin = sqlx::PgConnection::connect(&server)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL at {server}: {e}. Start it with `cargo xtask install` (or \
+                 pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start), \
+                 or point ACME_EDGE_TEST_POSTGRES_URL at a server"
+                )
+            });
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        TempDatabase { server, name }
+    }
+
+    fn url(&self) -> String {
+        match self.server.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{}", self.name),
+            None => panic!("database URL without a path: {}", self.server),
+        }
+    }
+
+    async fn store(&self) -> Arc<dyn Store> {
+        Arc::new(PgStore::connect(&self.url()).await.unwrap())
+    }
+
+    async fn admin(&self) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(&self.server).await.unwrap()
+    }
+
+    /// Until a session of this database is listening on the change channel.
+    async fn wait_for_listener(&self) {
+        let mut admin = self.admin().await;
+        let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+        loop {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+            )
+            .bind(&self.name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            if n > 0 {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nobody listens");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn terminate_listeners(&self) {
+        let mut admin = self.admin().await;
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND query LIKE 'LISTEN%'",
+        )
+        .bind(&self.name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Drop runs outside any async context it could use: a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
