@@ -643,6 +643,21 @@ async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
     assert!(location.ends_with("/account?x=1"), "location {location}");
     // The filter answers challenge paths itself (here: no backend, so not 200): never redirected.
     assert_ne!(challenge.status, 301, "a challenge path was redirected");
+    drop(envoy);
+
+    // A challenge the filter passes on (a customer's own ACME client behind the proxy) reaches
+    // the normal routes over plain HTTP: still never redirected.
+    let passing = EnvoyConfig::edge(challenge_backend)?
+        .sds(sds.addr)
+        .var("HTTPS_REDIRECT_PERCENT", "100")
+        .filter_settings(r#"{"on_miss":"pass","on_error":"pass"}"#);
+    let envoy = tokio::task::spawn_blocking(move || passing.start()).await??;
+    let http_port = envoy.http_port();
+    let passed = tokio::task::spawn_blocking(move || {
+        http(http_port, "GET", "/.well-known/acme-challenge/abc", "shop.example")
+    })
+    .await??;
+    assert_eq!(passed.status, 200, "passed-on challenge: {}", passed.text());
     Ok(())
 }
 
