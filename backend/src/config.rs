@@ -66,6 +66,9 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("acme", "key_type"),
     ("acme", "max_in_flight_orders"),
     ("acme", "request_timeout_secs"),
+    ("acme", "retry_base_secs"),
+    ("acme", "order_budget"),
+    ("acme", "order_budget_window_secs"),
     ("storage", "url"),
     ("storage", "lease_secs"),
     ("admin", "listen"),
@@ -111,6 +114,13 @@ pub struct AcmeConfig {
     pub max_in_flight_orders: usize,
     /// Bound on every single request to the CA, in seconds.
     pub request_timeout_secs: u64,
+    /// First retry delay after a failure, in seconds; later ones are 10x, 100x, then daily
+    /// (1440x) this ([`crate::schedule::Backoff`]). Default 60 (Let's Encrypt's guidance).
+    pub retry_base_secs: u64,
+    /// New orders allowed per window, account-wide ([`crate::budget`]). Default 250.
+    pub order_budget: u32,
+    /// The order budget's sliding window, in seconds. Default 3 hours.
+    pub order_budget_window_secs: u64,
 }
 
 impl Default for AcmeConfig {
@@ -125,6 +135,9 @@ impl Default for AcmeConfig {
             key_type: KeyType::default(),
             max_in_flight_orders: DEFAULT_MAX_IN_FLIGHT_ORDERS,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            retry_base_secs: crate::schedule::DEFAULT_RETRY_BASE_SECS,
+            order_budget: crate::budget::DEFAULT_ORDERS,
+            order_budget_window_secs: crate::budget::DEFAULT_WINDOW_SECS,
         }
     }
 }
@@ -141,6 +154,9 @@ impl std::fmt::Debug for AcmeConfig {
             .field("key_type", &self.key_type)
             .field("max_in_flight_orders", &self.max_in_flight_orders)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("retry_base_secs", &self.retry_base_secs)
+            .field("order_budget", &self.order_budget)
+            .field("order_budget_window_secs", &self.order_budget_window_secs)
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +173,21 @@ impl AcmeConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// The retry backoff (`retry_base_secs`).
+    pub fn backoff(&self) -> crate::schedule::Backoff {
+        crate::schedule::Backoff {
+            base: Duration::from_secs(self.retry_base_secs),
+        }
+    }
+
+    /// The order budget (`order_budget` per `order_budget_window_secs`).
+    pub fn order_budget(&self) -> crate::budget::OrderBudget {
+        crate::budget::OrderBudget {
+            orders: self.order_budget,
+            window: Duration::from_secs(self.order_budget_window_secs),
+        }
     }
 
     /// Contacts as ACME wants them (`mailto:` URLs).
@@ -399,6 +430,9 @@ fn env_value(key: &str, raw: &str) -> toml::Value {
         | "metrics_require_token"
         | "max_in_flight_orders"
         | "request_timeout_secs"
+        | "retry_base_secs"
+        | "order_budget"
+        | "order_budget_window_secs"
         | "lease_secs" => scalar_from_str(raw),
         _ => toml::Value::String(raw.to_owned()),
     }
@@ -524,6 +558,22 @@ fn validate_acme(acme: &AcmeConfig, problems: &mut Vec<ConfigProblem>) {
         problems.push(problem(
             "acme.request_timeout_secs",
             "must be between 1 and 600",
+        ));
+    }
+    // A day at most: beyond, the daily step (1440x) would wait years.
+    if !(1..=86_400).contains(&acme.retry_base_secs) {
+        problems.push(problem(
+            "acme.retry_base_secs",
+            "must be between 1 and 86400",
+        ));
+    }
+    if acme.order_budget == 0 {
+        problems.push(problem("acme.order_budget", "must be at least 1"));
+    }
+    if !(1..=7 * 86_400).contains(&acme.order_budget_window_secs) {
+        problems.push(problem(
+            "acme.order_budget_window_secs",
+            "must be between 1 and 604800 (a week)",
         ));
     }
 }

@@ -1,5 +1,12 @@
 //! The issuance worker: one loop that takes due domains from the store (new, retries,
-//! renewals) and runs their orders concurrently, at most `acme.max_in_flight_orders` at once.
+//! renewals) and runs their orders concurrently, at most `acme.max_in_flight_orders` at once
+//! and within the account-wide order budget ([`crate::budget`]); the store hands out
+//! expiry-critical renewals first.
+//!
+//! An attempt resumes the domain's open order when there is one ([`crate::acme::order`]), so
+//! a crash at any point costs no second certificate. Its outcome sets the next due time:
+//! the renewal time ([`schedule::renew_at`], or inside the CA's ARI window) or the retry time
+//! ([`schedule::Backoff`], or exactly the CA's Retry-After).
 //!
 //! Work is found in the store, not in memory, so a restart resumes it; the API only wakes the
 //! loop early. On shutdown the loop stops taking work and gives in-flight orders a bounded
@@ -20,9 +27,10 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::acme::{Failure, Issuer};
+use crate::budget::OrderBudget;
 use crate::certs::CertEvent;
 use crate::metrics;
-use crate::schedule;
+use crate::schedule::{self, Backoff};
 use crate::store::{Claim, Store, StoreError, source::StoreSource};
 
 /// Longest sleep between looks at the store, even when nothing is due: another process (a
@@ -43,6 +51,10 @@ pub struct Worker {
     pub lease: Duration,
     /// How long in-flight orders may run on after shutdown is signalled.
     pub grace: Duration,
+    /// Retry delays after failures (`acme.retry_base_secs`).
+    pub backoff: Backoff,
+    /// New orders per sliding window, account-wide (`acme.order_budget`).
+    pub budget: OrderBudget,
 }
 
 static LEASES: AtomicU64 = AtomicU64::new(0);
@@ -82,7 +94,9 @@ impl Worker {
         permits: &Arc<Semaphore>,
         jobs: &mut JoinSet<()>,
     ) -> Result<Duration, StoreError> {
-        let free = permits.available_permits();
+        let free = self
+            .within_budget(permits.available_permits(), jobs.len())
+            .await?;
         if free > 0 {
             let now = OffsetDateTime::now_utc();
             let claims = self
@@ -98,6 +112,7 @@ impl Worker {
                     issuer: self.issuer.clone(),
                     source: self.source.clone(),
                     lease: self.lease,
+                    backoff: self.backoff,
                 };
                 jobs.spawn(async move {
                     job.run(claim).await;
@@ -107,6 +122,25 @@ impl Worker {
         }
         let next = self.store.next_due().await?;
         Ok(until(next).min(IDLE_POLL))
+    }
+
+    /// How many of `free` permits the order budget lets us use. Jobs in flight may not
+    /// have logged their order yet: they count as placed, erring on the safe side.
+    async fn within_budget(&self, free: usize, in_flight: usize) -> Result<usize, StoreError> {
+        if free == 0 {
+            return Ok(0);
+        }
+        let now = OffsetDateTime::now_utc();
+        let placed = self
+            .store
+            .orders_since(self.budget.window_start(now))
+            .await?;
+        let in_flight = u64::try_from(in_flight).unwrap_or(u64::MAX);
+        let allowed = self.budget.allowance(placed.saturating_add(in_flight));
+        if allowed == 0 {
+            tracing::info!(placed, budget = self.budget.orders, window = ?self.budget.window, "order budget spent; due work waits");
+        }
+        Ok(free.min(allowed))
     }
 
     async fn drain(&self, mut jobs: JoinSet<()>) {
@@ -145,6 +179,7 @@ struct Job {
     issuer: Arc<Issuer>,
     source: StoreSource,
     lease: Duration,
+    backoff: Backoff,
 }
 
 impl Job {
@@ -157,8 +192,15 @@ impl Job {
             }
         }
         tracing::info!(domain = %claim.name, renewal = claim.renewal, attempt = claim.attempts + 1, "ordering");
+        // A renewal names the certificate it replaces (ARI), and an open order that already
+        // produced the stored certificate is not resumed.
+        let current = if claim.renewal {
+            self.store.certificate(&claim.name).await.ok().flatten()
+        } else {
+            None
+        };
         let outcome = tokio::select! {
-            outcome = self.issuer.issue(&claim.name, claim.key_type) => outcome,
+            outcome = self.issuer.issue(&claim.name, claim.key_type, current.as_ref()) => outcome,
             () = self.heartbeat(&claim) => {
                 tracing::warn!(domain = %claim.name, "lease lost while ordering; order abandoned");
                 return;
@@ -198,12 +240,15 @@ impl Job {
         cert: crate::store::IssuedCertificate,
     ) -> Result<(), StoreError> {
         let now = OffsetDateTime::now_utc();
-        let renew_at = schedule::renew_at(cert.not_before, cert.not_after);
-        if self
+        let renew_at = self.renew_at(&cert, now).await;
+        let stored = self
             .store
             .record_issued(claim, &cert, renew_at, now)
-            .await?
-        {
+            .await?;
+        // Only now is the order done with; a crash before this line resumes it, finds the
+        // certificate already stored, and places no second order.
+        self.store.close_orders(&claim.name, now).await?;
+        if stored {
             metrics::issuance_succeeded(claim.renewal);
             tracing::info!(domain = %claim.name, not_after = %cert.not_after, renew_at = %renew_at, "issued");
             self.source.announce(CertEvent::Updated(claim.name.clone()));
@@ -213,11 +258,25 @@ impl Job {
         Ok(())
     }
 
+    /// Inside the CA's ARI window when it offers one, else a share of the lifetime; a random
+    /// point either way, so certificates issued together renew apart.
+    async fn renew_at(
+        &self,
+        cert: &crate::store::IssuedCertificate,
+        now: OffsetDateTime,
+    ) -> OffsetDateTime {
+        let jitter = rand::random::<f64>();
+        match self.issuer.renewal_window(&cert.chain_pem).await {
+            Some(w) => schedule::ari_renew_at(w.start, w.end, now, jitter),
+            None => schedule::renew_at(cert.not_before, cert.not_after, jitter),
+        }
+    }
+
     async fn failed(&self, claim: &Claim, failure: Failure) -> Result<(), StoreError> {
         let Failure { error, retry_after } = failure;
         let now = OffsetDateTime::now_utc();
         let attempts = claim.attempts.saturating_add(1);
-        let retry_at = schedule::retry_at(now, attempts, retry_after);
+        let retry_at = self.backoff.retry_at(now, attempts, retry_after);
         metrics::issuance_failed(error.reason());
         tracing::warn!(domain = %claim.name, error = %error, retry_at = %retry_at, "issuance failed");
         self.store

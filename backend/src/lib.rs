@@ -10,8 +10,11 @@
 //! - [`domain`]: domain names (IDN, wildcards and IPs refused with a reason).
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite by default.
 //! - [`acme`]: the ACME account and orders (instant-acme), certificate keys.
-//! - [`schedule`]: when to renew and when to retry (backoff).
-//! - [`jobs`]: the worker that runs due orders with bounded concurrency.
+//! - [`schedule`]: when to renew (ARI window, or a share of the lifetime, with jitter) and
+//!   when to retry (backoff, the CA's Retry-After).
+//! - [`budget`]: the account-wide order budget over a sliding window.
+//! - [`jobs`]: the worker that runs due orders with bounded concurrency, within the budget,
+//!   resuming orders cut short.
 //! - [`challenge`]: the lookup endpoint the Envoy filter calls for HTTP-01 tokens.
 //! - [`api`]: the admin REST API (`/v1/`), `/healthz`, `/metrics`; [`api::model`] is its
 //!   JSON, shared with the CLI.
@@ -22,6 +25,7 @@
 
 pub mod acme;
 pub mod api;
+pub mod budget;
 pub mod certs;
 pub mod challenge;
 pub mod cli;

@@ -1,8 +1,27 @@
 //! When work is due: renewal of issued certificates and retries after failures.
 //!
-//! Both are pure functions of the certificate or the failure count, so that a smarter policy
-//! (ARI's suggested window, jitter, a renewal budget) replaces [`renew_at`] without touching
-//! the worker: the worker only stores the time it returns as the domain's due time.
+//! Everything here is a pure function of explicit inputs (the certificate's validity, the
+//! failure count, `now`, and a random fraction the caller draws), so that the policy is
+//! tested without clocks or a CA; the worker only stores the times it returns.
+//!
+//! # Renewal
+//!
+//! - With ACME Renewal Information (RFC 9773) the CA's suggested window wins: a uniformly
+//!   random time inside it ([`ari_renew_at`]), or now when the window has passed.
+//! - Otherwise a third of the lifetime before expiry (half for certificates shorter than
+//!   [`SHORT_LIVED`]), brought forward by a random part of [`JITTER_FRACTION`] of the lifetime
+//!   ([`renew_at`]) so that certificates issued together do not renew together. Renewal is
+//!   never later than the un-jittered point.
+//! - A renewal is *critical* ([`critical_at`]) once half of the remaining time after the
+//!   renewal point is gone: such renewals are claimed before any other due work.
+//!
+//! # Retries
+//!
+//! [`Backoff`]: Let's Encrypt's guidance of 1 minute, 10 minutes, 100 minutes, then daily,
+//! all scaled by one base (`acme.retry_base_secs`, 60 by default, shortened by tests). A
+//! `Retry-After` from the CA is honoured exactly ([`Backoff::retry_at`]). The first three
+//! failures fall inside 11 minutes and the fourth a day later, so a name that keeps failing
+//! validation costs at most 3 failed validations per hour, under Let's Encrypt's limit of 5.
 
 use std::time::Duration;
 
@@ -12,45 +31,105 @@ use time::OffsetDateTime;
 /// (Let's Encrypt's guidance for short-lived certificates, e.g. the 6-day profile).
 pub const SHORT_LIVED: Duration = Duration::from_secs(10 * 24 * 3600);
 
-/// Retry delays after the 1st, 2nd and 3rd consecutive failure; then [`RETRY_DAILY`].
-/// Let's Encrypt's guidance: retry after 1 minute, 10 minutes, 100 minutes, then daily.
-pub const RETRY_STEPS: [Duration; 3] = [
-    Duration::from_secs(60),
-    Duration::from_secs(600),
-    Duration::from_secs(6000),
-];
-/// Retry delay from the 4th consecutive failure on.
-pub const RETRY_DAILY: Duration = Duration::from_secs(24 * 3600);
+/// Renewal is brought forward by a random share of this fraction of the lifetime: 4.5 days
+/// for a 90-day certificate, 7 hours for a 6-day one. Enough to spread a bulk enable of
+/// thousands of names over days, small next to the third of the lifetime still left.
+pub const JITTER_FRACTION: f64 = 0.05;
 
-/// When to renew a certificate valid from `not_before` to `not_after`: with a third of its
-/// lifetime left (half for short-lived certificates).
-pub fn renew_at(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
+/// Default `acme.retry_base_secs`: the first retry delay (Let's Encrypt: 1 minute).
+pub const DEFAULT_RETRY_BASE_SECS: u64 = 60;
+
+/// Multiples of the base for the 1st, 2nd and 3rd consecutive failure; then
+/// [`DAILY_MULTIPLE`]. With the 60 s default: 1 min, 10 min, 100 min, then daily.
+pub const RETRY_MULTIPLES: [u32; 3] = [1, 10, 100];
+/// Multiple of the base from the 4th consecutive failure on (1440 minutes: a day).
+pub const DAILY_MULTIPLE: u32 = 1440;
+
+/// When to renew a certificate valid from `not_before` to `not_after` without ARI: a third
+/// of its lifetime before expiry (half for short-lived certificates), brought forward by
+/// `jitter` (0.0..=1.0, drawn at random by the caller) times [`JITTER_FRACTION`] of it.
+pub fn renew_at(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    jitter: f64,
+) -> OffsetDateTime {
     let lifetime = not_after - not_before;
     if lifetime <= time::Duration::ZERO {
         return not_before;
     }
-    let short = lifetime < time::Duration::try_from(SHORT_LIVED).unwrap_or(time::Duration::MAX);
-    let left = if short { lifetime / 2 } else { lifetime / 3 };
-    not_after - left
+    let left = if is_short_lived(lifetime) {
+        lifetime / 2
+    } else {
+        lifetime / 3
+    };
+    let early = lifetime * (JITTER_FRACTION * jitter.clamp(0.0, 1.0));
+    not_after - left - early
 }
 
-/// Delay before the next attempt after `attempts` consecutive failures (1 = first failure).
-pub fn backoff(attempts: u32) -> Duration {
-    let index = attempts.saturating_sub(1) as usize;
-    RETRY_STEPS.get(index).copied().unwrap_or(RETRY_DAILY)
+fn is_short_lived(lifetime: time::Duration) -> bool {
+    lifetime < time::Duration::try_from(SHORT_LIVED).unwrap_or(time::Duration::MAX)
 }
 
-/// When to retry: the CA's own hint (Retry-After) when it gave one and it is later than our
-/// backoff, otherwise the backoff.
-pub fn retry_at(
+/// When to renew inside the CA's suggested window (`start`..`end`): at `jitter` (0.0..=1.0)
+/// of the way through what is left of it at `now`; `now` once the window has started and
+/// `jitter` falls before now, or the window is over (RFC 9773 §4.2: renew at once).
+pub fn ari_renew_at(
+    start: OffsetDateTime,
+    end: OffsetDateTime,
     now: OffsetDateTime,
-    attempts: u32,
-    ca_hint: Option<OffsetDateTime>,
+    jitter: f64,
 ) -> OffsetDateTime {
-    let ours = now + backoff(attempts);
-    match ca_hint {
-        Some(hint) if hint > ours => hint,
-        _ => ours,
+    let from = start.max(now);
+    if end <= from {
+        return now;
+    }
+    from + (end - from) * jitter.clamp(0.0, 1.0)
+}
+
+/// From when a renewal is late enough to go before other work: half-way between the
+/// un-jittered renewal point and expiry.
+pub fn critical_at(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
+    let point = renew_at(not_before, not_after, 0.0);
+    point + (not_after - point) / 2
+}
+
+/// Retry delays after consecutive failures, as multiples of one base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(DEFAULT_RETRY_BASE_SECS),
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before the next attempt after `attempts` consecutive failures (1 = first).
+    pub fn delay(&self, attempts: u32) -> Duration {
+        let index = attempts.saturating_sub(1) as usize;
+        let multiple = RETRY_MULTIPLES
+            .get(index)
+            .copied()
+            .unwrap_or(DAILY_MULTIPLE);
+        self.base.saturating_mul(multiple)
+    }
+
+    /// When to retry: exactly when the CA asked (`Retry-After`, or a `rateLimited` problem's
+    /// hint) when it did, but not before `now`; otherwise after our backoff.
+    pub fn retry_at(
+        &self,
+        now: OffsetDateTime,
+        attempts: u32,
+        ca_hint: Option<OffsetDateTime>,
+    ) -> OffsetDateTime {
+        match ca_hint {
+            Some(hint) => hint.max(now),
+            None => now + self.delay(attempts),
+        }
     }
 }
 
@@ -60,59 +139,165 @@ mod tests {
     use proptest::prelude::*;
     use time::macros::datetime;
 
-    #[test]
-    fn renews_at_two_thirds_of_a_90_day_certificate() {
-        let nb = datetime!(2026-01-01 0:00 UTC);
-        let na = nb + time::Duration::days(90);
-        assert_eq!(renew_at(nb, na), nb + time::Duration::days(60));
+    const NB: OffsetDateTime = datetime!(2026-01-01 0:00 UTC);
+
+    fn days(n: i64) -> time::Duration {
+        time::Duration::days(n)
     }
 
     #[test]
-    fn short_lived_renews_at_half() {
-        let nb = datetime!(2026-01-01 0:00 UTC);
-        let na = nb + time::Duration::days(6);
-        assert_eq!(renew_at(nb, na), nb + time::Duration::days(3));
+    fn lifetimes_come_from_the_certificate() {
+        // 90, 64 and 45 days renew with a third left; 6 days with half left.
+        for (life, left) in [(90, 30.0), (64, 64.0 / 3.0), (45, 15.0), (6, 3.0)] {
+            let at = renew_at(NB, NB + days(life), 0.0);
+            let left_days = (NB + days(life) - at).as_seconds_f64() / 86400.0;
+            assert!((left_days - left).abs() < 1e-6, "{life}-day: {left_days}");
+        }
     }
 
     #[test]
-    fn inverted_validity_renews_now() {
-        let nb = datetime!(2026-01-01 0:00 UTC);
-        assert_eq!(renew_at(nb, nb - time::Duration::days(1)), nb);
+    fn jitter_only_brings_renewal_forward_within_its_fraction() {
+        let na = NB + days(90);
+        assert_eq!(
+            renew_at(NB, na, 1.0),
+            NB + days(60) - days(90) * JITTER_FRACTION
+        );
+        assert_eq!(renew_at(NB, na, 7.0), renew_at(NB, na, 1.0), "clamped");
+        assert_eq!(renew_at(NB, na, -1.0), NB + days(60));
+    }
+
+    #[test]
+    fn jitter_spreads_a_batch_issued_together() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let na = NB + days(90);
+        let mut times: Vec<i64> = (0..1000)
+            .map(|_| renew_at(NB, na, rng.random::<f64>()).unix_timestamp())
+            .collect();
+        times.sort_unstable();
+        times.dedup();
+        assert!(
+            times.len() > 990,
+            "1000 renewals at {} distinct times",
+            times.len()
+        );
+        let spread = times.last().unwrap() - times.first().unwrap();
+        assert!(
+            spread > 4 * 86400,
+            "spread {spread} s over the 4.5-day jitter range"
+        );
+    }
+
+    #[test]
+    fn ari_window_is_followed() {
+        let start = NB + days(60);
+        let end = NB + days(62);
+        let now = NB + days(10);
+        assert_eq!(ari_renew_at(start, end, now, 0.0), start);
+        assert_eq!(ari_renew_at(start, end, now, 1.0), end);
+        assert_eq!(ari_renew_at(start, end, now, 0.5), NB + days(61));
+        // Inside the window: only what is left of it.
+        let inside = NB + days(61);
+        assert_eq!(ari_renew_at(start, end, inside, 0.0), inside);
+        assert_eq!(ari_renew_at(start, end, inside, 1.0), end);
+        // Past the window (e.g. the CA moved it forward for a revocation): now.
+        let late = NB + days(70);
+        assert_eq!(ari_renew_at(start, end, late, 0.7), late);
+        // A window that ends before it starts: now.
+        assert_eq!(ari_renew_at(end, start, now, 0.3), now);
+    }
+
+    #[test]
+    fn critical_is_half_way_from_renewal_to_expiry() {
+        assert_eq!(critical_at(NB, NB + days(90)), NB + days(75));
+        assert_eq!(
+            critical_at(NB, NB + days(6)),
+            NB + days(4) + time::Duration::hours(12)
+        );
     }
 
     #[test]
     fn backoff_follows_the_steps_then_daily() {
-        let mins = |n| backoff(n).as_secs() / 60;
+        let b = Backoff::default();
+        let mins = |n| b.delay(n).as_secs() / 60;
         assert_eq!(
             [mins(0), mins(1), mins(2), mins(3), mins(4), mins(100)],
             [1, 1, 10, 100, 1440, 1440]
         );
+        let fast = Backoff {
+            base: Duration::from_secs(1),
+        };
+        assert_eq!(
+            (1..=5).map(|n| fast.delay(n).as_secs()).collect::<Vec<_>>(),
+            [1, 10, 100, 1440, 1440]
+        );
     }
 
     #[test]
-    fn retry_after_hint_wins_only_when_later() {
+    fn retry_after_is_honoured_exactly() {
+        let b = Backoff::default();
         let now = datetime!(2026-01-01 0:00 UTC);
         let later = now + time::Duration::hours(3);
-        assert_eq!(retry_at(now, 1, Some(later)), later);
+        assert_eq!(b.retry_at(now, 1, Some(later)), later);
+        let soon = now + time::Duration::seconds(5);
         assert_eq!(
-            retry_at(now, 1, Some(now)),
-            now + time::Duration::minutes(1)
+            b.retry_at(now, 3, Some(soon)),
+            soon,
+            "sooner than our backoff too"
         );
-        assert_eq!(retry_at(now, 2, None), now + time::Duration::minutes(10));
+        assert_eq!(
+            b.retry_at(now, 1, Some(now - days(1))),
+            now,
+            "never in the past"
+        );
+        assert_eq!(b.retry_at(now, 2, None), now + time::Duration::minutes(10));
+    }
+
+    #[test]
+    fn repeated_validation_failures_stay_under_five_an_hour() {
+        let b = Backoff::default();
+        let mut at = NB;
+        let mut attempts_in_first_hour = 0;
+        for n in 1..=10 {
+            if at < NB + time::Duration::hours(1) {
+                attempts_in_first_hour += 1;
+            }
+            at = b.retry_at(at, n, None);
+        }
+        assert_eq!(attempts_in_first_hour, 3);
     }
 
     proptest! {
         #[test]
-        fn renewal_is_inside_the_validity(start in 0i64..4_000_000_000, secs in 1i64..(400 * 86400)) {
+        fn renewal_is_inside_the_validity(
+            start in 0i64..4_000_000_000,
+            secs in 1i64..(400 * 86400),
+            jitter in 0.0f64..=1.0,
+        ) {
             let nb = OffsetDateTime::from_unix_timestamp(start).unwrap();
             let na = nb + time::Duration::seconds(secs);
-            let r = renew_at(nb, na);
-            prop_assert!(r > nb && r < na);
+            let r = renew_at(nb, na, jitter);
+            prop_assert!(r >= nb && r < na);
+            prop_assert!(r <= renew_at(nb, na, 0.0));
+            prop_assert!(critical_at(nb, na) >= renew_at(nb, na, 0.0));
+            prop_assert!(critical_at(nb, na) <= na);
         }
 
         #[test]
-        fn backoff_never_shrinks(n in 0u32..u32::MAX) {
-            prop_assert!(backoff(n + 1) >= backoff(n));
+        fn ari_pick_is_inside_the_window_or_now(
+            start in 0i64..1_000_000, len in 0i64..1_000_000, now in 0i64..3_000_000,
+            jitter in 0.0f64..=1.0,
+        ) {
+            let t = |s| OffsetDateTime::from_unix_timestamp(s).unwrap();
+            let r = ari_renew_at(t(start), t(start + len), t(now), jitter);
+            prop_assert!(r >= t(now));
+            prop_assert!(r == t(now) || (r >= t(start) && r <= t(start + len)));
+        }
+
+        #[test]
+        fn backoff_never_shrinks(n in 0u32..u32::MAX, base in 1u64..3600) {
+            let b = Backoff { base: Duration::from_secs(base) };
+            prop_assert!(b.delay(n + 1) >= b.delay(n));
         }
     }
 }

@@ -144,6 +144,8 @@ impl Bound {
             max_in_flight: self.config.acme.max_in_flight_orders,
             lease: self.config.storage.lease(),
             grace: SHUTDOWN_GRACE,
+            backoff: self.config.acme.backoff(),
+            budget: self.config.acme.order_budget(),
         };
         let announcer = source.clone();
 

@@ -7,12 +7,14 @@
 //! # Layout
 //!
 //! - [`account`]: one account per CA directory, created on first use and kept in the store.
-//! - [`order`]: new order, HTTP-01 challenge (stored before the CA is told it is ready),
-//!   polling, CSR, chain download.
+//! - [`order`]: new order (or the open one resumed), HTTP-01 challenge (stored before the
+//!   CA is told it is ready), polling, CSR, chain download.
+//! - [`ari`]: ACME Renewal Information (RFC 9773): the CA's suggested renewal window.
 //! - [`keys`]: fresh certificate keys (ECDSA P-256/P-384, RSA 2048/3072/4096).
 //! - [`http`]: the HTTP client under instant-acme, which keeps the CA's `Retry-After`.
 
 pub mod account;
+pub mod ari;
 pub mod http;
 pub mod keys;
 pub mod order;
@@ -70,8 +72,12 @@ pub enum AcmeError {
 impl AcmeError {
     /// Stable reason for metrics and [`LastError::reason`].
     pub fn reason(&self) -> &'static str {
+        if self.validation_fix().is_some() {
+            return "validation_failed";
+        }
         match self {
             AcmeError::Timeout { .. } => "timeout",
+            AcmeError::Problem { problem, .. } if is_rate_limit(problem) => "rate_limited",
             AcmeError::Problem { .. } => "ca_problem",
             AcmeError::OrderInvalid { .. } => "order_invalid",
             AcmeError::Client { .. } => "network",
@@ -110,13 +116,31 @@ impl AcmeError {
         }
     }
 
-    /// What operators see in the domain's `last_error`.
+    /// What operators see in the domain's `last_error`: for validation failures, what to fix
+    /// first, then the CA's words.
     pub fn to_last_error(&self) -> LastError {
+        let message = match self.validation_fix() {
+            Some(fix) => format!("{fix} (CA: {self})"),
+            None => self.to_string(),
+        };
         LastError {
             reason: self.reason().to_owned(),
-            message: self.to_string(),
+            message,
             problem: self.problem(),
         }
+    }
+
+    /// The CA could not validate the challenge for a reason that repeats until the operator
+    /// acts (RFC 8555 §6.7 problem types): what to fix. Such failures count against the CA's
+    /// failed-validation limit, so they are retried with backoff only.
+    pub fn validation_fix(&self) -> Option<&'static str> {
+        let problem = match self {
+            AcmeError::OrderInvalid { problem, .. } => problem.as_deref()?,
+            _ => return None,
+        };
+        let kinds = std::iter::once(problem.r#type.as_deref())
+            .chain(problem.subproblems.iter().map(|s| s.r#type.as_deref()));
+        kinds.flatten().find_map(validation_hint)
     }
 
     fn client(step: &'static str, source: instant_acme::Error) -> AcmeError {
@@ -128,6 +152,40 @@ impl AcmeError {
             source => AcmeError::Client { step, source },
         }
     }
+}
+
+/// What to fix for a validation problem type, or `None` when the type is not one.
+fn validation_hint(problem_type: &str) -> Option<&'static str> {
+    let kind = problem_type.strip_prefix("urn:ietf:params:acme:error:")?;
+    Some(match kind {
+        "dns" => {
+            "validation failed: the CA could not resolve the name; point its DNS (A/AAAA) \
+             records at the platform's proxies"
+        }
+        "connection" => {
+            "validation failed: the CA could not connect to the name on port 80; check that \
+             its DNS points at the platform and that port 80 reaches the proxies"
+        }
+        "unauthorized" | "incorrectResponse" => {
+            "validation failed: the challenge answer at \
+             /.well-known/acme-challenge/ was missing or wrong; check that the name's DNS \
+             points at this platform (not another server) and that the proxies route the \
+             challenge path to acme-edge"
+        }
+        "tls" => {
+            "validation failed: the CA's request was redirected to HTTPS and the TLS \
+             handshake failed; check the name's DNS and redirects"
+        }
+        "caa" => {
+            "validation failed: the name's CAA DNS records forbid this CA; add a CAA record \
+             allowing it"
+        }
+        _ => return None,
+    })
+}
+
+fn is_rate_limit(problem: &Problem) -> bool {
+    problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:rateLimited")
 }
 
 /// A failed attempt, and when the CA asked us to come back, if it did.
@@ -232,18 +290,48 @@ impl Issuer {
         }
     }
 
-    /// Obtain a certificate for `name` with a fresh `key_type` key.
-    pub async fn issue(&self, name: &str, key_type: KeyType) -> Result<IssuedCertificate, Failure> {
+    /// The CA's suggested renewal window for `chain_pem`; `None` without ARI, or when the CA
+    /// cannot be asked now (the scheduler then falls back to a share of the lifetime).
+    pub async fn renewal_window(&self, chain_pem: &str) -> Option<ari::Window> {
+        let account = self.account().await.ok()?;
+        match ari::window(&account, chain_pem, self.request_timeout).await {
+            Ok(window) => window,
+            Err(e) => {
+                tracing::warn!(error = %e, "fetching renewal information");
+                None
+            }
+        }
+    }
+
+    /// Obtain a certificate for `name` with a fresh `key_type` key, resuming the domain's
+    /// open order if it has one. `current` is the certificate stored now (a renewal): with
+    /// ARI the new order names it as the one it replaces.
+    pub async fn issue(
+        &self,
+        name: &str,
+        key_type: KeyType,
+        current: Option<&crate::store::StoredCertificate>,
+    ) -> Result<IssuedCertificate, Failure> {
         let attempt = async {
             let account = self.account().await?;
-            order::issue(
-                &account,
-                self.store.as_ref(),
+            // ARI: name the replaced certificate, only when the CA offers ARI (else the
+            // order would be refused).
+            let replaces = match current {
+                Some(c) => ari::window(&account, &c.chain_pem, self.request_timeout)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|_| ari::identifier(&c.chain_pem)),
+                None => None,
+            };
+            let request = order::Request {
                 name,
                 key_type,
-                self.request_timeout,
-            )
-            .await
+                limit: self.request_timeout,
+                current_version: current.map(|c| c.version.as_str()),
+                replaces,
+            };
+            order::issue(&account, self.store.as_ref(), &request).await
         };
         let (result, retry_after) = http::noting_retry_after(attempt).await;
         result.map_err(|error| Failure {
@@ -308,10 +396,10 @@ mod tests {
         let issuer = Issuer::new(&config.acme, store);
 
         let before = OffsetDateTime::now_utc();
-        let Err(failure) = issuer.issue("a.example", KeyType::EcdsaP256).await else {
+        let Err(failure) = issuer.issue("a.example", KeyType::EcdsaP256, None).await else {
             panic!("a rate-limited account cannot issue");
         };
-        assert_eq!(failure.error.reason(), "ca_problem", "{}", failure.error);
+        assert_eq!(failure.error.reason(), "rate_limited", "{}", failure.error);
         let problem = failure.error.problem().unwrap();
         assert_eq!(problem["type"], "urn:ietf:params:acme:error:rateLimited");
         assert_eq!(problem["status"], 429);
@@ -321,7 +409,7 @@ mod tests {
             "{wait}"
         );
         // The scheduler keeps the CA's time over its own one-minute backoff.
-        let retry = crate::schedule::retry_at(before, 1, failure.retry_after);
+        let retry = crate::schedule::Backoff::default().retry_at(before, 1, failure.retry_after);
         assert!(retry - before > time::Duration::minutes(59));
     }
 }

@@ -3,6 +3,13 @@
 //! The key authorization is stored durably *before* the CA is told the challenge is ready,
 //! so that any replica answering the CA's validation request finds it. Tokens are removed
 //! once the authorization is done, whatever its outcome.
+//!
+//! Exactly one order per issuance, even across crashes: the order URL is logged as soon as
+//! the CA returns it, and the certificate key before the CSR is sent. An attempt first
+//! resumes the domain's open order ([`resume`]) from wherever it stopped (pending: publish
+//! the challenges again; ready: finalize with the logged key; processing or valid: fetch the
+//! certificate), and places a new order only when there is none, or the CA no longer accepts
+//! it, or it already produced the certificate now stored.
 
 use std::time::Duration;
 
@@ -14,7 +21,7 @@ use tokio::time::Instant;
 
 use super::{AcmeError, bounded, keys};
 use crate::api::model::KeyType;
-use crate::store::{IssuedCertificate, Store};
+use crate::store::{IssuedCertificate, OpenOrder, Store};
 
 /// Total time the CA may take to validate, and then to sign. Pebble answers in seconds and
 /// Let's Encrypt in well under a minute; five minutes means something is stuck, and the
@@ -24,26 +31,138 @@ pub const POLL_LIMIT: Duration = Duration::from_secs(300);
 const POLL_FIRST_DELAY: Duration = Duration::from_millis(250);
 const POLL_MAX_DELAY: Duration = Duration::from_secs(5);
 
-/// Run one order for `name`. Challenge tokens are removed before returning, on every path.
+/// What one attempt needs besides the account and the store.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub name: &'a str,
+    pub key_type: KeyType,
+    /// Bound on each request to the CA.
+    pub limit: Duration,
+    /// The serial (hex) of the certificate stored now, if any: an open order that already
+    /// produced it is done with, not resumed.
+    pub current_version: Option<&'a str>,
+    /// ARI: the certificate this order replaces (only when the CA offers ARI).
+    pub replaces: Option<instant_acme::CertificateIdentifier<'static>>,
+}
+
+/// Run one order for `request.name`, resuming the open one if it is usable. Challenge
+/// tokens are removed before returning, on every path. The order stays open on success (the
+/// caller closes it once the certificate is stored) and on transient failures (the next
+/// attempt resumes it); it is closed when the CA declared it invalid.
 pub async fn issue(
     account: &Account,
     store: &dyn Store,
-    name: &str,
-    key_type: KeyType,
-    limit: Duration,
+    request: &Request<'_>,
 ) -> Result<IssuedCertificate, AcmeError> {
-    let identifiers = [Identifier::Dns(name.to_owned())];
-    let mut order = bounded(
-        limit,
-        "new order",
-        account.new_order(&NewOrder::new(&identifiers)),
+    let (mut order, key_pem) = match resume(account, store, request).await? {
+        Some(resumed) => resumed,
+        None => (place(account, store, request).await?, None),
+    };
+    let result = complete(&mut order, store, request, key_pem).await;
+    if matches!(result, Err(AcmeError::OrderInvalid { .. })) {
+        store
+            .close_orders(request.name, OffsetDateTime::now_utc())
+            .await?;
+    }
+    result
+}
+
+/// Place a new order and log it before anything else happens to it.
+async fn place(
+    account: &Account,
+    store: &dyn Store,
+    request: &Request<'_>,
+) -> Result<Order, AcmeError> {
+    let identifiers = [Identifier::Dns(request.name.to_owned())];
+    let mut new = NewOrder::new(&identifiers);
+    if let Some(replaces) = &request.replaces {
+        new = new.replaces(replaces.clone());
+    }
+    let order = bounded(request.limit, "new order", account.new_order(&new)).await?;
+    store
+        .record_order(request.name, order.url(), OffsetDateTime::now_utc())
+        .await?;
+    Ok(order)
+}
+
+/// The domain's open order, fetched from the CA, when it can still give us the certificate.
+async fn resume(
+    account: &Account,
+    store: &dyn Store,
+    request: &Request<'_>,
+) -> Result<Option<(Order, Option<String>)>, AcmeError> {
+    let Some(OpenOrder { order_url, key_pem }) = store.open_order(request.name).await? else {
+        return Ok(None);
+    };
+    let fetched = bounded(
+        request.limit,
+        "resume order",
+        account.order(order_url.clone()),
     )
-    .await?;
-    let validated = validate(&mut order, store, name, limit).await;
-    let cleaned = store.remove_challenges(name).await;
-    validated?;
-    cleaned?;
-    finalize(&mut order, name, key_type, limit).await
+    .await;
+    let mut order = match fetched {
+        Ok(order) => order,
+        // The CA refuses the order (gone, another account): it is of no more use.
+        Err(AcmeError::Problem { .. }) => return abandon(store, request.name, &order_url).await,
+        Err(e) => return Err(e),
+    };
+    let usable = match order.state().status {
+        OrderStatus::Pending | OrderStatus::Ready => true,
+        // Past the CSR: only with the key it was made from, and unless it is the
+        // certificate stored already (stored, then cut short before the order was closed).
+        OrderStatus::Processing | OrderStatus::Valid => {
+            key_pem.is_some() && !produced_current(&mut order, request).await
+        }
+        OrderStatus::Invalid => false,
+    };
+    if !usable {
+        return abandon(store, request.name, &order_url).await;
+    }
+    tracing::info!(domain = %request.name, order = %order_url, status = ?order.state().status, "resuming the open order");
+    Ok(Some((order, key_pem)))
+}
+
+async fn abandon<T>(
+    store: &dyn Store,
+    name: &str,
+    order_url: &str,
+) -> Result<Option<T>, AcmeError> {
+    tracing::info!(domain = %name, order = %order_url, "open order no longer usable; placing a new one");
+    store.close_orders(name, OffsetDateTime::now_utc()).await?;
+    Ok(None)
+}
+
+/// The order's certificate is the one stored now (compared by what the certificate says:
+/// certificate URLs carry the serial at Boulder but not at every CA).
+async fn produced_current(order: &mut Order, request: &Request<'_>) -> bool {
+    let Some(current) = request.current_version else {
+        return false;
+    };
+    if order.state().status != OrderStatus::Valid {
+        return false;
+    }
+    match bounded(request.limit, "certificate", order.certificate()).await {
+        Ok(Some(chain)) => serial_of(&chain).is_some_and(|s| s.eq_ignore_ascii_case(current)),
+        // Unreadable: treat as not ours; at worst a stale certificate is checked and stored.
+        _ => false,
+    }
+}
+
+/// From wherever the order is to a certificate.
+async fn complete(
+    order: &mut Order,
+    store: &dyn Store,
+    request: &Request<'_>,
+    key_pem: Option<String>,
+) -> Result<IssuedCertificate, AcmeError> {
+    let Request { name, limit, .. } = *request;
+    if order.state().status == OrderStatus::Pending {
+        let validated = validate(order, store, name, limit).await;
+        let cleaned = store.remove_challenges(name).await;
+        validated?;
+        cleaned?;
+    }
+    finalize(order, store, request, key_pem).await
 }
 
 /// Publish the challenges, tell the CA, wait until the order is ready.
@@ -99,7 +218,11 @@ async fn publish_challenges(
                 OffsetDateTime::now_utc(),
             )
             .await?;
-        bounded(limit, "challenge ready", challenge.set_ready()).await?;
+        // A resumed order may have told the CA already; its validation needs the token
+        // published again, but a second "ready" would be refused.
+        if challenge.status == instant_acme::ChallengeStatus::Pending {
+            bounded(limit, "challenge ready", challenge.set_ready()).await?;
+        }
     }
 }
 
@@ -183,25 +306,46 @@ async fn challenge_problem(
     Ok(None)
 }
 
-/// CSR for a fresh key, then wait for the chain.
+/// CSR for the logged key (a fresh one, logged first, when there is none), then wait for
+/// the chain. An order already past the CSR only waits.
 async fn finalize(
     order: &mut Order,
-    name: &str,
-    key_type: KeyType,
-    limit: Duration,
+    store: &dyn Store,
+    request: &Request<'_>,
+    key_pem: Option<String>,
 ) -> Result<IssuedCertificate, AcmeError> {
-    let key = keys::generate_blocking(key_type).await?;
-    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()])?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    let csr = params.serialize_request(&key)?;
-    bounded(limit, "finalize", order.finalize_csr(csr.der())).await?;
+    let Request { name, limit, .. } = *request;
+    let key_pem = match key_pem {
+        Some(pem) => pem,
+        None => {
+            let pem = keys::generate_blocking(request.key_type)
+                .await?
+                .serialize_pem();
+            store.set_order_key(order.url(), &pem).await?;
+            pem
+        }
+    };
+    if order.state().status == OrderStatus::Ready {
+        let key = rcgen::KeyPair::from_pem(&key_pem)?;
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()])?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params.serialize_request(&key)?;
+        bounded(limit, "finalize", order.finalize_csr(csr.der())).await?;
+    }
     if poll_order(order, limit, |s| s == OrderStatus::Valid).await? == OrderStatus::Invalid {
         return Err(invalid_order(order, limit).await);
     }
     let chain = bounded(limit, "certificate", order.certificate())
         .await?
         .ok_or_else(|| AcmeError::BadCertificate("the order has no certificate".into()))?;
-    read_certificate(name, chain, key.serialize_pem())
+    read_certificate(name, chain, key_pem)
+}
+
+/// The leaf's serial, hex without separators (as [`IssuedCertificate::version`]).
+fn serial_of(chain_pem: &str) -> Option<String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes()).ok()?;
+    let leaf = pem.parse_x509().ok()?;
+    Some(leaf.raw_serial_as_string().replace(':', ""))
 }
 
 /// Check the chain is for `name` and read what the scheduler and the server need from it.

@@ -20,8 +20,11 @@
 //!
 //! - [`sqlite`]: the embedded SQLite implementation.
 //! - [`postgres`]: the PostgreSQL implementation, with change notifications between replicas.
+//! - [`orders`]: the order log (budget, resuming, audit), for both databases.
 //! - [`source`]: the store seen as a [`CertificateSource`](crate::certs::CertificateSource).
 
+mod due;
+pub mod orders;
 pub mod postgres;
 pub mod source;
 pub mod sqlite;
@@ -37,6 +40,7 @@ use tokio::sync::watch;
 use crate::api::model::{Domain, DomainState, KeyType, LastError};
 use crate::config::StorageConfig;
 
+pub use orders::{OpenOrder, OrderLog};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -150,7 +154,7 @@ impl std::fmt::Debug for StoredCertificate {
 
 /// Durable state of the service.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: orders::OrderLog + Send + Sync + 'static {
     // ---- accounts
     async fn account(&self, directory_url: &str) -> Result<Option<StoredAccount>, StoreError>;
     /// Keep `account` unless one is already stored for its directory; returns the stored one.

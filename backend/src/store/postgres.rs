@@ -56,6 +56,11 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// For the order log ([`super::orders`]), which keeps its SQL for both stores together.
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Connect to `url` (`postgres://user@host:port/database`) and migrate the database.
     /// Replicas starting together are safe: migrations take a database-wide advisory lock.
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
@@ -394,13 +399,14 @@ impl Store for PgStore {
                SELECT name, (state = 'validating') AS resumed FROM domains \
                WHERE (due_at <= $1 AND state IN {CLAIMABLE}) \
                   OR (state = 'validating' AND COALESCE(lease_expires_at, 0) <= $1) \
-               ORDER BY COALESCE(due_at, lease_expires_at, 0) LIMIT $2 \
+               ORDER BY {order} LIMIT $2 \
                FOR UPDATE SKIP LOCKED) \
              UPDATE domains d SET state = 'validating', due_at = NULL, lease = $3, \
                lease_expires_at = $4, updated_at = $1 \
              FROM picked WHERE d.name = picked.name \
              RETURNING d.name, d.key_type, d.attempts, (d.chain_pem IS NOT NULL) AS renewal, \
-               picked.resumed"
+               picked.resumed",
+            order = super::due::claim_order("$1"),
         );
         let rows = sqlx::query(&sql)
             .bind(ts(now))

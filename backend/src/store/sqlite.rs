@@ -29,7 +29,9 @@ const MAX_CONNECTIONS: u32 = 8;
 const DOMAIN_COLUMNS: &str = "name, state, key_type, attempts, retry_at, renew_at, not_before, \
      not_after, last_error, created_at, updated_at";
 
-/// States in which a domain may be picked up when due.
+/// States in which a domain may be picked up when due. Queries write `+state IN ...`: the
+/// unary plus keeps SQLite from searching `domains_state` (every issued domain) instead of
+/// the due-time index (`store::due` proves the plan).
 const CLAIMABLE: &str = "('pending', 'failed', 'issued')";
 
 /// The SQLite store.
@@ -39,6 +41,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// For the order log ([`super::orders`]), which keeps its SQL for both stores together.
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Open (creating it and its directory if needed) the database file at `path` and
     /// migrate it.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -302,11 +309,13 @@ impl Store for SqliteStore {
         let sql = format!(
             "SELECT name, key_type, attempts, (chain_pem IS NOT NULL) AS renewal, \
              (state = 'validating') AS resumed FROM domains \
-             WHERE (due_at IS NOT NULL AND due_at <= ? AND state IN {CLAIMABLE}) \
+             WHERE (due_at IS NOT NULL AND due_at <= ? AND +state IN {CLAIMABLE}) \
                 OR (state = 'validating' AND COALESCE(lease_expires_at, 0) <= ?) \
-             ORDER BY COALESCE(due_at, lease_expires_at, 0) LIMIT ?"
+             ORDER BY {order} LIMIT ?",
+            order = super::due::claim_order("?"),
         );
         let rows = sqlx::query(&sql)
+            .bind(ts(now))
             .bind(ts(now))
             .bind(ts(now))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -350,7 +359,7 @@ impl Store for SqliteStore {
         let sql = format!(
             "SELECT MIN(t) AS due FROM ( \
                SELECT MIN(due_at) AS t FROM domains \
-                 WHERE due_at IS NOT NULL AND state IN {CLAIMABLE} \
+                 WHERE due_at IS NOT NULL AND +state IN {CLAIMABLE} \
                UNION ALL \
                SELECT MIN(COALESCE(lease_expires_at, 0)) AS t FROM domains \
                  WHERE state = 'validating')"
