@@ -230,6 +230,7 @@ impl EnvoyConfig {
             child,
             http_port: self.http_port,
             admin_port: self.admin_port,
+            config,
             _dir: dir,
         };
         envoy.wait_live()?;
@@ -282,6 +283,8 @@ pub struct Envoy {
     child: ChildGuard,
     http_port: u16,
     admin_port: u16,
+    /// The configuration file Envoy was started with.
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -294,6 +297,24 @@ impl Envoy {
     /// The admin port on 127.0.0.1.
     pub fn admin_port(&self) -> u16 {
         self.admin_port
+    }
+
+    /// The configuration file Envoy was started with (it is never rewritten).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Stop Envoy (SIGTERM, bounded) and start it again with the same configuration file and
+    /// ports; wait until it is LIVE. Its certificates held over SDS are gone with the old
+    /// process: the new one fetches them again.
+    pub fn restart(&mut self) -> Result<()> {
+        self.child.restart()?;
+        self.wait_live()
     }
 
     /// Everything Envoy logged so far.

@@ -71,9 +71,7 @@ impl StackBuilder {
         let sds_addr = free_addr();
         let https_port = free_port();
 
-        let mut envoy_config = EnvoyConfig::edge(challenge_addr)?
-            .sds(sds_addr)
-            .var("HTTPS_PORT", https_port.to_string());
+        let mut envoy_config = edge_config(challenge_addr, sds_addr, https_port)?;
         if let Some(f) = self.envoy {
             envoy_config = f(envoy_config);
         }
@@ -112,6 +110,20 @@ impl StackBuilder {
             pebble,
         })
     }
+}
+
+/// The Envoy configuration a stack starts with (before [`StackBuilder::envoy`] adjusts it):
+/// `envoy/edge.yaml` with its challenge cluster at `challenge_addr`, its SDS cluster at
+/// `sds_addr` and its HTTPS listener on `https_port`. Nothing in it depends on the domains
+/// served, which tests check by rendering it again.
+pub fn edge_config(
+    challenge_addr: SocketAddr,
+    sds_addr: SocketAddr,
+    https_port: u16,
+) -> Result<EnvoyConfig> {
+    Ok(EnvoyConfig::edge(challenge_addr)?
+        .sds(sds_addr)
+        .var("HTTPS_PORT", https_port.to_string()))
 }
 
 /// A running stack.
