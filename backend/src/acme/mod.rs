@@ -116,6 +116,13 @@ impl AcmeError {
         }
     }
 
+    /// The CA says our account does not exist.
+    pub fn account_unknown(&self) -> bool {
+        self.problem().is_some_and(|p| {
+            p["type"] == "urn:ietf:params:acme:error:accountDoesNotExist"
+        })
+    }
+
     /// What operators see in the domain's `last_error`: for validation failures, what to fix
     /// first, then the CA's words.
     pub fn to_last_error(&self) -> LastError {
@@ -290,6 +297,23 @@ impl Issuer {
         }
     }
 
+    /// The CA lost our account (a test CA restarted, or the account was deactivated): drop it
+    /// here and in the store, so that the next attempt registers a new one.
+    async fn forget_account(&self) {
+        let mut slot = self.account.lock().await;
+        let Some(account) = slot.account.take() else {
+            return;
+        };
+        tracing::warn!(account = %account.id(), "the CA does not know our account; registering a new one");
+        if let Err(e) = self
+            .store
+            .forget_account(&self.settings.directory_url, account.id())
+            .await
+        {
+            tracing::error!(error = %e, "forgetting the account");
+        }
+    }
+
     /// The CA's suggested renewal window for `chain_pem`; `None` without ARI, or when the CA
     /// cannot be asked now (the scheduler then falls back to a share of the lifetime).
     pub async fn renewal_window(&self, chain_pem: &str) -> Option<ari::Window> {
@@ -334,6 +358,11 @@ impl Issuer {
             order::issue(&account, self.store.as_ref(), &request).await
         };
         let (result, retry_after) = http::noting_retry_after(attempt).await;
+        if let Err(error) = &result
+            && error.account_unknown()
+        {
+            self.forget_account().await;
+        }
         result.map_err(|error| Failure {
             retry_after: retry_after
                 .map(OffsetDateTime::from)

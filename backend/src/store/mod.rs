@@ -159,6 +159,10 @@ pub trait Store: orders::OrderLog + Send + Sync + 'static {
     async fn account(&self, directory_url: &str) -> Result<Option<StoredAccount>, StoreError>;
     /// Keep `account` unless one is already stored for its directory; returns the stored one.
     async fn save_account(&self, account: &StoredAccount) -> Result<StoredAccount, StoreError>;
+    /// Drop the stored account `account_url` of `directory_url` (the CA no longer knows it);
+    /// a different account stored meanwhile (another replica re-registered) is kept.
+    async fn forget_account(&self, directory_url: &str, account_url: &str)
+    -> Result<(), StoreError>;
 
     // ---- operator actions
     /// Enable `name` (idempotent). New or disabled domains become `pending`, due `now`.

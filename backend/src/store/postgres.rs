@@ -251,6 +251,19 @@ impl Store for PgStore {
         .transpose()
     }
 
+    async fn forget_account(
+        &self,
+        directory_url: &str,
+        account_url: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM accounts WHERE directory_url = $1 AND account_url = $2")
+            .bind(directory_url)
+            .bind(account_url)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn save_account(&self, account: &StoredAccount) -> Result<StoredAccount, StoreError> {
         // Replicas starting together may each register: the first stored account wins and
         // all use it.

@@ -161,6 +161,19 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn forget_account(
+        &self,
+        directory_url: &str,
+        account_url: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM accounts WHERE directory_url = ? AND account_url = ?")
+            .bind(directory_url)
+            .bind(account_url)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn save_account(&self, account: &StoredAccount) -> Result<StoredAccount, StoreError> {
         sqlx::query(
             "INSERT INTO accounts (directory_url, account_url, credentials, created_at) \
