@@ -9,6 +9,7 @@
 //! - [`envoy`]: Envoy started from the templates in `envoy/`, with ports and paths filled in.
 //! - [`fixture`]: a small controllable HTTP server playing the challenge backend.
 //! - [`backend`]: the real `acme-edge serve` process with a generated configuration.
+//! - [`postgres`]: a PostgreSQL database per test, for backends sharing one store.
 //! - [`stack`]: all of the above wired together (used by the tests and by `cargo xtask demo`).
 
 pub mod backend;
@@ -16,6 +17,7 @@ pub mod envoy;
 pub mod fixture;
 pub mod pebble;
 pub mod ports;
+pub mod postgres;
 pub mod process;
 pub mod stack;
 pub mod tools;
