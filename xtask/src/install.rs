@@ -23,6 +23,9 @@ const CHALLTESTSRV_BIN: &str = "/usr/bin/pebble-challtestsrv";
 const WRK_BIN: &str = "/usr/bin/wrk";
 const POSTGRES_ADDR: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 5432);
 const POSTGRES_CONF_DIR: &str = "/etc/postgresql";
+/// The tests' connection: local server, trust authentication, as user `postgres`.
+const POSTGRES_CLIENT_ARGS: [&str; 4] = ["-h", "127.0.0.1", "-U", "postgres"];
+const POSTGRES_TEST_DATABASE: &str = "test";
 /// How long PostgreSQL gets to answer after `pg_ctlcluster start`.
 const POSTGRES_START_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -181,32 +184,51 @@ impl Machine {
         }
     }
 
-    /// Reported only: PostgreSQL storage is not needed by anything yet.
+    /// PostgreSQL on 127.0.0.1:5432 with the `test` database: the storage suite and the
+    /// fleet tests create their own databases on it. Started (as root) when installed but
+    /// not running; otherwise the commands to run are reported and the task fails.
     fn postgres(&mut self) {
-        if postgres_answers() {
-            ok("PostgreSQL on 127.0.0.1:5432");
-            return;
-        }
-        let versions = postgres_versions();
-        if versions.is_empty() {
-            note("PostgreSQL not installed (optional for now): apt-get install -y postgresql");
-            return;
-        }
-        let starts: Vec<Cmd> = versions.iter().map(|v| pg_start(v)).collect();
-        let lines: Vec<String> = starts.iter().map(Cmd::display).collect();
-        if self.root {
-            for start in starts {
-                let _ = start.status();
-            }
-            if wait_until(POSTGRES_START_DEADLINE, postgres_answers) {
-                ok("PostgreSQL on 127.0.0.1:5432 (started)");
+        if !postgres_answers() {
+            let versions = postgres_versions();
+            if versions.is_empty() {
+                self.todo.push("apt-get install -y postgresql".into());
                 return;
             }
+            let starts: Vec<Cmd> = versions.iter().map(|v| pg_start(v)).collect();
+            let lines: Vec<String> = starts.iter().map(Cmd::display).collect();
+            if self.root {
+                for start in starts {
+                    let _ = start.status();
+                }
+            }
+            if !wait_until(POSTGRES_START_DEADLINE, postgres_answers) {
+                self.todo.extend(lines);
+                return;
+            }
+            ok("PostgreSQL on 127.0.0.1:5432 (started)");
+        } else {
+            ok("PostgreSQL on 127.0.0.1:5432");
         }
-        note(&format!(
-            "PostgreSQL does not answer on 127.0.0.1:5432 (optional for now); start it with: {}",
-            lines.join(" && ")
-        ));
+        self.postgres_test_database();
+    }
+
+    /// The database the tests connect to first (to create and drop their own).
+    fn postgres_test_database(&mut self) {
+        let answers = Cmd::new("psql")
+            .args(POSTGRES_CLIENT_ARGS)
+            .args(["-d", POSTGRES_TEST_DATABASE, "-tAc", "SELECT 1"])
+            .probe()
+            .is_some_and(|out| out.trim() == "1");
+        if answers {
+            ok("PostgreSQL database `test`");
+            return;
+        }
+        let create = Cmd::new("createdb")
+            .args(POSTGRES_CLIENT_ARGS)
+            .arg(POSTGRES_TEST_DATABASE);
+        if self.try_run(create) {
+            ok("PostgreSQL database `test` (created)");
+        }
     }
 
     /// Run `cmd`; on failure remember it as a command for the user. True when it succeeded.
