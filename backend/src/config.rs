@@ -677,6 +677,29 @@ mod tests {
     }
 
     #[test]
+    fn postgres_storage_and_lease() {
+        let text = format!(
+            "{MINIMAL}[storage]\nurl = \"postgres://acme@db.internal:5432/acme\"\nlease_secs = 10\n"
+        );
+        let c = Config::parse(&text, no_env).unwrap();
+        assert!(c.storage.is_postgres());
+        assert_eq!(c.storage.sqlite_path(), None);
+        assert_eq!(c.storage.lease(), Duration::from_secs(10));
+        assert_eq!(
+            Config::parse(MINIMAL, no_env).unwrap().storage.lease(),
+            Duration::from_secs(DEFAULT_LEASE_SECS)
+        );
+        let env = |name: &str| (name == "ACME_EDGE_STORAGE_LEASE_SECS").then(|| "1".to_owned());
+        assert_eq!(
+            keys(Config::parse(MINIMAL, env).unwrap_err()),
+            ["storage.lease_secs"],
+            "below the range, from the environment too"
+        );
+        let bad = format!("{MINIMAL}[storage]\nurl = \"postgres://\"\n");
+        assert_eq!(keys(Config::parse(&bad, no_env).unwrap_err()), ["storage.url"]);
+    }
+
+    #[test]
     fn example_file_parses() {
         let text = include_str!("../acme-edge.example.toml");
         let c = Config::parse(text, no_env).unwrap();
