@@ -696,7 +696,10 @@ mod tests {
             "below the range, from the environment too"
         );
         let bad = format!("{MINIMAL}[storage]\nurl = \"postgres://\"\n");
-        assert_eq!(keys(Config::parse(&bad, no_env).unwrap_err()), ["storage.url"]);
+        assert_eq!(
+            keys(Config::parse(&bad, no_env).unwrap_err()),
+            ["storage.url"]
+        );
     }
 
     #[test]
