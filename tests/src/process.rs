@@ -103,6 +103,45 @@ impl Spawn {
     }
 }
 
+/// Start `command` from a thread that lives as long as the test process. Envoy is sent
+/// SIGTERM when the thread that started it exits (a parent-death signal), and the threads a
+/// test starts processes from may be short-lived: tokio retires an idle `spawn_blocking`
+/// thread after 10 s, which stopped Envoy in the middle of longer tests.
+fn spawn_from_keeper(mut command: Command) -> std::io::Result<Child> {
+    type Request = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static KEEPER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Request>>> =
+        std::sync::OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (requests, incoming) = std::sync::mpsc::channel::<Request>();
+        let started = std::thread::Builder::new()
+            .name("process-keeper".into())
+            .spawn(move || {
+                for (mut command, reply) in incoming {
+                    let _ = reply.send(command.spawn());
+                }
+            });
+        if let Err(e) = started {
+            eprintln!("process keeper thread: {e}; processes start from the calling thread");
+        }
+        std::sync::Mutex::new(requests)
+    });
+    let (reply, response) = std::sync::mpsc::channel();
+    let sent = match keeper.lock() {
+        Ok(requests) => requests.send((command, reply)).map_err(|e| e.0.0),
+        Err(_) => Err(command),
+    };
+    match sent {
+        Ok(()) => response
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("process keeper thread is gone"))),
+        // No keeper: start it here, as before.
+        Err(returned) => {
+            command = returned;
+            command.spawn()
+        }
+    }
+}
+
 /// A running child process, killed and reaped when dropped.
 #[derive(Debug)]
 pub struct ChildGuard {
@@ -127,11 +166,7 @@ impl ChildGuard {
     fn start(&mut self) -> Result<()> {
         let stdout = self.open_log("stdout")?;
         let stderr = self.open_log("stderr")?;
-        let child = self
-            .spawn
-            .command(stdout, stderr)
-            .spawn()
-            .with_context(|| {
+        let child = spawn_from_keeper(self.spawn.command(stdout, stderr)).with_context(|| {
                 format!(
                     "start {} ({})",
                     self.spawn.name,
