@@ -167,12 +167,12 @@ impl ChildGuard {
         let stdout = self.open_log("stdout")?;
         let stderr = self.open_log("stderr")?;
         let child = spawn_from_keeper(self.spawn.command(stdout, stderr)).with_context(|| {
-                format!(
-                    "start {} ({})",
-                    self.spawn.name,
-                    self.spawn.program.display()
-                )
-            })?;
+            format!(
+                "start {} ({})",
+                self.spawn.name,
+                self.spawn.program.display()
+            )
+        })?;
         self.child = Some(child);
         Ok(())
     }
