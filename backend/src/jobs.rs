@@ -121,7 +121,9 @@ impl Worker {
             }
         }
         let next = self.store.next_due().await?;
-        Ok(until(next).min(IDLE_POLL))
+        // Never longer than a lease between looks: another replica's claim made after our
+        // last look, whose holder then died, is taken over within two lease durations.
+        Ok(until(next).min(IDLE_POLL).min(self.lease))
     }
 
     /// How many of `free` permits the order budget lets us use. Jobs in flight may not
