@@ -1,0 +1,286 @@
+//! Issuance that survives CA faults and crashes, end to end with the real Pebble, Envoy and
+//! backend: nonce rejections and validation delays, the CA stopped or frozen mid-issuance,
+//! the backend SIGKILLed mid-issuance. Every test ends with all domains issued and, where a
+//! crash could cause it, no domain given two certificates.
+//!
+//! Backoff is shortened (`acme.retry_base_secs = 1`: retries after 1 s, 10 s, 100 s) and so
+//! is the CA request timeout, so that the faults play out in well under a minute each.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use acme_edge_tests::backend::Backend;
+use acme_edge_tests::process::eventually;
+use acme_edge_tests::stack::Stack;
+use anyhow::{Context, Result, bail};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+/// Bounds a broken run; a healthy one takes seconds to a minute (Pebble's validation sleep
+/// is up to 15 s per attempt).
+const ALL_ISSUED_DEADLINE: Duration = Duration::from_secs(170);
+
+fn names(tag: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("d{i}.{tag}.acme-edge.test"))
+        .collect()
+}
+
+async fn enable_all(backend: &Backend, names: &[String]) -> Result<()> {
+    for name in names {
+        backend.enable(name).await?;
+    }
+    Ok(())
+}
+
+/// Poll the domain list until every one of `names` is issued (failures on the way are
+/// expected: they are retried); the domains' JSON by name.
+async fn wait_all_issued(
+    stack: &Stack,
+    names: &[String],
+) -> Result<BTreeMap<String, serde_json::Value>> {
+    let backend = &stack.backend;
+    let reached = eventually(ALL_ISSUED_DEADLINE, || async {
+        let list = backend.domains().await.ok()?;
+        let by_name: BTreeMap<String, serde_json::Value> = list["domains"]
+            .as_array()?
+            .iter()
+            .filter_map(|d| Some((d["name"].as_str()?.to_owned(), d.clone())))
+            .collect();
+        names
+            .iter()
+            .all(|n| by_name.get(n).is_some_and(|d| d["state"] == "issued"))
+            .then_some(by_name)
+    })
+    .await;
+    match reached {
+        Ok(domains) => Ok(domains),
+        Err(e) => {
+            let list = backend.domains().await.unwrap_or_default();
+            Err(e.context(format!("not all issued: {list:#}\n{}", stack.logs())))
+        }
+    }
+}
+
+/// Read the backend's SQLite database (read-only): orders per domain that got as far as a
+/// CSR, and SQLite's own integrity check.
+struct Database {
+    pool: sqlx::SqlitePool,
+}
+
+impl Database {
+    async fn open(dir: &Path) -> Result<Database> {
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("acme-edge.db"))
+            .read_only(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .context("open the backend's database")?;
+        Ok(Database { pool })
+    }
+
+    async fn integrity(&self) -> Result<String> {
+        let row = sqlx::query("PRAGMA integrity_check")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<String, _>(0)?)
+    }
+
+    /// Orders whose CSR was sent, i.e. certificates the CA may have issued, per domain.
+    async fn certificates_ordered(&self) -> Result<BTreeMap<String, i64>> {
+        let rows = sqlx::query(
+            "SELECT name, COUNT(*) AS n FROM orders WHERE key_pem IS NOT NULL GROUP BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    async fn orders(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM orders")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}
+
+async fn fault_stack(
+    pebble: impl FnOnce(
+        acme_edge_tests::pebble::PebbleBuilder,
+    ) -> acme_edge_tests::pebble::PebbleBuilder
+    + Send
+    + 'static,
+) -> Result<Stack> {
+    Stack::builder()
+        .pebble(pebble)
+        .backend(|b| {
+            b.setting("acme", "retry_base_secs", 1)
+                .request_timeout(Duration::from_secs(3))
+        })
+        .start()
+        .await
+}
+
+async fn issue_twenty_under(nonce_reject_percent: u8, tag: &str) -> Result<()> {
+    let stack =
+        fault_stack(move |p| p.nonce_reject_percent(nonce_reject_percent).va_sleep(true)).await?;
+    let names = names(tag, 20);
+    enable_all(&stack.backend, &names).await?;
+    wait_all_issued(&stack, &names).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_domains_issue_with_5_percent_nonce_rejections_and_validation_delays() -> Result<()>
+{
+    issue_twenty_under(5, "nonce5").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_domains_issue_with_30_percent_nonce_rejections_and_validation_delays() -> Result<()>
+{
+    issue_twenty_under(30, "nonce30").await
+}
+
+/// Pebble stopped while 20 orders are in flight (it forgets every account and order), then
+/// started again: failed attempts back off, the lost account is registered again, and the
+/// orders the CA forgot are replaced by new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_stopped_during_issuance_then_started_again() -> Result<()> {
+    let mut stack = fault_stack(|p| p.va_sleep(true)).await?;
+    stack
+        .issue("warm.stop.acme-edge.test", ALL_ISSUED_DEADLINE)
+        .await?;
+    let names = names("stop", 20);
+    enable_all(&stack.backend, &names).await?;
+    wait_for_some_in_flight(&stack.backend).await?;
+    stack.pebble.stop()?;
+    // Long enough for attempts to fail and back off against the stopped CA.
+    wait_for_some_failed(&stack.backend).await?;
+    stack.pebble.start().await?;
+    wait_all_issued(&stack, &names).await?;
+    Ok(())
+}
+
+/// Pebble frozen (SIGSTOP: connections accepted, nothing answered) while 20 orders are in
+/// flight, thawed after a while: every call times out instead of hanging, and all end issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_frozen_during_issuance_then_thawed() -> Result<()> {
+    let mut stack = fault_stack(|p| p.va_sleep(true)).await?;
+    stack
+        .issue("warm.freeze.acme-edge.test", ALL_ISSUED_DEADLINE)
+        .await?;
+    let names = names("freeze", 20);
+    enable_all(&stack.backend, &names).await?;
+    wait_for_some_in_flight(&stack.backend).await?;
+    stack.pebble.freeze()?;
+    // Every job gives up (request timeout 3 s) instead of hanging: each domain is seen
+    // failed while the CA answers nothing.
+    let failed_once = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let settled = eventually(Duration::from_secs(90), || async {
+        let list = stack.backend.domains().await.ok()?;
+        let mut seen = failed_once.lock().ok()?;
+        for d in list["domains"].as_array()? {
+            if d["state"] == "failed"
+                && let Some(name) = d["name"].as_str()
+            {
+                seen.insert(name.to_owned());
+            }
+        }
+        names.iter().all(|n| seen.contains(n)).then_some(())
+    })
+    .await;
+    stack.pebble.thaw()?;
+    settled.context("a job hung on the frozen CA")?;
+    wait_all_issued(&stack, &names).await?;
+    Ok(())
+}
+
+/// The backend SIGKILLed three times while issuing 20 domains, restarted each time: all end
+/// issued, no domain was given two certificates, the database is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_killed_repeatedly_during_issuance() -> Result<()> {
+    // Short leases: a killed backend's domains are taken over 6 s after its last beat.
+    let mut stack = Stack::builder()
+        .pebble(|p| p.va_sleep(true))
+        .backend(|b| {
+            b.setting("acme", "retry_base_secs", 1)
+                .setting("storage", "lease_secs", 6)
+                .request_timeout(Duration::from_secs(3))
+        })
+        .start()
+        .await?;
+    let names = names("kill", 20);
+    enable_all(&stack.backend, &names).await?;
+    // Kill whenever a few more domains are done, so each kill lands mid-batch.
+    for round in 1..=3 {
+        wait_for_issued_count(&stack.backend, round * 3)
+            .await
+            .with_context(|| format!("round {round}"))?;
+        stack.backend.kill()?;
+        stack.backend.start().await?;
+    }
+    wait_all_issued(&stack, &names).await?;
+
+    let db = Database::open(stack.backend.dir()).await?;
+    assert_eq!(db.integrity().await?, "ok");
+    let certificates = db.certificates_ordered().await?;
+    for name in &names {
+        assert_eq!(
+            certificates.get(name).copied(),
+            Some(1),
+            "{name}: {certificates:?}"
+        );
+    }
+    eprintln!(
+        "orders placed for 20 domains over 3 crashes: {}",
+        db.orders().await?
+    );
+    Ok(())
+}
+
+async fn wait_for_some_in_flight(backend: &Backend) -> Result<()> {
+    wait_for_state_count(backend, "validating").await
+}
+
+async fn wait_for_issued_count(backend: &Backend, n: usize) -> Result<()> {
+    let seen = eventually(ALL_ISSUED_DEADLINE, || async {
+        let list = backend.domains().await.ok()?;
+        let issued = list["domains"]
+            .as_array()?
+            .iter()
+            .filter(|d| d["state"] == "issued")
+            .count();
+        (issued >= n).then_some(())
+    })
+    .await;
+    if seen.is_err() {
+        bail!("never {n} issued\n{}", backend.log());
+    }
+    Ok(())
+}
+
+async fn wait_for_some_failed(backend: &Backend) -> Result<()> {
+    wait_for_state_count(backend, "failed").await
+}
+
+async fn wait_for_state_count(backend: &Backend, state: &str) -> Result<()> {
+    let seen = eventually(Duration::from_secs(60), || async {
+        let list = backend.domains().await.ok()?;
+        list["domains"]
+            .as_array()?
+            .iter()
+            .any(|d| d["state"] == state)
+            .then_some(())
+    })
+    .await;
+    if seen.is_err() {
+        bail!("no domain became {state}\n{}", backend.log());
+    }
+    Ok(())
+}
