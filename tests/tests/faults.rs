@@ -167,8 +167,12 @@ async fn ca_stopped_during_issuance_then_started_again() -> Result<()> {
     Ok(())
 }
 
+/// How long the CA stays frozen.
+const FREEZE: Duration = Duration::from_secs(60);
+
 /// Pebble frozen (SIGSTOP: connections accepted, nothing answered) while 20 orders are in
-/// flight, thawed after a while: every call times out instead of hanging, and all end issued.
+/// flight, thawed a minute later: every call times out instead of hanging (each domain is
+/// seen failed while frozen), and all end issued after the thaw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_frozen_during_issuance_then_thawed() -> Result<()> {
     let mut stack = fault_stack(|p| p.va_sleep(true)).await?;
@@ -179,6 +183,7 @@ async fn ca_frozen_during_issuance_then_thawed() -> Result<()> {
     enable_all(&stack.backend, &names).await?;
     wait_for_some_in_flight(&stack.backend).await?;
     stack.pebble.freeze()?;
+    let frozen_at = std::time::Instant::now();
     // Every job gives up (request timeout 3 s) instead of hanging: each domain is seen
     // failed while the CA answers nothing.
     let failed_once = std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -195,6 +200,11 @@ async fn ca_frozen_during_issuance_then_thawed() -> Result<()> {
         names.iter().all(|n| seen.contains(n)).then_some(())
     })
     .await;
+    // Then stay frozen for a minute in all, as a CA outage would, before thawing.
+    let frozen_for = frozen_at.elapsed();
+    if settled.is_ok() && frozen_for < FREEZE {
+        tokio::time::sleep(FREEZE - frozen_for).await;
+    }
     stack.pebble.thaw()?;
     settled.context("a job hung on the frozen CA")?;
     wait_all_issued(&stack, &names).await?;
