@@ -118,9 +118,8 @@ impl AcmeError {
 
     /// The CA says our account does not exist.
     pub fn account_unknown(&self) -> bool {
-        self.problem().is_some_and(|p| {
-            p["type"] == "urn:ietf:params:acme:error:accountDoesNotExist"
-        })
+        self.problem()
+            .is_some_and(|p| p["type"] == "urn:ietf:params:acme:error:accountDoesNotExist")
     }
 
     /// What operators see in the domain's `last_error`: for validation failures, what to fix
