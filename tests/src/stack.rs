@@ -75,11 +75,10 @@ impl StackBuilder {
         if let Some(f) = self.envoy {
             envoy_config = f(envoy_config);
         }
-        // Started from the caller's thread (the test's own, alive for the whole test), not
-        // from a blocking-pool thread: Envoy received SIGTERM when the pool thread that
-        // spawned it idled out 10 s later (parent-death signal), failing every test that ran
-        // longer. The start-up wait blocks this thread for under a second.
-        let envoy = envoy_config.start()?;
+        // Envoy's start-up polls synchronously; keep it off the async workers.
+        let envoy = tokio::task::spawn_blocking(move || envoy_config.start())
+            .await
+            .context("envoy start-up panicked")??;
 
         let mut pebble = Pebble::builder(envoy.http_port());
         if let Some(dir) = &self.dir {
