@@ -278,7 +278,10 @@ impl Job {
         let Failure { error, retry_after } = failure;
         let now = OffsetDateTime::now_utc();
         let attempts = claim.attempts.saturating_add(1);
-        let retry_at = self.backoff.retry_at(now, attempts, retry_after);
+        // A CA that lost our account is not the domain's fault, and a new account is
+        // registered at the next attempt: retry after the first step, not a longer one.
+        let step = if error.account_unknown() { 1 } else { attempts };
+        let retry_at = self.backoff.retry_at(now, step, retry_after);
         metrics::issuance_failed(error.reason());
         tracing::warn!(domain = %claim.name, error = %error, retry_at = %retry_at, "issuance failed");
         self.store
