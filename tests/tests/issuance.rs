@@ -463,7 +463,11 @@ async fn short_lived_certificates_renew_by_themselves() -> Result<()> {
     );
     let renew_at = time_field(&domain, "renew_at")?;
     let half = not_before + (not_after - not_before) / 2;
-    assert!((renew_at - half).abs() <= 1, "{domain}");
+    // Jitter only brings renewal forward, by up to 5 % of the lifetime (plus rounding to
+    // whole seconds in the API).
+    let lifetime = not_after - not_before;
+    let earliest = half - lifetime / 20 - 1;
+    assert!((earliest..=half + 1).contains(&renew_at), "{domain}");
 
     let old = stack.backend.certificate_pem(name).await?;
     wait_for_new_certificate(&stack, name, &old).await?;
