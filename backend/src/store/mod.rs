@@ -161,8 +161,11 @@ pub trait Store: orders::OrderLog + Send + Sync + 'static {
     async fn save_account(&self, account: &StoredAccount) -> Result<StoredAccount, StoreError>;
     /// Drop the stored account `account_url` of `directory_url` (the CA no longer knows it);
     /// a different account stored meanwhile (another replica re-registered) is kept.
-    async fn forget_account(&self, directory_url: &str, account_url: &str)
-    -> Result<(), StoreError>;
+    async fn forget_account(
+        &self,
+        directory_url: &str,
+        account_url: &str,
+    ) -> Result<(), StoreError>;
 
     // ---- operator actions
     /// Enable `name` (idempotent). New or disabled domains become `pending`, due `now`.
@@ -226,6 +229,27 @@ pub trait Store: orders::OrderLog + Send + Sync + 'static {
     /// stopped) become due `now`, and their challenges are dropped (the CA will hand out new
     /// ones). Leases still live belong to running replicas and are left alone.
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    // ---- renewal information
+    /// Issued domains whose name sorts after `after_name` (from the first when `None`), by
+    /// name, at most `limit`: `(name, certificate version)`. Pages through every issued
+    /// domain without holding anything open between pages.
+    async fn issued_after(
+        &self,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// Bring `name`'s renewal (renewal time and due time) forward to `renew_at`, only while
+    /// it is still `issued` with certificate `version` and `renew_at` is earlier than the
+    /// stored renewal time; `true` when it changed. A renewal or a disable that happened
+    /// meanwhile wins, and a renewal is never moved later.
+    async fn advance_renewal(
+        &self,
+        name: &str,
+        version: &str,
+        renew_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 
     // ---- challenges
     async fn put_challenge(

@@ -542,6 +542,60 @@ impl Store for PgStore {
         Ok(done)
     }
 
+    async fn issued_after(
+        &self,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match after_name {
+            Some(after) => {
+                sqlx::query(
+                    "SELECT name, cert_version FROM domains WHERE state = 'issued' \
+             AND cert_version IS NOT NULL AND name > $1 ORDER BY name LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT name, cert_version FROM domains WHERE state = 'issued' \
+             AND cert_version IS NOT NULL ORDER BY name LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|row| Ok((row.try_get("name")?, row.try_get("cert_version")?)))
+            .collect()
+    }
+
+    async fn advance_renewal(
+        &self,
+        name: &str,
+        version: &str,
+        renew_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE domains SET renew_at = $1, due_at = $1, updated_at = $2 \
+             WHERE name = $3 AND cert_version = $4 AND state = 'issued' \
+             AND (renew_at IS NULL OR renew_at > $1)",
+        )
+        .bind(ts(renew_at))
+        .bind(ts(now))
+        .bind(name)
+        .bind(version)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
     async fn put_challenge(
         &self,
         host: &str,

@@ -363,6 +363,135 @@ async fn counts_by_state(s: Arc<dyn Store>) {
     );
 }
 
+/// Enable `names` and claim them all at `NOW`, by name.
+async fn claim_all(s: &dyn Store, names: &[&str]) -> Vec<Claim> {
+    for n in names {
+        s.enable_domain(n, KeyType::EcdsaP256, NOW).await.unwrap();
+    }
+    let mut claims = s
+        .claim_due(NOW, names.len(), "L1", NOW + LEASE)
+        .await
+        .unwrap();
+    claims.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(claims.len(), names.len());
+    claims
+}
+
+async fn issued_domains_page_by_name(s: Arc<dyn Store>) {
+    let claims = claim_all(
+        s.as_ref(),
+        &[
+            "e.example",
+            "c.example",
+            "a.example",
+            "b.example",
+            "d.example",
+        ],
+    )
+    .await;
+    let renew = NOW + time::Duration::days(60);
+    for claim in &claims {
+        if claim.name == "b.example" {
+            assert!(
+                s.record_failed(claim, &failure(), renew, NOW)
+                    .await
+                    .unwrap()
+            );
+        } else {
+            let version = format!("v-{}", claim.name);
+            assert!(
+                s.record_issued(claim, &cert(&version), renew, NOW)
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+    s.disable_domain("e.example", NOW).await.unwrap();
+    s.enable_domain("f.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+
+    let page = |name: &str| (name.to_owned(), format!("v-{name}"));
+    assert_eq!(
+        s.issued_after(None, 2).await.unwrap(),
+        [page("a.example"), page("c.example")]
+    );
+    assert_eq!(
+        s.issued_after(Some("c.example"), 2).await.unwrap(),
+        [page("d.example")],
+        "failed, disabled and pending domains are not issued"
+    );
+    assert_eq!(s.issued_after(Some("d.example"), 2).await.unwrap(), []);
+    assert_eq!(s.issued_after(None, 0).await.unwrap(), []);
+}
+
+async fn renewal_advances_only_earlier_for_the_same_issued_certificate(s: Arc<dyn Store>) {
+    let claims = claim_all(s.as_ref(), &["a.example", "b.example"]).await;
+    let renew = NOW + time::Duration::days(60);
+    for claim in &claims {
+        assert!(
+            s.record_issued(claim, &cert("01"), renew, NOW)
+                .await
+                .unwrap()
+        );
+    }
+    let renew_at = |name: &'static str| {
+        let s = s.clone();
+        async move { s.domain(name).await.unwrap().unwrap().renew_at }
+    };
+
+    let later = renew + time::Duration::days(1);
+    assert!(
+        !s.advance_renewal("a.example", "01", later, NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.advance_renewal("a.example", "01", renew, NOW)
+            .await
+            .unwrap()
+    );
+    let earlier = NOW + time::Duration::days(10);
+    assert!(
+        !s.advance_renewal("a.example", "02", earlier, NOW)
+            .await
+            .unwrap(),
+        "another certificate version"
+    );
+    assert!(
+        !s.advance_renewal("nope.example", "01", earlier, NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(renew_at("a.example").await, Some(renew));
+
+    assert!(
+        s.advance_renewal("a.example", "01", earlier, NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(renew_at("a.example").await, Some(earlier));
+    assert_eq!(renew_at("b.example").await, Some(renew));
+    // The due time moved with it: the renewal is claimed then, and only it.
+    assert_eq!(s.next_due().await.unwrap(), Some(earlier));
+    let claim = claim_one(s.as_ref(), earlier, "L2").await;
+    assert_eq!((claim.name.as_str(), claim.renewal), ("a.example", true));
+
+    // Renewing or disabled: left alone.
+    let sooner = NOW + time::Duration::days(5);
+    assert!(
+        !s.advance_renewal("a.example", "01", sooner, NOW)
+            .await
+            .unwrap()
+    );
+    s.disable_domain("b.example", NOW).await.unwrap();
+    assert!(
+        !s.advance_renewal("b.example", "01", sooner, NOW)
+            .await
+            .unwrap()
+    );
+}
+
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -397,6 +526,8 @@ suite!(
     challenges_are_per_host,
     accounts_are_kept_once_per_directory,
     counts_by_state,
+    issued_domains_page_by_name,
+    renewal_advances_only_earlier_for_the_same_issued_certificate,
 );
 
 // ---- PostgreSQL only: change notifications between replicas
