@@ -54,6 +54,9 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// Upper bound of `acme.max_in_flight_orders`: beyond this, a CA's per-account limits (and
 /// Pebble) fall over long before we gain anything.
 pub const MAX_IN_FLIGHT_ORDERS_LIMIT: usize = 1000;
+/// Range of `acme.ari_check_interval_secs`: under a minute hammers the CA for nothing; over a
+/// day misses Let's Encrypt's guidance (check at least twice a day) by too much.
+pub const ARI_CHECK_INTERVAL_SECS_RANGE: std::ops::RangeInclusive<u64> = 60..=86_400;
 
 /// `(section, key)` pairs settable from the environment as `ACME_EDGE_<SECTION>_<KEY>`.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
@@ -69,6 +72,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("acme", "retry_base_secs"),
     ("acme", "order_budget"),
     ("acme", "order_budget_window_secs"),
+    ("acme", "ari_check_interval_secs"),
     ("storage", "url"),
     ("storage", "lease_secs"),
     ("admin", "listen"),
@@ -121,6 +125,9 @@ pub struct AcmeConfig {
     pub order_budget: u32,
     /// The order budget's sliding window, in seconds. Default 3 hours.
     pub order_budget_window_secs: u64,
+    /// How often the renewal windows (ARI) of issued certificates are checked again, in
+    /// seconds ([`crate::ari_refresh`]). Default 12 hours.
+    pub ari_check_interval_secs: u64,
 }
 
 impl Default for AcmeConfig {
@@ -138,6 +145,7 @@ impl Default for AcmeConfig {
             retry_base_secs: crate::schedule::DEFAULT_RETRY_BASE_SECS,
             order_budget: crate::budget::DEFAULT_ORDERS,
             order_budget_window_secs: crate::budget::DEFAULT_WINDOW_SECS,
+            ari_check_interval_secs: crate::ari_refresh::ARI_CHECK_INTERVAL.as_secs(),
         }
     }
 }
@@ -157,6 +165,7 @@ impl std::fmt::Debug for AcmeConfig {
             .field("retry_base_secs", &self.retry_base_secs)
             .field("order_budget", &self.order_budget)
             .field("order_budget_window_secs", &self.order_budget_window_secs)
+            .field("ari_check_interval_secs", &self.ari_check_interval_secs)
             .finish_non_exhaustive()
     }
 }
@@ -188,6 +197,11 @@ impl AcmeConfig {
             orders: self.order_budget,
             window: Duration::from_secs(self.order_budget_window_secs),
         }
+    }
+
+    /// How often issued certificates' renewal windows are checked (`ari_check_interval_secs`).
+    pub fn ari_check_interval(&self) -> Duration {
+        Duration::from_secs(self.ari_check_interval_secs)
     }
 
     /// Contacts as ACME wants them (`mailto:` URLs).
@@ -433,6 +447,7 @@ fn env_value(key: &str, raw: &str) -> toml::Value {
         | "retry_base_secs"
         | "order_budget"
         | "order_budget_window_secs"
+        | "ari_check_interval_secs"
         | "lease_secs" => scalar_from_str(raw),
         _ => toml::Value::String(raw.to_owned()),
     }
@@ -574,6 +589,16 @@ fn validate_acme(acme: &AcmeConfig, problems: &mut Vec<ConfigProblem>) {
         problems.push(problem(
             "acme.order_budget_window_secs",
             "must be between 1 and 604800 (a week)",
+        ));
+    }
+    if !ARI_CHECK_INTERVAL_SECS_RANGE.contains(&acme.ari_check_interval_secs) {
+        problems.push(problem(
+            "acme.ari_check_interval_secs",
+            format!(
+                "must be between {} and {}",
+                ARI_CHECK_INTERVAL_SECS_RANGE.start(),
+                ARI_CHECK_INTERVAL_SECS_RANGE.end()
+            ),
         ));
     }
 }
@@ -814,6 +839,34 @@ mod tests {
         assert_eq!(
             keys(Config::parse(MINIMAL, env).unwrap_err()),
             ["acme.max_in_flight_orders"]
+        );
+    }
+
+    #[test]
+    fn ari_check_interval_defaults_to_twelve_hours_and_is_range_checked() {
+        let c = Config::parse(MINIMAL, no_env).unwrap();
+        assert_eq!(c.acme.ari_check_interval(), Duration::from_secs(12 * 3600));
+        let text = format!("{MINIMAL}\nari_check_interval_secs = 59\n");
+        assert_eq!(
+            keys(Config::parse(&text, no_env).unwrap_err()),
+            ["acme.ari_check_interval_secs"]
+        );
+        let env = |name: &str| {
+            (name == "ACME_EDGE_ACME_ARI_CHECK_INTERVAL_SECS").then(|| "3600".to_owned())
+        };
+        assert_eq!(
+            Config::parse(MINIMAL, env)
+                .unwrap()
+                .acme
+                .ari_check_interval_secs,
+            3600
+        );
+        let env = |name: &str| {
+            (name == "ACME_EDGE_ACME_ARI_CHECK_INTERVAL_SECS").then(|| "86401".to_owned())
+        };
+        assert_eq!(
+            keys(Config::parse(MINIMAL, env).unwrap_err()),
+            ["acme.ari_check_interval_secs"]
         );
     }
 

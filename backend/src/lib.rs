@@ -13,6 +13,8 @@
 //! - [`schedule`]: when to renew (ARI window, or a share of the lifetime, with jitter) and
 //!   when to retry (backoff, the CA's Retry-After).
 //! - [`budget`]: the account-wide order budget over a sliding window.
+//! - [`ari_refresh`]: re-checks issued certificates' ARI windows twice a day and brings a
+//!   renewal forward when the CA moved the window earlier.
 //! - [`jobs`]: the worker that runs due orders with bounded concurrency, within the budget,
 //!   resuming orders cut short.
 //! - [`challenge`]: the lookup endpoint the Envoy filter calls for HTTP-01 tokens.
@@ -25,6 +27,7 @@
 
 pub mod acme;
 pub mod api;
+pub mod ari_refresh;
 pub mod budget;
 pub mod certs;
 pub mod challenge;

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::acme::Issuer;
 use crate::api::{self, ApiState, auth::AdminToken, auth::TokenError};
+use crate::ari_refresh;
 use crate::certs::CertificateSource;
 use crate::challenge;
 use crate::config::Config;
@@ -136,9 +137,16 @@ impl Bound {
             metrics,
             metrics_require_token: self.config.admin.metrics_require_token,
         };
+        let issuer = Arc::new(Issuer::new(&self.config.acme, self.store.clone()));
+        let ari_refresh = ari_refresh::run(
+            self.store.clone(),
+            issuer.clone(),
+            ari_refresh::Settings::from_config(&self.config.acme),
+            stop.clone(),
+        );
         let worker = Worker {
             store: self.store.clone(),
-            issuer: Arc::new(Issuer::new(&self.config.acme, self.store.clone())),
+            issuer,
             source: source.clone(),
             wake,
             max_in_flight: self.config.acme.max_in_flight_orders,
@@ -176,7 +184,14 @@ impl Bound {
                 tracing::error!(error = %e, "following other replicas' changes failed");
             }
         };
-        tokio::join!(admin, lookups, sds, worker.run(stop.clone()), changes);
+        tokio::join!(
+            admin,
+            lookups,
+            sds,
+            worker.run(stop.clone()),
+            ari_refresh,
+            changes
+        );
         tracing::info!("acme-edge stopped");
     }
 }
