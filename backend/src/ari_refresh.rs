@@ -74,19 +74,26 @@ pub fn advance_to(stored: Option<OffsetDateTime>, fresh: OffsetDateTime) -> Opti
     }
 }
 
-/// Run a round every `settings.interval` until `shutdown` turns true. The first round comes
-/// one interval after start-up, so that restarts add no burst of requests to the CA.
+/// The first round comes this long after start-up (or one interval, if shorter): soon enough
+/// that a backend restarted more often than the interval still checks, late enough that a
+/// burst of restarts (or a CA that is down while the backend starts) costs the CA nothing.
+pub const FIRST_CHECK_DELAY: Duration = Duration::from_secs(10 * 60);
+
+/// Run a round [`FIRST_CHECK_DELAY`] after start-up, then every `settings.interval`, until
+/// `shutdown` turns true.
 pub async fn run(
     store: Arc<dyn Store>,
     issuer: Arc<Issuer>,
     settings: Settings,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut wait = settings.interval.min(FIRST_CHECK_DELAY);
     loop {
         tokio::select! {
             _ = stopped(&mut shutdown) => return,
-            _ = tokio::time::sleep(settings.interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
+        wait = settings.interval;
         tokio::select! {
             _ = stopped(&mut shutdown) => return,
             outcome = round(&store, &issuer, &settings) => match outcome {
