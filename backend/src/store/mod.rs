@@ -26,6 +26,7 @@
 mod due;
 pub mod orders;
 pub mod postgres;
+mod rows;
 pub mod source;
 pub mod sqlite;
 #[cfg(test)]

@@ -12,11 +12,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgListener, PgNotification, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgListener, PgNotification, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use super::rows::{claim_from_row, domain_from_row, from_ts, opt_ts, ts};
 use super::source::StoreSource;
 use super::{
     Claim, Enabled, IssuedCertificate, Store, StoreError, StoredAccount, StoredCertificate,
@@ -166,64 +167,6 @@ fn parse_payload(payload: &str) -> Option<CertEvent> {
         ("removed", name) if !name.is_empty() => Some(CertEvent::Removed(name.to_owned())),
         _ => None,
     }
-}
-
-fn ts(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp()
-}
-
-fn from_ts(secs: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp(secs)
-        .map_err(|e| StoreError::Corrupt(format!("timestamp {secs}: {e}")))
-}
-
-fn opt_ts(row: &PgRow, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-    row.try_get::<Option<i64>, _>(column)?
-        .map(from_ts)
-        .transpose()
-}
-
-fn domain_from_row(row: &PgRow) -> Result<Domain, StoreError> {
-    let state: String = row.try_get("state")?;
-    let key_type: String = row.try_get("key_type")?;
-    let last_error: Option<String> = row.try_get("last_error")?;
-    let attempts: i64 = row.try_get("attempts")?;
-    Ok(Domain {
-        name: row.try_get("name")?,
-        state: DomainState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("domain state {state:?}")))?,
-        key_type: parse_key_type(&key_type)?,
-        not_before: opt_ts(row, "not_before")?,
-        not_after: opt_ts(row, "not_after")?,
-        renew_at: opt_ts(row, "renew_at")?,
-        retry_at: opt_ts(row, "retry_at")?,
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        last_error: last_error
-            .map(|json| {
-                serde_json::from_str::<LastError>(&json)
-                    .map_err(|e| StoreError::Corrupt(format!("last_error: {e}")))
-            })
-            .transpose()?,
-        created_at: from_ts(row.try_get("created_at")?)?,
-        updated_at: from_ts(row.try_get("updated_at")?)?,
-    })
-}
-
-fn parse_key_type(s: &str) -> Result<KeyType, StoreError> {
-    KeyType::parse(s).ok_or_else(|| StoreError::Corrupt(format!("key type {s:?}")))
-}
-
-fn claim_from_row(row: &PgRow, lease: &str) -> Result<Claim, StoreError> {
-    let key_type: String = row.try_get("key_type")?;
-    let attempts: i64 = row.try_get("attempts")?;
-    Ok(Claim {
-        name: row.try_get("name")?,
-        key_type: parse_key_type(&key_type)?,
-        lease: lease.to_owned(),
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        renewal: row.try_get("renewal")?,
-        resumed: row.try_get("resumed")?,
-    })
 }
 
 fn limit_param(limit: usize) -> i64 {
