@@ -654,7 +654,12 @@ async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
     let envoy = tokio::task::spawn_blocking(move || passing.start()).await??;
     let http_port = envoy.http_port();
     let passed = tokio::task::spawn_blocking(move || {
-        http(http_port, "GET", "/.well-known/acme-challenge/abc", "shop.example")
+        http(
+            http_port,
+            "GET",
+            "/.well-known/acme-challenge/abc",
+            "shop.example",
+        )
     })
     .await??;
     assert_eq!(passed.status, 200, "passed-on challenge: {}", passed.text());
