@@ -2,8 +2,9 @@
 //! doc tests and the end-to-end tests in `tests/`.
 //!
 //! The end-to-end tests each start Envoy, Pebble and backends, and this machine has two
-//! cores, so at most two tests run at once. `cargo nextest` is used when installed (one
-//! process per test, one summary for the whole workspace), else `cargo test`. The runner's
+//! cores, so at most two tests run at once; with `cargo nextest` (used when installed: one
+//! process per test, one summary for the whole workspace) the end-to-end tests run one at a
+//! time next to the unit tests (`.config/nextest.toml`), else `cargo test`. The runner's
 //! own summary is the last thing printed; the exit status is non-zero if the lint, the doc
 //! tests or any test failed.
 
