@@ -22,9 +22,15 @@ pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/
 /// certificates, generous rate limits; use it to try a set-up.
 pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
-/// Default `acme.max_in_flight_orders`: Pebble 2.4 deadlocks with about 100 challenges in
-/// flight, and cert-manager uses 60; 50 keeps a margin while issuing a large batch quickly.
+/// Default `acme.max_in_flight_orders`: cert-manager uses 60; 50 issues a large batch quickly
+/// while keeping the CA's pending authorizations per account modest.
 pub const DEFAULT_MAX_IN_FLIGHT_ORDERS: usize = 50;
+/// Default `acme.max_concurrent_requests`: orders mostly wait (validation, polling pauses),
+/// so a few requests at a time keep a batch of 50 flowing, while a burst of enables queues
+/// here rather than hitting the CA (and its per-IP request limits) all at once.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 8;
+/// Upper bound of `acme.max_concurrent_requests`.
+pub const MAX_CONCURRENT_REQUESTS_LIMIT: usize = 100;
 /// Default `acme.request_timeout_secs`: instant-acme sets no timeout, and a CA that stops
 /// answering must fail the attempt (to be retried) rather than hang a job. 30 s is far above
 /// a healthy CA's latency, even across continents.
@@ -51,8 +57,8 @@ pub const LEASE_SECS_RANGE: std::ops::RangeInclusive<u64> = 2..=3600;
 pub const DEFAULT_TOKEN_FILE_NAME: &str = "admin-token";
 /// Shortest admin token accepted: 16 characters leave brute force hopeless over HTTP.
 pub const MIN_TOKEN_LEN: usize = 16;
-/// Upper bound of `acme.max_in_flight_orders`: beyond this, a CA's per-account limits (and
-/// Pebble) fall over long before we gain anything.
+/// Upper bound of `acme.max_in_flight_orders`: beyond this, a CA's per-account limits fall
+/// over long before we gain anything.
 pub const MAX_IN_FLIGHT_ORDERS_LIMIT: usize = 1000;
 /// Range of `acme.ari_check_interval_secs`: under a minute hammers the CA for nothing; over a
 /// day misses Let's Encrypt's guidance (check at least twice a day) by too much.
@@ -68,6 +74,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("acme", "eab_hmac_key"),
     ("acme", "key_type"),
     ("acme", "max_in_flight_orders"),
+    ("acme", "max_concurrent_requests"),
     ("acme", "request_timeout_secs"),
     ("acme", "retry_base_secs"),
     ("acme", "order_budget"),
@@ -116,6 +123,8 @@ pub struct AcmeConfig {
     pub key_type: KeyType,
     /// Orders in flight with the CA at once.
     pub max_in_flight_orders: usize,
+    /// Requests in flight to the CA at once, all orders together.
+    pub max_concurrent_requests: usize,
     /// Bound on every single request to the CA, in seconds.
     pub request_timeout_secs: u64,
     /// First retry delay after a failure, in seconds; later ones are 10x, 100x, then daily
@@ -141,6 +150,7 @@ impl Default for AcmeConfig {
             eab_hmac_key: None,
             key_type: KeyType::default(),
             max_in_flight_orders: DEFAULT_MAX_IN_FLIGHT_ORDERS,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             retry_base_secs: crate::schedule::DEFAULT_RETRY_BASE_SECS,
             order_budget: crate::budget::DEFAULT_ORDERS,
@@ -161,6 +171,7 @@ impl std::fmt::Debug for AcmeConfig {
             .field("eab_key_id", &self.eab_key_id)
             .field("key_type", &self.key_type)
             .field("max_in_flight_orders", &self.max_in_flight_orders)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("retry_base_secs", &self.retry_base_secs)
             .field("order_budget", &self.order_budget)
@@ -443,6 +454,7 @@ fn env_value(key: &str, raw: &str) -> toml::Value {
         "terms_agreed"
         | "metrics_require_token"
         | "max_in_flight_orders"
+        | "max_concurrent_requests"
         | "request_timeout_secs"
         | "retry_base_secs"
         | "order_budget"
@@ -567,6 +579,12 @@ fn validate_acme(acme: &AcmeConfig, problems: &mut Vec<ConfigProblem>) {
         problems.push(problem(
             "acme.max_in_flight_orders",
             format!("must be between 1 and {MAX_IN_FLIGHT_ORDERS_LIMIT}"),
+        ));
+    }
+    if !(1..=MAX_CONCURRENT_REQUESTS_LIMIT).contains(&acme.max_concurrent_requests) {
+        problems.push(problem(
+            "acme.max_concurrent_requests",
+            format!("must be between 1 and {MAX_CONCURRENT_REQUESTS_LIMIT}"),
         ));
     }
     if !(1..=600).contains(&acme.request_timeout_secs) {
@@ -790,6 +808,7 @@ mod tests {
             [acme]
             terms_agreed = true
             max_in_flight_orders = 0
+            max_concurrent_requests = 101
             request_timeout_secs = 0
             contact = ["not-an-address", "ops@example.com"]
             eab_key_id = "kid"
@@ -805,6 +824,7 @@ mod tests {
                 "acme.ca_root_file",
                 "acme.contact",
                 "acme.eab_key_id",
+                "acme.max_concurrent_requests",
                 "acme.max_in_flight_orders",
                 "acme.request_timeout_secs",
                 "admin.token",
@@ -819,12 +839,14 @@ mod tests {
             "ACME_EDGE_STORAGE_URL" => Some("sqlite:///var/lib/acme-edge/db.sqlite".to_owned()),
             "ACME_EDGE_ACME_TERMS_AGREED" => Some("true".to_owned()),
             "ACME_EDGE_ACME_MAX_IN_FLIGHT_ORDERS" => Some("7".to_owned()),
+            "ACME_EDGE_ACME_MAX_CONCURRENT_REQUESTS" => Some("3".to_owned()),
             "ACME_EDGE_ACME_CONTACT" => Some("a@example.com, b@example.com".to_owned()),
             _ => None,
         };
         let c = Config::parse("[acme]\nterms_agreed = false\n", env).unwrap();
         assert_eq!(c.admin.token.as_deref(), Some("0123456789abcdef-from-env"));
         assert_eq!(c.acme.max_in_flight_orders, 7);
+        assert_eq!(c.acme.max_concurrent_requests, 3);
         assert_eq!(c.acme.contact, ["a@example.com", "b@example.com"]);
         assert_eq!(
             c.token_file(),

@@ -34,6 +34,7 @@ pub struct BackendBuilder {
     ca_root_file: Option<PathBuf>,
     key_type: Option<String>,
     max_in_flight_orders: Option<u64>,
+    max_concurrent_requests: Option<u64>,
     request_timeout_secs: Option<u64>,
     storage_url: Option<String>,
     dir: Option<PathBuf>,
@@ -56,8 +57,15 @@ impl BackendBuilder {
         self
     }
 
-    /// Use `pebble` as the CA.
-    pub fn pebble(self, pebble: &Pebble) -> Self {
+    /// Use `pebble` as the CA, with at most [`PEBBLE_SAFE_CONCURRENT_REQUESTS`] requests to
+    /// it at once unless [`max_concurrent_requests`](Self::max_concurrent_requests) says
+    /// otherwise (backends sharing one Pebble must split that number between them).
+    ///
+    /// [`PEBBLE_SAFE_CONCURRENT_REQUESTS`]: crate::pebble::PEBBLE_SAFE_CONCURRENT_REQUESTS
+    pub fn pebble(mut self, pebble: &Pebble) -> Self {
+        self.max_concurrent_requests = self
+            .max_concurrent_requests
+            .or(Some(crate::pebble::PEBBLE_SAFE_CONCURRENT_REQUESTS));
         self.ca(pebble.directory_url(), pebble.ca_root_file())
     }
 
@@ -69,6 +77,12 @@ impl BackendBuilder {
 
     pub fn max_in_flight_orders(mut self, n: u64) -> Self {
         self.max_in_flight_orders = Some(n);
+        self
+    }
+
+    /// `acme.max_concurrent_requests`.
+    pub fn max_concurrent_requests(mut self, n: u64) -> Self {
+        self.max_concurrent_requests = Some(n);
         self
     }
 
@@ -174,6 +188,9 @@ impl BackendBuilder {
         }
         if let Some(n) = self.max_in_flight_orders {
             acme.insert("max_in_flight_orders".into(), int(n));
+        }
+        if let Some(n) = self.max_concurrent_requests {
+            acme.insert("max_concurrent_requests".into(), int(n));
         }
         if let Some(secs) = self.request_timeout_secs {
             acme.insert("request_timeout_secs".into(), int(secs));

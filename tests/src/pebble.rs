@@ -10,6 +10,14 @@
 //! answers 127.0.0.1, and connects to the configured HTTP port: the caller passes the port of
 //! Envoy's HTTP listener, so challenges go through Envoy and the filter.
 //!
+//! Pebble 2.4 can deadlock for good under concurrent requests: an authorization fetch holds
+//! the authorization's lock while it waits for the store's read lock, a new order (or an
+//! order fetch) holds the store's read lock while it waits for that authorization, and a
+//! third request waiting to write to the store keeps the first from getting its read lock.
+//! Two requests in flight at once, in all, cannot close that cycle; backends talking to one
+//! Pebble keep [`PEBBLE_SAFE_CONCURRENT_REQUESTS`] between them
+//! (`acme.max_concurrent_requests`).
+//!
 //! By default the fault injection Pebble does out of the box is off (no random 0-15 s
 //! validation sleep, no 5 % bad-nonce rejections); fault tests turn it back on with
 //! [`PebbleBuilder::va_sleep`] and [`PebbleBuilder::nonce_reject_percent`].
@@ -27,6 +35,10 @@ use rcgen::{
 use crate::ports::free_addr;
 use crate::process::{ChildGuard, Signal, Spawn, WorkDir, wait_for_port};
 use crate::tools;
+
+/// Requests in flight to one Pebble, from all its clients together, that cannot deadlock it
+/// (see the module documentation).
+pub const PEBBLE_SAFE_CONCURRENT_REQUESTS: u64 = 2;
 
 /// How long Pebble and its DNS server get to open their ports.
 const START_DEADLINE: Duration = Duration::from_secs(30);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use acme_edge_tests::backend::Backend;
 use acme_edge_tests::envoy::{Envoy, EnvoyConfig};
-use acme_edge_tests::pebble::Pebble;
+use acme_edge_tests::pebble::{PEBBLE_SAFE_CONCURRENT_REQUESTS, Pebble};
 use acme_edge_tests::ports::{free_addr, free_port};
 use acme_edge_tests::postgres::TempDatabase;
 use acme_edge_tests::process::eventually;
@@ -75,6 +75,8 @@ impl Fleet {
                 .storage_url(url.clone())
                 .setting("storage", "lease_secs", TEST_LEASE_SECS)
                 .max_in_flight_orders(options.max_in_flight_orders)
+                // The two replicas share one Pebble: half its safe request count each.
+                .max_concurrent_requests(PEBBLE_SAFE_CONCURRENT_REQUESTS / 2)
                 .challenge_addr(challenge)
                 .sds_addr(sds)
         };
@@ -246,7 +248,6 @@ async fn enabled_through_a_validated_through_b_served_by_both() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_domains_across_two_replicas_are_each_issued_once() -> Result<()> {
     const DOMAINS: usize = 50;
-    // 2 x 20 orders at most in flight: well under Pebble's deadlock at about 100.
     let fleet = Fleet::start(FleetOptions {
         max_in_flight_orders: 20,
         ..FleetOptions::default()

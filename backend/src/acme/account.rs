@@ -3,10 +3,12 @@
 //! (same account URL) after restarts.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use instant_acme::{Account, AccountBuilder, AccountCredentials, ExternalAccountKey, NewAccount};
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 
 use super::{AcmeError, bounded};
 use crate::config::{AcmeConfig, decode_eab_key};
@@ -19,6 +21,9 @@ pub struct AccountSettings {
     pub contact: Vec<String>,
     pub ca_root_file: Option<PathBuf>,
     pub eab: Option<(String, Vec<u8>)>,
+    /// Slots for requests in flight to the CA, shared by every client made from these
+    /// settings (`acme.max_concurrent_requests`).
+    pub request_slots: Arc<Semaphore>,
 }
 
 impl AccountSettings {
@@ -32,11 +37,12 @@ impl AccountSettings {
             contact: config.contact_urls(),
             ca_root_file: config.ca_root_file.clone(),
             eab,
+            request_slots: Arc::new(Semaphore::new(config.max_concurrent_requests)),
         }
     }
 
     fn builder(&self) -> Result<AccountBuilder, AcmeError> {
-        let client = super::http::client(self.ca_root_file.as_deref())?;
+        let client = super::http::client(self.ca_root_file.as_deref(), self.request_slots.clone())?;
         Ok(Account::builder_with_http(client))
     }
 }

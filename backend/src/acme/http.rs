@@ -1,15 +1,20 @@
 //! The HTTP client the ACME client talks to the CA through: hyper and rustls as in
-//! instant-acme's own client, plus one thing it drops: the CA's `Retry-After` on an error
-//! answer (rate limits, maintenance). It is noted for the job whose request got it, so the
-//! retry is scheduled no earlier than the CA asked.
+//! instant-acme's own client, plus two things it lacks:
 //!
-//! The note lives in a task-local slot: each job runs its order inside [`noting_retry_after`],
-//! and requests made from that task write to that job's slot only.
+//! - a bound on the requests in flight to the CA (`acme.max_concurrent_requests`), shared by
+//!   every job of the process: a burst of enabled domains queues here instead of opening a
+//!   request per order at once. A request holds its slot until its body is read, so the CA
+//!   has finished with it when the next one goes out;
+//! - the CA's `Retry-After` on an error answer (rate limits, maintenance). It is noted for
+//!   the job whose request got it, so the retry is scheduled no earlier than the CA asked.
+//!   The note lives in a task-local slot: each job runs its order inside
+//!   [`noting_retry_after`], and requests made from that task write to that job's slot only.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -21,6 +26,7 @@ use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use tokio::sync::Semaphore;
 
 use super::AcmeError;
 
@@ -44,8 +50,12 @@ pub async fn noting_retry_after<F: Future>(job: F) -> (F::Output, Option<SystemT
         .await
 }
 
-/// The client: the platform's roots, or only `ca_root_file` (test CAs such as Pebble).
-pub fn client(ca_root_file: Option<&Path>) -> Result<Box<dyn HttpClient>, AcmeError> {
+/// The client: the platform's roots, or only `ca_root_file` (test CAs such as Pebble); every
+/// request takes one of `slots` for its duration.
+pub fn client(
+    ca_root_file: Option<&Path>,
+    slots: Arc<Semaphore>,
+) -> Result<Box<dyn HttpClient>, AcmeError> {
     let builder = match ca_root_file {
         None => HttpsConnectorBuilder::new()
             .try_with_platform_verifier()
@@ -78,21 +88,40 @@ pub fn client(ca_root_file: Option<&Path>) -> Result<Box<dyn HttpClient>, AcmeEr
         .enable_http2()
         .build();
     let hyper = HyperClient::builder(TokioExecutor::new()).build(connector);
-    Ok(Box::new(NotingClient(hyper)))
+    Ok(Box::new(CaClient { hyper, slots }))
 }
 
 type Hyper = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
 
-struct NotingClient(Hyper);
+struct CaClient {
+    hyper: Hyper,
+    slots: Arc<Semaphore>,
+}
 
-impl HttpClient for NotingClient {
+impl HttpClient for CaClient {
     fn request(
         &self,
         req: http::Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let response = HttpClient::request(&self.0, req);
+        let hyper = self.hyper.clone();
+        let slots = self.slots.clone();
         Box::pin(async move {
-            let response = response.await?;
+            let response = {
+                let _slot = slots
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+                let mut response = HttpClient::request(&hyper, req).await?;
+                let body = response
+                    .body
+                    .into_bytes()
+                    .await
+                    .map_err(instant_acme::Error::Other)?;
+                BytesResponse {
+                    parts: response.parts,
+                    body: Box::new(body),
+                }
+            };
             let status = response.parts.status;
             if (status.is_client_error() || status.is_server_error())
                 && let Some(at) = response
@@ -128,6 +157,10 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<SystemTime> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
     #[test]
@@ -148,6 +181,58 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    /// A plain-HTTP fixture that answers every request after `delay`, recording the most
+    /// requests it had open at once.
+    async fn counting_server(delay: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let seen = peak.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (open, peak) = (open.clone(), peak.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_are_bounded_by_the_slots() {
+        let (addr, peak) = counting_server(Duration::from_millis(50)).await;
+        let http = client(None, Arc::new(Semaphore::new(2))).unwrap();
+        let requests = (0..6).map(|_| {
+            let req = http::Request::get(format!("http://{addr}/"))
+                .body(BodyWrapper::from(Vec::new()))
+                .unwrap();
+            http.request(req)
+        });
+        for response in futures::future::join_all(requests).await {
+            let mut response = response.unwrap();
+            assert_eq!(response.parts.status, 200);
+            assert_eq!(response.body.into_bytes().await.unwrap(), "ok");
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
