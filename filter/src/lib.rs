@@ -37,7 +37,7 @@
 //! |---|---|---|---|
 //! | `cluster` | string | `"acme_backend"` | Envoy cluster of the backend's lookup endpoint |
 //! | `timeout_ms` | integer 1..=60000 | `2000` | lookup timeout |
-//! | `prefix` | string `/.../` | `"/.well-known/acme-challenge/"` | challenge path prefix (keep equal to Envoy's matcher) |
+//! | `prefix` | string `/.../` | `"/.well-known/acme-challenge/"` | challenge path prefix (keep equal to the challenge route in `edge.yaml`) |
 //! | `on_miss` | `"respond"` / `"pass"` | `"respond"` | backend has no such token: answer 404, or continue to the normal routes |
 //! | `on_error` | `"respond"` / `"pass"` | `"respond"` | backend failed or timed out: answer 503 + `retry-after`, or continue |
 //! | `enabled` | bool | `true` | `false` makes the filter a no-op |

@@ -94,7 +94,7 @@ mod tests {
         ] {
             assert_eq!(get(path, "example.com"), Verdict::Pass, "{path}");
         }
-        // Prefix match is exact bytes: case matters, as in Envoy's matcher.
+        // Prefix match is exact bytes: case matters, as in Envoy's route match.
         assert_eq!(get("/.WELL-KNOWN/acme-challenge/t", "a.com"), Verdict::Pass);
     }
 
