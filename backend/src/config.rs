@@ -88,6 +88,9 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("admin", "metrics_require_token"),
     ("challenge", "listen"),
     ("sds", "listen"),
+    ("sds", "tls_cert_file"),
+    ("sds", "tls_key_file"),
+    ("sds", "client_ca_file"),
 ];
 
 /// The whole configuration, valid as a whole.
@@ -317,14 +320,144 @@ impl Default for ChallengeConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SdsConfig {
     pub listen: SocketAddr,
+    /// Mutual TLS (all three or none): the listener's certificate chain (PEM) ...
+    pub tls_cert_file: Option<PathBuf>,
+    /// ... its private key (PEM) ...
+    pub tls_key_file: Option<PathBuf>,
+    /// ... and the CA (PEM) whose client certificates Envoys must present to get secrets.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Default for SdsConfig {
     fn default() -> Self {
         SdsConfig {
             listen: parse_default_addr(DEFAULT_SDS_LISTEN),
+            tls_cert_file: None,
+            tls_key_file: None,
+            client_ca_file: None,
         }
     }
+}
+
+impl SdsConfig {
+    /// The listener's mutual-TLS material, read from the files and checked (the chain and
+    /// key parse and belong together, the CA parses); `None` without TLS keys. Every problem
+    /// is reported under its key.
+    pub fn server_tls(&self) -> Result<Option<crate::sds::ServerTls>, Vec<ConfigProblem>> {
+        let files = [
+            ("sds.tls_cert_file", &self.tls_cert_file),
+            ("sds.tls_key_file", &self.tls_key_file),
+            ("sds.client_ca_file", &self.client_ca_file),
+        ];
+        if files.iter().all(|(_, f)| f.is_none()) {
+            return Ok(None);
+        }
+        let mut problems = Vec::new();
+        for (key, file) in &files {
+            if file.is_none() {
+                problems.push(problem(
+                    key,
+                    "is required for mutual TLS: set sds.tls_cert_file, sds.tls_key_file and \
+                     sds.client_ca_file together, or none of them",
+                ));
+            }
+        }
+        let (Some(cert), Some(key), Some(ca)) = (
+            &self.tls_cert_file,
+            &self.tls_key_file,
+            &self.client_ca_file,
+        ) else {
+            return Err(problems);
+        };
+        let chain = pem_certificates("sds.tls_cert_file", cert, &mut problems);
+        let private_key = pem_private_key("sds.tls_key_file", key, &mut problems);
+        let roots = pem_certificates("sds.client_ca_file", ca, &mut problems);
+        if let (Some((chain_pem, chain)), Some((key_pem, private_key)), Some((ca_pem, _))) =
+            (chain, private_key, roots)
+        {
+            if let Err(e) = key_matches(chain, private_key) {
+                problems.push(problem("sds.tls_key_file", e));
+            } else if problems.is_empty() {
+                return Ok(Some(crate::sds::ServerTls {
+                    cert_pem: chain_pem,
+                    key_pem,
+                    client_ca_pem: ca_pem,
+                }));
+            }
+        }
+        Err(problems)
+    }
+}
+
+type Pem<T> = Option<(String, T)>;
+
+/// The file's text and the certificates in it (at least one).
+fn pem_certificates(
+    key: &str,
+    path: &Path,
+    problems: &mut Vec<ConfigProblem>,
+) -> Pem<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let text = read_pem_file(key, path, problems)?;
+    match CertificateDer::pem_slice_iter(text.as_bytes()).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => Some((text, certs)),
+        Ok(_) => {
+            problems.push(problem(
+                key,
+                format!("{}: no PEM certificate", path.display()),
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(problem(key, format!("{}: {e}", path.display())));
+            None
+        }
+    }
+}
+
+/// The file's text and the private key in it.
+fn pem_private_key(
+    key: &str,
+    path: &Path,
+    problems: &mut Vec<ConfigProblem>,
+) -> Pem<rustls::pki_types::PrivateKeyDer<'static>> {
+    use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+    let text = read_pem_file(key, path, problems)?;
+    match PrivateKeyDer::from_pem_slice(text.as_bytes()) {
+        Ok(private_key) => Some((text, private_key)),
+        Err(e) => {
+            problems.push(problem(
+                key,
+                format!("{}: no usable PEM private key ({e})", path.display()),
+            ));
+            None
+        }
+    }
+}
+
+fn read_pem_file(key: &str, path: &Path, problems: &mut Vec<ConfigProblem>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            problems.push(problem(key, format!("{}: {e}", path.display())));
+            None
+        }
+    }
+}
+
+/// The private key is the one the chain's first certificate was issued for.
+fn key_matches(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    private_key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<(), String> {
+    let provider = rustls::crypto::ring::default_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(private_key)
+        .map_err(|e| format!("unusable private key: {e}"))?;
+    rustls::sign::CertifiedKey::new(chain, signing_key)
+        .keys_match()
+        .map_err(|e| format!("does not belong to the certificate in sds.tls_cert_file ({e})"))
 }
 
 fn parse_default_addr(s: &str) -> SocketAddr {
@@ -529,6 +662,9 @@ fn validate(config: &Config, problems: &mut Vec<ConfigProblem>) {
     validate_storage(&config.storage, problems);
     validate_admin(&config.admin, problems);
     validate_listeners(config, problems);
+    if let Err(tls) = config.sds.server_tls() {
+        problems.extend(tls);
+    }
 }
 
 fn validate_acme(acme: &AcmeConfig, problems: &mut Vec<ConfigProblem>) {
@@ -912,5 +1048,80 @@ mod tests {
             !text.contains("SECRET") && !text.contains("c2VjcmV0"),
             "{text}"
         );
+    }
+
+    /// A CA, a server chain and key signed by it, and an unrelated key, as PEM files.
+    fn sds_tls_files(dir: &Path) -> [PathBuf; 4] {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["sds.internal".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let files = ["server.crt", "server.key", "ca.crt", "other.key"].map(|f| dir.join(f));
+        let texts = [
+            leaf.pem(),
+            key.serialize_pem(),
+            ca_cert.pem(),
+            other.serialize_pem(),
+        ];
+        for (file, text) in files.iter().zip(texts) {
+            std::fs::write(file, text).unwrap();
+        }
+        files
+    }
+
+    fn with_sds_tls(cert: &Path, key: &Path, ca: &Path) -> String {
+        format!(
+            "{MINIMAL}[sds]\ntls_cert_file = {:?}\ntls_key_file = {:?}\nclient_ca_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string(),
+            ca.display().to_string()
+        )
+    }
+
+    #[test]
+    fn sds_mutual_tls_files_are_loaded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let [cert, key, ca, other_key] = sds_tls_files(dir.path());
+
+        let c = Config::parse(&with_sds_tls(&cert, &key, &ca), no_env).unwrap();
+        let tls = c.sds.server_tls().unwrap().unwrap();
+        assert!(tls.cert_pem.contains("BEGIN CERTIFICATE"));
+        assert!(tls.client_ca_pem.contains("BEGIN CERTIFICATE"));
+        assert_eq!(
+            Config::parse(MINIMAL, no_env).unwrap().sds.server_tls(),
+            Ok(None)
+        );
+
+        // A key that is not the certificate's.
+        let text = with_sds_tls(&cert, &other_key, &ca);
+        assert_eq!(
+            keys(Config::parse(&text, no_env).unwrap_err()),
+            ["sds.tls_key_file"]
+        );
+        // Not PEM at all, and a missing file: each under its own key.
+        let text = with_sds_tls(&key, &key, &dir.path().join("missing.crt"));
+        let mut got = keys(Config::parse(&text, no_env).unwrap_err());
+        got.sort();
+        assert_eq!(got, ["sds.client_ca_file", "sds.tls_cert_file"]);
+    }
+
+    #[test]
+    fn sds_mutual_tls_needs_all_three_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let [cert, ..] = sds_tls_files(dir.path());
+        let text = format!(
+            "{MINIMAL}[sds]\ntls_cert_file = {:?}\n",
+            cert.display().to_string()
+        );
+        let mut got = keys(Config::parse(&text, no_env).unwrap_err());
+        got.sort();
+        assert_eq!(got, ["sds.client_ca_file", "sds.tls_key_file"]);
     }
 }

@@ -40,6 +40,8 @@ pub enum ServiceError {
     Token(#[from] TokenError),
     #[error("{0}")]
     Metrics(#[from] MetricsError),
+    #[error("SDS mutual TLS: {0}")]
+    SdsTls(String),
     #[error("listening on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -56,6 +58,7 @@ pub struct Bound {
     admin: TcpListener,
     challenge: TcpListener,
     sds: TcpListener,
+    sds_tls: Option<sds::ServerTls>,
 }
 
 /// Bind and serve until `shutdown` completes.
@@ -78,6 +81,17 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
         );
     }
     let token = AdminToken::resolve(&config)?;
+    let sds_tls = config.sds.server_tls().map_err(|problems| {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        ServiceError::SdsTls(problems.join("; "))
+    })?;
+    if sds_tls.is_none() && !config.sds.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.sds.listen,
+            "the SDS listener hands out private keys without TLS on a non-loopback address; \
+             set sds.tls_cert_file, sds.tls_key_file and sds.client_ca_file"
+        );
+    }
     let admin = listen("admin API", config.admin.listen).await?;
     let challenge = listen("challenge lookup", config.challenge.listen).await?;
     let sds = listen("SDS", config.sds.listen).await?;
@@ -88,6 +102,7 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
         admin,
         challenge,
         sds,
+        sds_tls,
     })
 }
 
@@ -161,6 +176,7 @@ impl Bound {
             admin = ?self.admin.local_addr().ok(),
             challenge = ?self.challenge.local_addr().ok(),
             sds = ?self.sds.local_addr().ok(),
+            sds_mutual_tls = self.sds_tls.is_some(),
             directory = %self.config.acme.directory(),
             "acme-edge serving"
         );
@@ -174,7 +190,11 @@ impl Bound {
             .run();
         let sds = async {
             let source: Arc<dyn CertificateSource> = Arc::new(source);
-            if let Err(e) = sds::serve_on(self.sds, source, stopped(stop.clone())).await {
+            let served = match &self.sds_tls {
+                Some(tls) => sds::serve_tls_on(self.sds, source, tls, stopped(stop.clone())).await,
+                None => sds::serve_on(self.sds, source, stopped(stop.clone())).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "SDS server failed");
             }
         };

@@ -125,6 +125,54 @@ pub struct EnvoyConfig {
     concurrency: u32,
     http_port: u16,
     admin_port: u16,
+    sds_client_tls: Option<SdsClientTls>,
+}
+
+/// Mutual TLS from Envoy's `acme_sds` cluster to the SDS listener, as `envoy/README.md`
+/// documents it: Envoy's client certificate, and the CA and name it checks the listener's
+/// certificate against.
+#[derive(Debug, Clone)]
+pub struct SdsClientTls {
+    pub chain_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
+    pub server_name: String,
+}
+
+/// Where the `acme_sds` cluster's transport socket goes: just before its endpoints.
+const SDS_CLUSTER_ENDPOINTS: &str = "    load_assignment:\n      cluster_name: acme_sds\n";
+
+/// `template` with `tls` on its `acme_sds` cluster.
+pub fn with_sds_client_tls(template: &str, tls: &SdsClientTls) -> Result<String> {
+    if template.matches(SDS_CLUSTER_ENDPOINTS).count() != 1 {
+        bail!("the template's acme_sds cluster changed shape");
+    }
+    let socket = format!(
+        r#"    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: {name}
+        common_tls_context:
+          alpn_protocols: [h2]
+          tls_certificates:
+          - certificate_chain: {{ filename: {chain} }}
+            private_key: {{ filename: {key} }}
+          validation_context:
+            trusted_ca: {{ filename: {ca} }}
+            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher: {{ exact: {name} }}
+"#,
+        name = tls.server_name,
+        chain = tls.chain_file.display(),
+        key = tls.key_file.display(),
+        ca = tls.ca_file.display(),
+    );
+    Ok(template.replace(
+        SDS_CLUSTER_ENDPOINTS,
+        &format!("{socket}{SDS_CLUSTER_ENDPOINTS}"),
+    ))
 }
 
 impl EnvoyConfig {
@@ -174,6 +222,7 @@ impl EnvoyConfig {
             concurrency: 1,
             http_port,
             admin_port,
+            sds_client_tls: None,
         }
         .var("HTTP_PORT", http_port.to_string())
         .var("ADMIN_PORT", admin_port.to_string())
@@ -207,9 +256,18 @@ impl EnvoyConfig {
         self
     }
 
+    /// Reach the SDS listener over mutual TLS.
+    pub fn sds_client_tls(mut self, tls: SdsClientTls) -> EnvoyConfig {
+        self.sds_client_tls = Some(tls);
+        self
+    }
+
     /// The rendered configuration text.
     pub fn rendered(&self) -> Result<String> {
-        render(&self.template, &self.vars)
+        match &self.sds_client_tls {
+            None => render(&self.template, &self.vars),
+            Some(tls) => render(&with_sds_client_tls(&self.template, tls)?, &self.vars),
+        }
     }
 
     /// Start Envoy and wait until it is LIVE.

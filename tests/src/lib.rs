@@ -15,6 +15,7 @@
 pub mod backend;
 pub mod envoy;
 pub mod fixture;
+pub mod mutual_tls;
 pub mod pebble;
 pub mod ports;
 pub mod postgres;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use acme_edge::certs::ServedCertificate;
 use acme_edge::sds::memory::MemorySource;
-use acme_edge_tests::envoy::{EnvoyConfig, http, render};
+use acme_edge_tests::envoy::{EnvoyConfig, SdsClientTls, http, render, with_sds_client_tls};
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
 use acme_edge_tests::stack::Stack;
@@ -764,30 +764,13 @@ async fn mutual_tls_between_envoy_and_the_sds_listener() -> Result<()> {
     });
 
     // The cluster's TLS as documented in envoy/README.md.
-    let upstream_tls = format!(
-        r#"    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: sds.internal
-        common_tls_context:
-          alpn_protocols: [h2]
-          tls_certificates:
-          - certificate_chain: {{ filename: {chain_file} }}
-            private_key: {{ filename: {key_file} }}
-          validation_context:
-            trusted_ca: {{ filename: {ca_file} }}
-            match_typed_subject_alt_names:
-            - san_type: DNS
-              matcher: {{ exact: sds.internal }}
-"#
-    );
-    let template = std::fs::read_to_string(template())?;
-    let cluster = "    load_assignment:\n      cluster_name: acme_sds\n";
-    if !template.contains(cluster) {
-        bail!("the SDS template's acme_sds cluster changed shape");
-    }
-    let template = template.replace(cluster, &format!("{upstream_tls}{cluster}"));
+    let client_tls = SdsClientTls {
+        chain_file: chain_file.into(),
+        key_file: key_file.into(),
+        ca_file: ca_file.into(),
+        server_name: "sds.internal".to_owned(),
+    };
+    let template = with_sds_client_tls(&std::fs::read_to_string(template())?, &client_tls)?;
     let edge = Edge::start_with(sds_addr, &template).await?;
     let leaf = ca.issue("secure.example")?;
     source.put(leaf.served.clone());

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use acme_edge_tests::mutual_tls::{MutualTlsFiles, SDS_SERVER_NAME};
 use acme_edge_tests::process::eventually;
 use acme_edge_tests::stack::{Stack, edge_config};
 use anyhow::{Context, Result, bail, ensure};
@@ -415,5 +416,65 @@ async fn disabled_domain_stops_being_served_and_unknown_sni_fails_fast() -> Resu
     println!("unknown SNI refused within {slowest:?} (slowest of 5)");
     // The refusals were Envoy's answers, not a listener gone away.
     presents_now(&client, addr, kept, kept_leaf).await?;
+    Ok(())
+}
+
+/// The SDS listener across hosts: the backend configured with `[sds]` mutual-TLS keys, Envoy's
+/// `acme_sds` cluster presenting a client certificate from the fleet's CA (as
+/// `envoy/README.md` shows). Issued certificates are served; a client without a certificate
+/// gets nothing from the listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_reach_envoy_over_mutual_tls_configured_in_the_backend() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let files = MutualTlsFiles::create(dir.path())?;
+    let (settings, envoy_tls) = (files.backend_settings(), files.envoy());
+    let stack = Stack::builder()
+        .backend(move |mut backend| {
+            for (key, file) in settings {
+                backend = backend.setting("sds", key, file);
+            }
+            backend
+        })
+        .envoy(move |envoy| envoy.sds_client_tls(envoy_tls))
+        .start()
+        .await?;
+    let name = "mtls.serving.example";
+    stack.issue(name, ISSUE_LIMIT).await?;
+    let leaf = issued_leaf(&stack, name).await?;
+    let client = pebble_client(&stack).await?;
+    presents(&client, https_addr(&stack), name, &leaf, CHANGE_LIMIT)
+        .await
+        .with_context(|| stack.logs())?;
+
+    // A TLS client trusting the fleet's CA but without a client certificate: the listener
+    // refuses it (TLS 1.3 clients finish first; the verdict comes on the first read).
+    let mut roots = rustls::RootCertStore::empty();
+    for root in pem_certificates(&std::fs::read_to_string(&files.ca)?)? {
+        roots.add(root)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let anonymous = TlsConnector::from(Arc::new(config));
+    let answered = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = TcpStream::connect(stack.backend.sds_addr()).await?;
+        let mut tls = anonymous
+            .connect(ServerName::try_from(SDS_SERVER_NAME)?, tcp)
+            .await?;
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
+        let mut buf = [0u8; 64];
+        anyhow::Ok(tls.read(&mut buf).await?)
+    };
+    let answered = tokio::time::timeout(HANDSHAKE_LIMIT, answered)
+        .await
+        .context("the SDS listener left a client without a certificate hanging")?;
+    ensure!(
+        !matches!(answered, Ok(n) if n > 0),
+        "the SDS listener answered a client without a certificate"
+    );
     Ok(())
 }

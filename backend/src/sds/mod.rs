@@ -142,7 +142,7 @@ pub async fn serve_tls_on(
 
 /// The SDS listener's TLS material (PEM): its certificate chain and key, and the CA that
 /// signs the client certificates of the Envoys allowed to fetch secrets.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ServerTls {
     pub cert_pem: String,
     pub key_pem: String,
