@@ -73,6 +73,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("acme", "eab_key_id"),
     ("acme", "eab_hmac_key"),
     ("acme", "key_type"),
+    ("acme", "profile"),
     ("acme", "max_in_flight_orders"),
     ("acme", "max_concurrent_requests"),
     ("acme", "request_timeout_secs"),
@@ -124,6 +125,9 @@ pub struct AcmeConfig {
     pub eab_hmac_key: Option<String>,
     /// Key type for new certificates, unless a domain asks for another.
     pub key_type: KeyType,
+    /// Certificate profile to ask the CA for (Let's Encrypt: `classic`, `tlsserver`,
+    /// `shortlived`); the CA's default when absent.
+    pub profile: Option<String>,
     /// Orders in flight with the CA at once.
     pub max_in_flight_orders: usize,
     /// Requests in flight to the CA at once, all orders together.
@@ -152,6 +156,7 @@ impl Default for AcmeConfig {
             eab_key_id: None,
             eab_hmac_key: None,
             key_type: KeyType::default(),
+            profile: None,
             max_in_flight_orders: DEFAULT_MAX_IN_FLIGHT_ORDERS,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
@@ -173,6 +178,7 @@ impl std::fmt::Debug for AcmeConfig {
             .field("ca_root_file", &self.ca_root_file)
             .field("eab_key_id", &self.eab_key_id)
             .field("key_type", &self.key_type)
+            .field("profile", &self.profile)
             .field("max_in_flight_orders", &self.max_in_flight_orders)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("request_timeout_secs", &self.request_timeout_secs)
@@ -717,6 +723,14 @@ fn validate_acme(acme: &AcmeConfig, problems: &mut Vec<ConfigProblem>) {
             format!("must be between 1 and {MAX_IN_FLIGHT_ORDERS_LIMIT}"),
         ));
     }
+    if let Some(profile) = &acme.profile
+        && !is_profile_name(profile)
+    {
+        problems.push(problem(
+            "acme.profile",
+            "must be a profile name the CA lists: 1 to 64 letters, digits, '.', '_' or '-'",
+        ));
+    }
     if !(1..=MAX_CONCURRENT_REQUESTS_LIMIT).contains(&acme.max_concurrent_requests) {
         problems.push(problem(
             "acme.max_concurrent_requests",
@@ -776,6 +790,13 @@ fn looks_like_email(s: &str) -> bool {
         }
         None => false,
     }
+}
+
+fn is_profile_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn validate_storage(storage: &StorageConfig, problems: &mut Vec<ConfigProblem>) {
@@ -945,6 +966,7 @@ mod tests {
             terms_agreed = true
             max_in_flight_orders = 0
             max_concurrent_requests = 101
+            profile = "short lived"
             request_timeout_secs = 0
             contact = ["not-an-address", "ops@example.com"]
             eab_key_id = "kid"
@@ -962,6 +984,7 @@ mod tests {
                 "acme.eab_key_id",
                 "acme.max_concurrent_requests",
                 "acme.max_in_flight_orders",
+                "acme.profile",
                 "acme.request_timeout_secs",
                 "admin.token",
             ]

@@ -517,3 +517,30 @@ async fn an_order_cut_short_by_a_crash_resumes_after_restart() -> Result<()> {
     );
     Ok(())
 }
+
+/// A certificate profile the CA does not list (Pebble's directory lists none) is refused
+/// before any order is placed, with a reason operators can act on: never a certificate of
+/// another profile issued silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_the_ca_does_not_offer_fails_without_an_order() -> Result<()> {
+    let stack = Stack::builder()
+        .backend(|backend| backend.setting("acme", "profile", "shortlived"))
+        .start()
+        .await?;
+    let name = "profile.acme-edge.test";
+    stack.backend.enable(name).await?;
+    let domain = stack
+        .backend
+        .wait_for_state(name, "failed", ISSUE_DEADLINE)
+        .await
+        .with_context(|| stack.logs())?;
+    let error = &domain["last_error"];
+    assert_eq!(error["reason"], "profile_not_offered", "{domain}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("\"shortlived\""), "{domain}");
+    assert!(
+        !stack.pebble.log().contains("Added order"),
+        "an order was placed anyway"
+    );
+    Ok(())
+}

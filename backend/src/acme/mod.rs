@@ -55,6 +55,11 @@ pub enum AcmeError {
         #[source]
         source: instant_acme::Error,
     },
+    #[error("the CA does not offer the certificate profile {profile:?} (acme.profile); it offers: {}", offered_list(.offered))]
+    ProfileNotOffered {
+        profile: String,
+        offered: Vec<String>,
+    },
     #[error("the CA offered no http-01 challenge for {0}")]
     NoHttp01Challenge(String),
     #[error("the certificate from the CA is unusable: {0}")]
@@ -69,6 +74,14 @@ pub enum AcmeError {
     Store(#[from] StoreError),
 }
 
+fn offered_list(offered: &[String]) -> String {
+    if offered.is_empty() {
+        "none (no profiles in its directory)".to_owned()
+    } else {
+        offered.join(", ")
+    }
+}
+
 impl AcmeError {
     /// Stable reason for metrics and [`LastError::reason`].
     pub fn reason(&self) -> &'static str {
@@ -81,6 +94,7 @@ impl AcmeError {
             AcmeError::Problem { .. } => "ca_problem",
             AcmeError::OrderInvalid { .. } => "order_invalid",
             AcmeError::Client { .. } => "network",
+            AcmeError::ProfileNotOffered { .. } => "profile_not_offered",
             AcmeError::NoHttp01Challenge(_) => "no_http01_challenge",
             AcmeError::BadCertificate(_) => "bad_certificate",
             AcmeError::Account(_) => "account",
@@ -256,6 +270,7 @@ pub struct Issuer {
     settings: AccountSettings,
     store: Arc<dyn Store>,
     request_timeout: Duration,
+    profile: Option<String>,
     account: Mutex<AccountSlot>,
 }
 
@@ -265,6 +280,7 @@ impl Issuer {
             settings: AccountSettings::from_config(config),
             store,
             request_timeout: config.request_timeout(),
+            profile: config.profile.clone(),
             account: Mutex::new(AccountSlot::default()),
         }
     }
@@ -353,6 +369,7 @@ impl Issuer {
                 limit: self.request_timeout,
                 current_version: current.map(|c| c.version.as_str()),
                 replaces,
+                profile: self.profile.as_deref(),
             };
             order::issue(&account, self.store.as_ref(), &request).await
         };

@@ -43,6 +43,8 @@ pub struct Request<'a> {
     pub current_version: Option<&'a str>,
     /// ARI: the certificate this order replaces (only when the CA offers ARI).
     pub replaces: Option<instant_acme::CertificateIdentifier<'static>>,
+    /// The certificate profile to ask for (`acme.profile`), when one is configured.
+    pub profile: Option<&'a str>,
 }
 
 /// Run one order for `request.name`, resuming the open one if it is usable. Challenge
@@ -78,11 +80,28 @@ async fn place(
     if let Some(replaces) = &request.replaces {
         new = new.replaces(replaces.clone());
     }
+    if let Some(profile) = request.profile {
+        // A CA without the profile would ignore the field and issue something else.
+        offered(profile, account.profiles().map(|p| p.name))?;
+        new = new.profile(profile);
+    }
     let order = bounded(request.limit, "new order", account.new_order(&new)).await?;
     store
         .record_order(request.name, order.url(), OffsetDateTime::now_utc())
         .await?;
     Ok(order)
+}
+
+/// `Ok` when `profile` is among the profiles the CA's directory lists.
+fn offered<'a>(profile: &str, offered: impl Iterator<Item = &'a str>) -> Result<(), AcmeError> {
+    let offered: Vec<String> = offered.map(str::to_owned).collect();
+    if offered.iter().any(|p| p == profile) {
+        return Ok(());
+    }
+    Err(AcmeError::ProfileNotOffered {
+        profile: profile.to_owned(),
+        offered,
+    })
 }
 
 /// The domain's open order, fetched from the CA, when it can still give us the certificate.
@@ -412,5 +431,16 @@ mod tests {
             Err(AcmeError::BadCertificate(_))
         ));
         assert!(read_certificate("a.example", "garbage".into(), String::new()).is_err());
+    }
+
+    #[test]
+    fn a_profile_is_asked_for_only_when_the_ca_lists_it() {
+        assert!(offered("shortlived", ["classic", "shortlived"].into_iter()).is_ok());
+        let refused = offered("tlsserver", ["classic"].into_iter()).unwrap_err();
+        assert_eq!(refused.reason(), "profile_not_offered");
+        assert!(refused.to_string().contains("\"tlsserver\""));
+        assert!(refused.to_string().ends_with("it offers: classic"));
+        let none = offered("classic", std::iter::empty()).unwrap_err();
+        assert!(none.to_string().contains("no profiles in its directory"));
     }
 }

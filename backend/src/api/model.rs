@@ -116,8 +116,9 @@ pub struct LastError {
     /// Stable, machine-readable reason: `ca_problem` (the CA said no; see `problem`),
     /// `validation_failed` (the CA could not validate, and would fail again until DNS or the
     /// proxies are fixed: the message says what to check), `rate_limited`, `timeout` (the CA
-    /// did not answer in time), `network`, `order_invalid`, `no_http01_challenge`,
-    /// `bad_certificate`, `account`, `internal`.
+    /// did not answer in time), `network`, `order_invalid`, `profile_not_offered` (the CA
+    /// does not offer `acme.profile`), `no_http01_challenge`, `bad_certificate`, `account`,
+    /// `internal`.
     pub reason: String,
     /// One line for humans.
     pub message: String,
