@@ -256,6 +256,16 @@ impl EnvoyConfig {
         self
     }
 
+    /// The plain-HTTP listener's port (on 127.0.0.1).
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// The admin port (on 127.0.0.1).
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
     /// Reach the SDS listener over mutual TLS.
     pub fn sds_client_tls(mut self, tls: SdsClientTls) -> EnvoyConfig {
         self.sds_client_tls = Some(tls);

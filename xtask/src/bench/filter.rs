@@ -16,6 +16,11 @@
 //! The second is what the filter costs Envoy itself; it is far less sensitive to what else
 //! the shared machine is running than throughput is.
 //!
+//! Then the same comparisons in instructions per request, Envoy under valgrind's callgrind
+//! ([`super::instructions`]): a count that repeats run after run, so it shows the filter's
+//! cost where the machine's noise hides it in throughput. The ratio is baseline / measured
+//! instructions, comparable with a throughput ratio.
+//!
 //! The backend is the harness's fake challenge backend. Not a test: the figures depend on the
 //! machine; the output says how many rounds agree with the target.
 
@@ -27,6 +32,7 @@ use acme_edge_tests::fixture::ChallengeBackend;
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 
+use super::instructions::{self, CallgrindEnvoy};
 use crate::install::{self, WASM_TARGET};
 use crate::shell::Cmd;
 
@@ -54,6 +60,12 @@ struct Args {
     /// Concurrent wrk connections.
     #[arg(long, default_value_t = 16)]
     connections: u32,
+    /// Seconds of load per instruction count (Envoy under callgrind).
+    #[arg(long, default_value_t = 10)]
+    instruction_seconds: u64,
+    /// Skip the instruction counts (they need valgrind and take a few minutes).
+    #[arg(long)]
+    no_instructions: bool,
 }
 
 /// Run the benchmark with `args` (after `cargo xtask bench filter`).
@@ -94,7 +106,89 @@ pub fn run(args: Vec<String>) -> Result<()> {
     let noise = compare(&args, &control, &without, OTHER_PATH, "shop.example")?;
     let lookups = backend.requests();
     print_report(&args, &other, &challenges, &noise, lookups);
+
+    if args.no_instructions {
+        return Ok(());
+    }
+    if !instructions::available() {
+        println!("\nvalgrind not found: no instruction counts (apt-get install valgrind)");
+        return Ok(());
+    }
+    drop((with_filter, without, control));
+    let counts = count_instructions(&args, &edge, &challenge)?;
+    print_instructions(&counts);
     Ok(())
+}
+
+/// Instructions per request, each measured twice (the two should agree closely).
+struct InstructionCounts {
+    other: [(f64, f64); 2],
+    challenge: [(f64, f64); 2],
+}
+
+fn count_instructions(
+    args: &Args,
+    edge: &dyn Fn() -> Result<EnvoyConfig>,
+    challenge: &str,
+) -> Result<InstructionCounts> {
+    println!("\nstarting Envoy with and without the filter under callgrind...");
+    let mut with_filter = CallgrindEnvoy::start(&edge()?)?;
+    let mut without = CallgrindEnvoy::start(&edge()?.without_filter()?)?;
+    let warmup = Duration::from_secs(2);
+    let seconds = Duration::from_secs(args.instruction_seconds);
+    let mut measure = |path: &str, host: &str| -> Result<[(f64, f64); 2]> {
+        let mut pairs = [(0.0, 0.0); 2];
+        for (i, pair) in pairs.iter_mut().enumerate() {
+            let a = with_filter.per_request(path, host, warmup, seconds)?;
+            let b = without.per_request(path, host, warmup, seconds)?;
+            println!(
+                "  {path}: count {}: {a:.0} instructions per request, baseline {b:.0}, ratio {:.4}",
+                i + 1,
+                b / a
+            );
+            *pair = (a, b);
+        }
+        Ok(pairs)
+    };
+    Ok(InstructionCounts {
+        other: measure(OTHER_PATH, "shop.example")?,
+        challenge: measure(challenge, HOST)?,
+    })
+}
+
+fn print_instructions(counts: &InstructionCounts) {
+    println!();
+    println!(
+        "Envoy 1.40 under callgrind, 1 worker, wrk -t1 -c4; instructions per request, all threads"
+    );
+    println!();
+    println!("| requests | with filter | baseline | ratio (baseline / with) | second count |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, pairs) in [
+        ("non-challenge (filter vs no filter)", &counts.other),
+        (
+            "challenge, cached (filter vs direct response)",
+            &counts.challenge,
+        ),
+    ] {
+        let [(a, b), (a2, b2)] = *pairs;
+        println!(
+            "| {name} | {a:.0} | {b:.0} | {:.4} | {:.4} |",
+            b / a,
+            b2 / a2
+        );
+    }
+    let [(a, b), (a2, b2)] = counts.other;
+    let ratio = (b / a).min(b2 / a2);
+    let verdict = if ratio >= OTHER_TRAFFIC_TARGET {
+        "met"
+    } else {
+        "NOT met"
+    };
+    println!();
+    println!(
+        "non-challenge target >= {OTHER_TRAFFIC_TARGET}, instructions: {verdict} ({ratio:.4}, the lower count)"
+    );
 }
 
 /// Both Envoys answer what the benchmark expects, so it measures the right thing.
@@ -262,7 +356,7 @@ fn parse_schedstat(stat: &str) -> Option<u64> {
 }
 
 /// The `N requests in T` line of wrk's output.
-fn parse_requests(wrk_output: &str) -> Option<u64> {
+pub(super) fn parse_requests(wrk_output: &str) -> Option<u64> {
     wrk_output.lines().find_map(|l| {
         let (count, rest) = l.trim().split_once(' ')?;
         rest.starts_with("requests in")

@@ -1,6 +1,7 @@
 //! Benchmarks that print ratios against a baseline measured in the same run.
 
 pub mod filter;
+mod instructions;
 pub mod sds;
 
 use anyhow::Result;
