@@ -22,6 +22,8 @@ use crate::tools;
 /// How long the backend gets to answer `/healthz` after starting (it migrates its database
 /// and registers the ACME account first).
 const START_DEADLINE: Duration = Duration::from_secs(60);
+/// Pause between `/healthz` polls while the backend starts.
+const HEALTH_POLL: Duration = Duration::from_millis(50);
 /// Bound on each admin API request the fixture makes.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONFIG_FILE: &str = "acme-edge.toml";
@@ -307,19 +309,25 @@ impl Backend {
         self.start().await
     }
 
+    /// Until `/healthz` answers; fails at once if the process exits (a refused configuration
+    /// or store), with its log.
     async fn wait_healthy(&mut self) -> Result<()> {
         let url = format!("{}/healthz", self.admin_url());
-        let client = &self.client;
-        let healthy = eventually(START_DEADLINE, || async {
-            let response = client.get(&url).send().await.ok()?;
-            response.status().is_success().then_some(())
-        })
-        .await;
-        if let Err(e) = healthy {
-            self.process.ensure_running()?;
-            return Err(e.context(format!("{url} never answered\n{}", self.log())));
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(response) = self.client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            if let Err(e) = self.process.ensure_running() {
+                return Err(e.context(self.log()));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{url} never answered\n{}", self.log());
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
         }
-        Ok(())
     }
 
     /// `PUT /v1/domains/{name}`: enable a domain (starts issuance).

@@ -269,3 +269,31 @@ async fn a_token_is_generated_once_into_a_private_file() -> Result<()> {
     assert_eq!(stdout.matches(&token).count(), 1, "printed once: {stdout}");
     Ok(())
 }
+
+/// A SQLite database serves one backend: a second one pointed at the same file refuses to
+/// start and says why, and the first keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_backend_on_the_same_sqlite_file_is_refused() -> Result<()> {
+    let pebble = Pebble::builder(free_addr().port()).start().await?;
+    let first = Backend::builder().pebble(&pebble).start().await?;
+    let db = first.dir().join("acme-edge.db");
+    let second = Backend::builder()
+        .pebble(&pebble)
+        .storage_url(format!("sqlite://{}", db.display()))
+        .start()
+        .await;
+    let Err(refused) = second else {
+        anyhow::bail!("a second backend started on {}", db.display());
+    };
+    let refused = format!("{refused:#}");
+    assert!(
+        refused.contains("in use by another acme-edge process"),
+        "{refused}"
+    );
+    first.enable("still.acme-edge.test").await?;
+    assert_eq!(
+        first.domain("still.acme-edge.test").await?["name"],
+        "still.acme-edge.test"
+    );
+    Ok(())
+}

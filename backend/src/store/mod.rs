@@ -12,7 +12,8 @@
 //! was disabled, re-enabled or taken over meanwhile) are discarded. A lease that was not
 //! renewed in time belongs to a dead (or cut off) replica: [`Store::claim_due`] takes such
 //! domains over like due work, and [`Store::release_in_flight`] at start-up releases only
-//! those, never the live leases of another replica. Claiming checks the domain's state in the
+//! those, never the live leases of another replica (a SQLite store, which one process holds
+//! alone, releases them all: there is no other replica). Claiming checks the domain's state in the
 //! same statement that takes the lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`), so a domain
 //! another replica finished meanwhile is no longer due and is not ordered twice.
 //!
@@ -57,6 +58,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database file: {0}")]
     Io(String),
+    #[error(
+        "{0} is in use by another acme-edge process; a SQLite database serves one backend \
+         (use PostgreSQL for several)"
+    )]
+    InUse(String),
     #[error("storage.url must be sqlite://PATH or postgres://...")]
     Url,
 }
@@ -228,8 +234,15 @@ pub trait Store: orders::OrderLog + Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// At start-up: domains left `validating` whose lease expired by `now` (their worker
     /// stopped) become due `now`, and their challenges are dropped (the CA will hand out new
-    /// ones). Leases still live belong to running replicas and are left alone.
+    /// ones). Leases still live belong to running replicas and are left alone, unless the
+    /// store is this process's alone ([`Store::exclusive`]): then every lease is stale.
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+    /// Whether no other process can use this store while this one holds it (SQLite, by a
+    /// lock on the database file): leases found at start-up are then all left over from a
+    /// stop or a crash of this same backend.
+    fn exclusive(&self) -> bool {
+        false
+    }
 
     // ---- renewal information
     /// Issued domains whose name sorts after `after_name` (from the first when `None`), by

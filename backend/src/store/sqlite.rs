@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,10 +35,36 @@ const DOMAIN_COLUMNS: &str = "name, state, key_type, attempts, retry_at, renew_a
 /// the due-time index (`store::due` proves the plan).
 const CLAIMABLE: &str = "('pending', 'failed', 'issued')";
 
-/// The SQLite store.
+/// The SQLite store. It holds an exclusive lock on `<database>.lock` for as long as it is
+/// open (the operating system drops it when the process dies), so that two backends can never
+/// share one database file, and leases found at start-up are known to be stale.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    _lock: Arc<std::fs::File>,
+}
+
+/// Take the exclusive lock on `<path>.lock`, or say who cannot.
+fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Io(format!("{}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StoreError::InUse(path.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Io(format!(
+            "locking {}: {e}",
+            lock_path.display()
+        ))),
+    }
 }
 
 impl SqliteStore {
@@ -54,6 +81,7 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Io(format!("creating {}: {e}", dir.display())))?;
         }
+        let lock = lock_database(path)?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -66,7 +94,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            _lock: Arc::new(lock),
+        })
     }
 
     async fn domain_in(
@@ -378,22 +409,26 @@ impl Store for SqliteStore {
         Ok(done == 1)
     }
 
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        // This process holds the database alone (the file lock): every lease in it was left
+        // by a stop or a crash of this backend, whatever its expiry says.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // Challenges first, while the expired domains are still recognisable.
+        // Challenges first, while the interrupted domains are still recognisable.
         sqlx::query(
             "DELETE FROM challenges WHERE host IN (SELECT name FROM domains \
-             WHERE state = 'validating' AND COALESCE(lease_expires_at, 0) <= ?)",
+             WHERE state = 'validating')",
         )
-        .bind(ts(now))
         .execute(&mut *tx)
         .await?;
         let released = sqlx::query(
             "UPDATE domains SET state = 'pending', due_at = ?, lease = NULL, \
              lease_expires_at = NULL, updated_at = ? \
-             WHERE state = 'validating' AND COALESCE(lease_expires_at, 0) <= ?",
+             WHERE state = 'validating'",
         )
-        .bind(ts(now))
         .bind(ts(now))
         .bind(ts(now))
         .execute(&mut *tx)
@@ -583,5 +618,18 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(s.release_in_flight(NOW).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn one_database_file_serves_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let first = SqliteStore::open(&path).await.unwrap();
+        let second = SqliteStore::open(&path).await.unwrap_err();
+        assert!(matches!(second, StoreError::InUse(_)), "{second}");
+        assert!(second.to_string().contains("use PostgreSQL"), "{second}");
+        assert!(first.exclusive());
+        drop(first);
+        SqliteStore::open(&path).await.unwrap();
     }
 }
