@@ -7,6 +7,8 @@
 //! - `acme_edge_domains{state}`
 //! - `acme_edge_earliest_expiry_seconds`: seconds until the earliest served certificate
 //!   expires (absent when none is served).
+//! - `acme_edge_ca_requests_in_flight`, `acme_edge_ca_requests_waiting`: requests to the CA
+//!   under way, and waiting for one of the `acme.max_concurrent_requests` slots.
 
 use std::sync::OnceLock;
 
@@ -41,6 +43,33 @@ pub fn issuance_succeeded(renewal: bool) {
 
 pub fn issuance_failed(reason: &'static str) {
     metrics::counter!("acme_edge_issuance_failure_total", "reason" => reason).increment(1);
+}
+
+/// Counts itself in a gauge for as long as it lives: dropped (a request done, or abandoned
+/// by a timeout), it counts itself out.
+pub struct Occupancy(metrics::Gauge);
+
+impl Occupancy {
+    fn enter(gauge: metrics::Gauge) -> Occupancy {
+        gauge.increment(1.0);
+        Occupancy(gauge)
+    }
+
+    /// A request to the CA under way.
+    pub fn ca_request() -> Occupancy {
+        Occupancy::enter(metrics::gauge!("acme_edge_ca_requests_in_flight"))
+    }
+
+    /// A request to the CA waiting for a slot.
+    pub fn ca_request_waiting() -> Occupancy {
+        Occupancy::enter(metrics::gauge!("acme_edge_ca_requests_waiting"))
+    }
+}
+
+impl Drop for Occupancy {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// Refresh the gauges from the store and render the exposition text.

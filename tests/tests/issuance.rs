@@ -145,6 +145,22 @@ async fn ten_domains_enabled_at_once_are_all_issued() -> Result<()> {
         .as_array()
         .map_or(0, |d| d.iter().filter(|d| d["state"] == "issued").count());
     assert_eq!(count, 10, "{issued}");
+
+    // Every request to the CA counted itself in and out of the request-slot gauges.
+    let url = format!("{}/metrics", stack.backend.admin_url());
+    let client = stack.backend.client();
+    let drained = acme_edge_tests::process::eventually(Duration::from_secs(10), || async {
+        let text = client.get(&url).send().await.ok()?.text().await.ok()?;
+        let idle = [
+            "acme_edge_ca_requests_in_flight 0",
+            "acme_edge_ca_requests_waiting 0",
+        ]
+        .iter()
+        .all(|line| text.lines().any(|l| l == *line));
+        idle.then_some(())
+    })
+    .await;
+    drained.context("the CA request gauges did not return to 0")?;
     Ok(())
 }
 

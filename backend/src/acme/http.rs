@@ -107,10 +107,13 @@ impl HttpClient for CaClient {
         let slots = self.slots.clone();
         Box::pin(async move {
             let response = {
+                let waiting = crate::metrics::Occupancy::ca_request_waiting();
                 let _slot = slots
                     .acquire_owned()
                     .await
                     .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+                drop(waiting);
+                let _in_flight = crate::metrics::Occupancy::ca_request();
                 let mut response = HttpClient::request(&hyper, req).await?;
                 let body = response
                     .body
