@@ -332,6 +332,9 @@ pub struct SdsConfig {
     pub tls_key_file: Option<PathBuf>,
     /// ... and the CA (PEM) whose client certificates Envoys must present to get secrets.
     pub client_ca_file: Option<PathBuf>,
+    /// What those three files hold, read and checked once when the configuration is parsed.
+    #[serde(skip)]
+    pub tls: Option<crate::sds::ServerTls>,
 }
 
 impl Default for SdsConfig {
@@ -341,6 +344,7 @@ impl Default for SdsConfig {
             tls_cert_file: None,
             tls_key_file: None,
             client_ca_file: None,
+            tls: None,
         }
     }
 }
@@ -349,7 +353,7 @@ impl SdsConfig {
     /// The listener's mutual-TLS material, read from the files and checked (the chain and
     /// key parse and belong together, the CA parses); `None` without TLS keys. Every problem
     /// is reported under its key.
-    pub fn server_tls(&self) -> Result<Option<crate::sds::ServerTls>, Vec<ConfigProblem>> {
+    fn load_tls(&self) -> Result<Option<crate::sds::ServerTls>, Vec<ConfigProblem>> {
         let files = [
             ("sds.tls_cert_file", &self.tls_cert_file),
             ("sds.tls_key_file", &self.tls_key_file),
@@ -521,8 +525,12 @@ impl Config {
             problems: vec![problem("<toml>", e.message().to_owned())],
         })?;
         apply_env(&mut table, &env, &mut problems);
-        let config = read_sections(table, &mut problems);
+        let mut config = read_sections(table, &mut problems);
         validate(&config, &mut problems);
+        match config.sds.load_tls() {
+            Ok(tls) => config.sds.tls = tls,
+            Err(tls) => problems.extend(tls),
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -668,9 +676,6 @@ fn validate(config: &Config, problems: &mut Vec<ConfigProblem>) {
     validate_storage(&config.storage, problems);
     validate_admin(&config.admin, problems);
     validate_listeners(config, problems);
-    if let Err(tls) = config.sds.server_tls() {
-        problems.extend(tls);
-    }
 }
 
 fn validate_acme(acme: &AcmeConfig, problems: &mut Vec<ConfigProblem>) {
@@ -1114,13 +1119,10 @@ mod tests {
         let [cert, key, ca, other_key] = sds_tls_files(dir.path());
 
         let c = Config::parse(&with_sds_tls(&cert, &key, &ca), no_env).unwrap();
-        let tls = c.sds.server_tls().unwrap().unwrap();
+        let tls = c.sds.tls.as_ref().unwrap();
         assert!(tls.cert_pem.contains("BEGIN CERTIFICATE"));
         assert!(tls.client_ca_pem.contains("BEGIN CERTIFICATE"));
-        assert_eq!(
-            Config::parse(MINIMAL, no_env).unwrap().sds.server_tls(),
-            Ok(None)
-        );
+        assert_eq!(Config::parse(MINIMAL, no_env).unwrap().sds.tls, None);
 
         // A key that is not the certificate's.
         let text = with_sds_tls(&cert, &other_key, &ca);

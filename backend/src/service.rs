@@ -40,8 +40,6 @@ pub enum ServiceError {
     Token(#[from] TokenError),
     #[error("{0}")]
     Metrics(#[from] MetricsError),
-    #[error("SDS mutual TLS: {0}")]
-    SdsTls(String),
     #[error("listening on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -58,7 +56,6 @@ pub struct Bound {
     admin: TcpListener,
     challenge: TcpListener,
     sds: TcpListener,
-    sds_tls: Option<sds::ServerTls>,
 }
 
 /// Bind and serve until `shutdown` completes.
@@ -81,11 +78,7 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
         );
     }
     let token = AdminToken::resolve(&config)?;
-    let sds_tls = config.sds.server_tls().map_err(|problems| {
-        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        ServiceError::SdsTls(problems.join("; "))
-    })?;
-    if sds_tls.is_none() && !config.sds.listen.ip().is_loopback() {
+    if config.sds.tls.is_none() && !config.sds.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %config.sds.listen,
             "the SDS listener hands out private keys without TLS on a non-loopback address; \
@@ -102,7 +95,6 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
         admin,
         challenge,
         sds,
-        sds_tls,
     })
 }
 
@@ -176,7 +168,7 @@ impl Bound {
             admin = ?self.admin.local_addr().ok(),
             challenge = ?self.challenge.local_addr().ok(),
             sds = ?self.sds.local_addr().ok(),
-            sds_mutual_tls = self.sds_tls.is_some(),
+            sds_mutual_tls = self.config.sds.tls.is_some(),
             directory = %self.config.acme.directory(),
             "acme-edge serving"
         );
@@ -190,7 +182,7 @@ impl Bound {
             .run();
         let sds = async {
             let source: Arc<dyn CertificateSource> = Arc::new(source);
-            let served = match &self.sds_tls {
+            let served = match &self.config.sds.tls {
                 Some(tls) => sds::serve_tls_on(self.sds, source, tls, stopped(stop.clone())).await,
                 None => sds::serve_on(self.sds, source, stopped(stop.clone())).await,
             };
