@@ -11,11 +11,6 @@
 //! - **Control**: non-challenge requests through a second filter-less Envoy against the
 //!   first. Ideally 1.000; its spread shows how much of the other rows is the machine's noise.
 //!
-//! Each comparison is reported twice: as throughput (requests per second, what wrk saw) and
-//! as requests per CPU-second of Envoy (all its threads, from `/proc/<pid>/task/*/schedstat`).
-//! The second is what the filter costs Envoy itself; it is far less sensitive to what else
-//! the shared machine is running than throughput is.
-//!
 //! Then the same comparisons in instructions per request, Envoy under valgrind's callgrind
 //! ([`super::instructions`]): a count that repeats run after run, so it shows the filter's
 //! cost where the machine's noise hides it in throughput. The ratio is baseline / measured
@@ -222,42 +217,20 @@ fn check_answers(with_filter: &Envoy, without: &Envoy, challenge: &str) -> Resul
     )
 }
 
-/// What one side did in one round.
-#[derive(Debug, Clone, Copy)]
-struct Round {
-    /// Requests per second (wrk).
-    throughput: f64,
-    /// Requests per CPU-second Envoy used.
-    efficiency: f64,
-}
-
-/// Rounds of each side, in order.
+/// Requests per second, round by round, of each side.
 struct Comparison {
-    with_filter: Vec<Round>,
-    without: Vec<Round>,
+    with_filter: Vec<f64>,
+    without: Vec<f64>,
 }
 
 impl Comparison {
-    fn ratios(&self, metric: fn(&Round) -> f64) -> Vec<f64> {
+    fn ratios(&self) -> Vec<f64> {
         self.with_filter
             .iter()
             .zip(&self.without)
-            .map(|(a, b)| metric(a) / metric(b))
+            .map(|(a, b)| a / b)
             .collect()
     }
-
-    fn medians(&self, metric: fn(&Round) -> f64) -> (f64, f64) {
-        let side = |rounds: &[Round]| median(&rounds.iter().map(metric).collect::<Vec<_>>());
-        (side(&self.with_filter), side(&self.without))
-    }
-}
-
-fn throughput(r: &Round) -> f64 {
-    r.throughput
-}
-
-fn efficiency(r: &Round) -> f64 {
-    r.efficiency
 }
 
 fn compare(
@@ -288,15 +261,9 @@ fn compare(
             (wrk(args, with_filter, path, host, round)?, b)
         };
         println!(
-            "  {path}: round {}: measured {:>9.0} req/s, baseline {:>9.0} req/s, ratio {:.3}; \
-             per Envoy CPU-second {:>9.0} vs {:>9.0}, ratio {:.3}",
+            "  {path}: round {}: measured {a:>9.0} req/s, baseline {b:>9.0} req/s, ratio {:.3}",
             i + 1,
-            a.throughput,
-            b.throughput,
-            a.throughput / b.throughput,
-            a.efficiency,
-            b.efficiency,
-            a.efficiency / b.efficiency,
+            a / b
         );
         comparison.with_filter.push(a);
         comparison.without.push(b);
@@ -304,18 +271,29 @@ fn compare(
     Ok(comparison)
 }
 
-/// One wrk run. Fails if any answer was not 2xx/3xx.
-fn wrk(args: &Args, envoy: &Envoy, path: &str, host: &str, duration: Duration) -> Result<Round> {
-    let url = format!("http://127.0.0.1:{}{path}", envoy.http_port());
-    let pid = envoy.pid().context("Envoy has no process")?;
-    let cpu_before = cpu_time(pid)?;
+/// One wrk run; requests per second. Fails if any answer was not 2xx/3xx.
+fn wrk(args: &Args, envoy: &Envoy, path: &str, host: &str, duration: Duration) -> Result<f64> {
+    let text = run_wrk(envoy.http_port(), args.connections, path, host, duration)?;
+    parse_requests_per_sec(&text).with_context(|| format!("no Requests/sec in wrk output:\n{text}"))
+}
+
+/// One wrk run (one thread) against `path` on 127.0.0.1:`port`; its output. Fails if any
+/// answer was not 2xx/3xx or a socket failed.
+pub(super) fn run_wrk(
+    port: u16,
+    connections: u32,
+    path: &str,
+    host: &str,
+    duration: Duration,
+) -> Result<String> {
+    let url = format!("http://127.0.0.1:{port}{path}");
     let out = Command::new("wrk")
-        .args(["-t1", &format!("-c{}", args.connections)])
-        .arg(format!("-d{}s", duration.as_secs()))
+        .args(["-t1", &format!("-c{connections}")])
+        .arg(format!("-d{}s", duration.as_secs().max(1)))
         .args(["-H", &format!("Host: {host}"), &url])
         .output()
         .context("run wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     ensure!(
         out.status.success(),
         "wrk failed: {text}{}",
@@ -324,35 +302,7 @@ fn wrk(args: &Args, envoy: &Envoy, path: &str, host: &str, duration: Duration) -
     if text.contains("Non-2xx or 3xx responses") || text.contains("Socket errors") {
         bail!("wrk saw errors against {url}:\n{text}");
     }
-    let cpu = cpu_time(pid)?.saturating_sub(cpu_before);
-    let throughput = parse_requests_per_sec(&text)
-        .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))?;
-    let requests = parse_requests(&text)
-        .with_context(|| format!("no request count in wrk output:\n{text}"))?;
-    ensure!(!cpu.is_zero(), "Envoy used no CPU time serving {url}");
-    Ok(Round {
-        throughput,
-        efficiency: requests as f64 / cpu.as_secs_f64(),
-    })
-}
-
-/// CPU time used so far by all of the threads of process `pid` (nanosecond precision: the
-/// first field of each thread's `schedstat`). A thread that exits meanwhile is skipped.
-fn cpu_time(pid: u32) -> Result<Duration> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .with_context(|| format!("read the threads of process {pid}"))?;
-    let mut total = 0u64;
-    for task in tasks.flatten() {
-        if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
-            total +=
-                parse_schedstat(&stat).with_context(|| format!("unexpected schedstat {stat:?}"))?;
-        }
-    }
-    Ok(Duration::from_nanos(total))
-}
-
-fn parse_schedstat(stat: &str) -> Option<u64> {
-    stat.split_whitespace().next()?.parse().ok()
+    Ok(text)
 }
 
 /// The `N requests in T` line of wrk's output.
@@ -394,45 +344,34 @@ fn print_report(
         args.connections, args.rounds, args.seconds
     );
     println!();
-    println!("| requests | measure | measured | baseline | median ratio | min..max ratio |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!("| requests | measured (req/s) | baseline (req/s) | median ratio | min..max ratio |");
+    println!("|---|---:|---:|---:|---:|");
     for (name, c) in [
         ("non-challenge (filter vs no filter)", other),
         ("challenge, cached (filter vs direct response)", challenges),
         ("control: no filter vs no filter", noise),
     ] {
-        for (measure, metric) in [
-            ("req/s", throughput as fn(&Round) -> f64),
-            ("req per Envoy CPU-s", efficiency),
-        ] {
-            let ratios = c.ratios(metric);
-            let (lo, hi) = ratios
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-                    (lo.min(*r), hi.max(*r))
-                });
-            let (measured, baseline) = c.medians(metric);
-            println!(
-                "| {name} | {measure} | {measured:.0} | {baseline:.0} | {:.3} | {lo:.3}..{hi:.3} |",
-                median(&ratios),
-            );
-        }
-    }
-    println!();
-    for (measure, metric) in [
-        ("throughput", throughput as fn(&Round) -> f64),
-        ("Envoy CPU per request", efficiency),
-    ] {
-        let ratio = median(&other.ratios(metric));
-        let verdict = if ratio >= OTHER_TRAFFIC_TARGET {
-            "met"
-        } else {
-            "NOT met"
-        };
+        let ratios = c.ratios();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                (lo.min(*r), hi.max(*r))
+            });
         println!(
-            "non-challenge target >= {OTHER_TRAFFIC_TARGET}, {measure}: {verdict} ({ratio:.3})"
+            "| {name} | {:.0} | {:.0} | {:.3} | {lo:.3}..{hi:.3} |",
+            median(&c.with_filter),
+            median(&c.without),
+            median(&ratios),
         );
     }
+    let other_ratio = median(&other.ratios());
+    let verdict = if other_ratio >= OTHER_TRAFFIC_TARGET {
+        "met"
+    } else {
+        "NOT met"
+    };
+    println!();
+    println!("non-challenge target >= {OTHER_TRAFFIC_TARGET}: {verdict} ({other_ratio:.3})");
     println!("backend lookups during the whole run: {lookups} (the rest were cache hits)");
 }
 
@@ -449,12 +388,6 @@ mod tests {
         let out = "  2 threads and 16 connections\n  51234 requests in 2.00s, 3.1MB read\n";
         assert_eq!(parse_requests(out), Some(51234));
         assert_eq!(parse_requests("Running 2s test"), None);
-    }
-
-    #[test]
-    fn parses_schedstat() {
-        assert_eq!(parse_schedstat("123456789 2345 67\n"), Some(123_456_789));
-        assert_eq!(parse_schedstat(""), None);
     }
 
     #[test]

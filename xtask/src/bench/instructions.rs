@@ -16,6 +16,8 @@ use acme_edge_tests::envoy::{EnvoyConfig, http};
 use acme_edge_tests::tools;
 use anyhow::{Context, Result, bail, ensure};
 
+use super::filter::{parse_requests, run_wrk};
+
 /// Envoy under callgrind starts in seconds natively, in tens of seconds here.
 const READY_LIMIT: Duration = Duration::from_secs(180);
 /// How long the counters take to reach the dump file after `callgrind_control -d`.
@@ -163,20 +165,8 @@ fn parse_summary(dump: &str) -> Option<u64> {
 
 /// wrk with a few connections (valgrind runs Envoy some 50 times slower); requests completed.
 fn wrk(port: u16, path: &str, host: &str, duration: Duration) -> Result<u64> {
-    let url = format!("http://127.0.0.1:{port}{path}");
-    let out = Command::new("wrk")
-        .args(["-t1", "-c4"])
-        .arg(format!("-d{}s", duration.as_secs().max(1)))
-        .args(["-H", &format!("Host: {host}"), &url])
-        .output()
-        .context("run wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    ensure!(out.status.success(), "wrk failed: {text}");
-    if text.contains("Non-2xx or 3xx responses") {
-        bail!("wrk saw errors against {url}:\n{text}");
-    }
-    super::filter::parse_requests(&text)
-        .with_context(|| format!("no request count in wrk output:\n{text}"))
+    let text = run_wrk(port, 4, path, host, duration)?;
+    parse_requests(&text).with_context(|| format!("no request count in wrk output:\n{text}"))
 }
 
 #[cfg(test)]
