@@ -21,4 +21,5 @@ pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod stack;
+pub mod tls;
 pub mod tools;

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use acme_edge_tests::ports::free_addr;
@@ -33,17 +32,7 @@ fn leaf_der(chain_pem: &str) -> Result<Vec<u8>> {
 /// The leaf certificate Envoy presents for `name` (SNI) on its HTTPS listener, verified
 /// against Pebble's root.
 async fn served_leaf(stack: &Stack, name: &str) -> Result<Vec<u8>> {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = stack.pebble.issuer_roots_pem().await?;
-    for root in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        roots.add(root?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = acme_edge_tests::tls::client_trusting(&stack.pebble.issuer_roots_pem().await?)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, stack.https_port));
     let handshake = async {
         let tcp = tokio::net::TcpStream::connect(addr).await?;

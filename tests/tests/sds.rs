@@ -18,7 +18,7 @@ use acme_edge_tests::envoy::{EnvoyConfig, SdsClientTls, http, render, with_sds_c
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
 use acme_edge_tests::stack::Stack;
-use acme_edge_tests::tools;
+use acme_edge_tests::{tls, tools};
 use anyhow::{Context, Result, bail};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -106,25 +106,8 @@ impl TestCa {
     fn client(&self) -> Result<TlsConnector> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.root.clone())?;
-        connector(roots)
+        tls::client(roots)
     }
-}
-
-/// A TLS client trusting `roots` only.
-fn connector(roots: rustls::RootCertStore) -> Result<TlsConnector> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
-/// Every certificate in a PEM text, DER-encoded.
-fn pem_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
-    use rustls::pki_types::pem::PemObject;
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>();
-    certs.context("malformed PEM")
 }
 
 fn ca_params(cn: &str) -> Result<CertificateParams> {
@@ -676,13 +659,9 @@ async fn pebble_issued_certificates_are_served_renewed_and_removed() -> Result<(
         .start()
         .await?;
     let https = SocketAddr::from(([127, 0, 0, 1], https_port));
-    let mut roots = rustls::RootCertStore::empty();
-    for root in pem_certificates(&stack.pebble.issuer_roots_pem().await?)? {
-        roots.add(root)?;
-    }
-    let client = connector(roots)?;
+    let client = tls::client_trusting(&stack.pebble.issuer_roots_pem().await?)?;
     let leaf_of = |pem: &str| -> Result<Vec<u8>> {
-        let certs = pem_certificates(pem)?;
+        let certs = tls::pem_certificates(pem)?;
         Ok(certs.first().context("empty chain")?.to_vec())
     };
 

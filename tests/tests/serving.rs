@@ -10,15 +10,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acme_edge_tests::mutual_tls::{MutualTlsFiles, SDS_SERVER_NAME};
 use acme_edge_tests::process::eventually;
 use acme_edge_tests::stack::{Stack, edge_config};
+use acme_edge_tests::tls::{client_trusting, pem_certificates};
 use anyhow::{Context, Result, bail, ensure};
 use futures::{StreamExt, TryStreamExt};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -44,23 +44,7 @@ const UNKNOWN_SNI_LIMIT: Duration = Duration::from_secs(1);
 
 /// A TLS client trusting only the root Pebble issues from.
 async fn pebble_client(stack: &Stack) -> Result<TlsConnector> {
-    let mut roots = rustls::RootCertStore::empty();
-    for root in pem_certificates(&stack.pebble.issuer_roots_pem().await?)? {
-        roots.add(root)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
-/// Every certificate in a PEM text, DER-encoded.
-fn pem_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
-    use rustls::pki_types::pem::PemObject;
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>();
-    certs.context("malformed PEM")
+    client_trusting(&stack.pebble.issuer_roots_pem().await?)
 }
 
 /// Envoy's HTTPS listener.
@@ -448,17 +432,7 @@ async fn certificates_reach_envoy_over_mutual_tls_configured_in_the_backend() ->
 
     // A TLS client trusting the fleet's CA but without a client certificate: the listener
     // refuses it (TLS 1.3 clients finish first; the verdict comes on the first read).
-    let mut roots = rustls::RootCertStore::empty();
-    for root in pem_certificates(&std::fs::read_to_string(&files.ca)?)? {
-        roots.add(root)?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let anonymous = TlsConnector::from(Arc::new(config));
+    let anonymous = client_trusting(&std::fs::read_to_string(&files.ca)?)?;
     let answered = async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let tcp = TcpStream::connect(stack.backend.sds_addr()).await?;
