@@ -2,7 +2,7 @@
 //!
 //! The window is first fetched when a certificate is issued ([`crate::jobs`]); a CA may
 //! later move it earlier (a revocation incident, a mis-issuance), and Let's Encrypt asks
-//! clients to check at least twice a day. Every [`ARI_CHECK_INTERVAL`]
+//! clients to check at least twice a day. Every [`ARI_CHECK_INTERVAL`](crate::config::ARI_CHECK_INTERVAL)
 //! (`acme.ari_check_interval_secs`) this task walks the issued domains by name, a page at a
 //! time, with a bounded number of requests to the CA in flight, and brings a domain's renewal
 //! forward when a fresh random point inside the window ([`schedule::ari_renew_at`]) is
@@ -24,9 +24,6 @@ use crate::acme::{AcmeError, Issuer, ari};
 use crate::schedule;
 use crate::store::{Store, StoreError};
 
-/// Default `acme.ari_check_interval_secs`: Let's Encrypt asks for an ARI check at least twice
-/// a day.
-pub const ARI_CHECK_INTERVAL: Duration = Duration::from_secs(12 * 3600);
 /// Issued domains read from the store at once: bounds memory however many domains there are.
 pub const PAGE_SIZE: usize = 500;
 /// ARI requests in flight at once: enough to get through thousands of names in minutes,
@@ -231,6 +228,7 @@ async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ARI_CHECK_INTERVAL;
 
     fn at(secs: i64) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::model::KeyType;
+use crate::model::KeyType;
 
 /// Let's Encrypt's production directory (`directory_url = "letsencrypt"`).
 pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -60,6 +60,9 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// Upper bound of `acme.max_in_flight_orders`: beyond this, a CA's per-account limits fall
 /// over long before we gain anything.
 pub const MAX_IN_FLIGHT_ORDERS_LIMIT: usize = 1000;
+/// Default `acme.ari_check_interval_secs`: Let's Encrypt asks for an ARI check at least twice
+/// a day.
+pub const ARI_CHECK_INTERVAL: Duration = Duration::from_secs(12 * 3600);
 /// Range of `acme.ari_check_interval_secs`: under a minute hammers the CA for nothing; over a
 /// day misses Let's Encrypt's guidance (check at least twice a day) by too much.
 pub const ARI_CHECK_INTERVAL_SECS_RANGE: std::ops::RangeInclusive<u64> = 60..=86_400;
@@ -163,7 +166,7 @@ impl Default for AcmeConfig {
             retry_base_secs: crate::schedule::DEFAULT_RETRY_BASE_SECS,
             order_budget: crate::budget::DEFAULT_ORDERS,
             order_budget_window_secs: crate::budget::DEFAULT_WINDOW_SECS,
-            ari_check_interval_secs: crate::ari_refresh::ARI_CHECK_INTERVAL.as_secs(),
+            ari_check_interval_secs: ARI_CHECK_INTERVAL.as_secs(),
         }
     }
 }

@@ -6,8 +6,9 @@
 //!
 //! The modules follow the data, from configuration to served certificate:
 //!
+//! - [`model`]: the core domain model every layer speaks: domain names (IDN, wildcards and
+//!   IPs refused with a reason), states, key types, the last error.
 //! - [`config`]: the TOML file and environment overrides, validated once at start-up.
-//! - [`domain`]: domain names (IDN, wildcards and IPs refused with a reason).
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite by default.
 //! - [`acme`]: the ACME account and orders (instant-acme), certificate keys.
 //! - [`schedule`]: when to renew (ARI window, or a share of the lifetime, with jitter) and
@@ -33,9 +34,9 @@ pub mod certs;
 pub mod challenge;
 pub mod cli;
 pub mod config;
-pub mod domain;
 pub mod jobs;
 pub mod metrics;
+pub mod model;
 pub mod schedule;
 pub mod sds;
 pub mod service;

@@ -15,8 +15,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use time::OffsetDateTime;
 
-use crate::api::model::DomainState;
-use crate::store::{Store, StoreError};
+use crate::model::DomainState;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -72,9 +71,9 @@ impl Drop for Occupancy {
     }
 }
 
-/// Refresh the gauges from the store and render the exposition text.
-pub async fn render(handle: &PrometheusHandle, store: &dyn Store) -> Result<String, StoreError> {
-    let counts = store.count_by_state().await?;
+/// Set the fleet gauges: domains per state, and seconds until the earliest served
+/// certificate expires (`None`: nothing is served).
+pub fn set_fleet_gauges(counts: &[(DomainState, u64)], earliest_expiry: Option<OffsetDateTime>) {
     for state in DomainState::ALL {
         let n = counts
             .iter()
@@ -82,10 +81,8 @@ pub async fn render(handle: &PrometheusHandle, store: &dyn Store) -> Result<Stri
             .map_or(0, |(_, n)| *n);
         metrics::gauge!("acme_edge_domains", "state" => state.as_str()).set(n as f64);
     }
-    if let Some(expiry) = store.earliest_expiry().await? {
+    if let Some(expiry) = earliest_expiry {
         let secs = (expiry - OffsetDateTime::now_utc()).as_seconds_f64();
         metrics::gauge!("acme_edge_earliest_expiry_seconds").set(secs);
     }
-    handle.run_upkeep();
-    Ok(handle.render())
 }

@@ -6,7 +6,7 @@
 use rcgen::KeyPair;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 
-use crate::api::model::KeyType;
+use crate::model::KeyType;
 
 /// Key generation failure.
 #[derive(Debug, thiserror::Error)]

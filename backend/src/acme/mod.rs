@@ -27,8 +27,8 @@ use instant_acme::Problem;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
-use crate::api::model::{KeyType, LastError};
 use crate::config::AcmeConfig;
+use crate::model::{KeyType, LastError};
 use crate::store::{IssuedCertificate, Store, StoreError};
 
 pub use account::AccountSettings;

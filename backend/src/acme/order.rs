@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::{AcmeError, bounded, keys};
-use crate::api::model::KeyType;
+use crate::model::KeyType;
 use crate::store::{IssuedCertificate, OpenOrder, Store};
 
 /// Total time the CA may take to validate, and then to sign. Pebble answers in seconds and

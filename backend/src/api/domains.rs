@@ -10,10 +10,10 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
-use super::model::{DomainList, DomainState, EnableRequest};
+use super::model::{Domain, DomainList, DomainState, EnableRequest};
 use super::{ApiState, MAX_BODY_BYTES};
 use crate::certs::CertEvent;
-use crate::domain::DomainName;
+use crate::model::DomainName;
 use crate::store::Enabled;
 
 /// The `/domains...` routes (below `/v1`, already authorised).
@@ -82,7 +82,7 @@ async fn respond(result: impl Future<Output = Result<Response, ApiError>>) -> Re
 /// Path segments arrive percent-encoded (IDNs typed as UTF-8 in a URL).
 fn domain_param(raw: &str) -> Result<DomainName, ApiError> {
     let decoded =
-        percent_decode(raw).ok_or(ApiError::InvalidDomain(crate::domain::DomainError::Idna))?;
+        percent_decode(raw).ok_or(ApiError::InvalidDomain(crate::model::DomainError::Idna))?;
     Ok(DomainName::parse(&decoded)?)
 }
 
@@ -122,6 +122,7 @@ async fn list(state: ApiState, query: HashMap<String, String>) -> Result<Respons
         }
     }
     let domains = state.store.domains(filter).await?;
+    let domains = domains.into_iter().map(Domain::from).collect();
     Ok(warp::reply::json(&DomainList { domains }).into_response())
 }
 
@@ -132,7 +133,7 @@ async fn show(state: ApiState, name: String) -> Result<Response, ApiError> {
         .domain(name.as_str())
         .await?
         .ok_or_else(|| not_found(&name))?;
-    Ok(warp::reply::json(&domain).into_response())
+    Ok(warp::reply::json(&Domain::from(domain)).into_response())
 }
 
 async fn enable(state: ApiState, name: String, body: Bytes) -> Result<Response, ApiError> {
@@ -148,9 +149,9 @@ async fn enable(state: ApiState, name: String, body: Bytes) -> Result<Response, 
         Enabled::Created(domain) => {
             tracing::info!(domain = %name, %key_type, "enabled");
             state.wake.notify_one();
-            Ok(with_status(&domain, StatusCode::CREATED))
+            Ok(with_status(&Domain::from(domain), StatusCode::CREATED))
         }
-        Enabled::Existing(domain) => Ok(with_status(&domain, StatusCode::OK)),
+        Enabled::Existing(domain) => Ok(with_status(&Domain::from(domain), StatusCode::OK)),
     }
 }
 
@@ -172,7 +173,7 @@ async fn disable(state: ApiState, name: String) -> Result<Response, ApiError> {
     state
         .source
         .announce(CertEvent::Removed(name.into_string()));
-    Ok(warp::reply::json(&domain).into_response())
+    Ok(warp::reply::json(&Domain::from(domain)).into_response())
 }
 
 async fn renew(state: ApiState, name: String) -> Result<Response, ApiError> {
@@ -187,7 +188,7 @@ async fn renew(state: ApiState, name: String) -> Result<Response, ApiError> {
     }
     tracing::info!(domain = %name, "renewal requested");
     state.wake.notify_one();
-    Ok(with_status(&domain, StatusCode::ACCEPTED))
+    Ok(with_status(&Domain::from(domain), StatusCode::ACCEPTED))
 }
 
 async fn certificate(state: ApiState, name: String) -> Result<Response, ApiError> {

@@ -7,7 +7,7 @@ use warp::reply::Response;
 use warp::{Rejection, Reply};
 
 use super::model::{ErrorBody, ErrorResponse};
-use crate::domain::DomainError;
+use crate::model::DomainError;
 use crate::store::StoreError;
 
 /// Everything the API can answer with instead of a result.

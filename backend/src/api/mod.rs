@@ -107,7 +107,7 @@ fn metrics(state: ApiState) -> impl Filter<Extract = (Response,), Error = Reject
                 let Some(handle) = &state.metrics else {
                     return ApiError::NotFound("metrics are not enabled".into()).into_response();
                 };
-                match crate::metrics::render(handle, state.store.as_ref()).await {
+                match render_metrics(handle, state.store.as_ref()).await {
                     Ok(text) => {
                         warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
                             .into_response()
@@ -141,3 +141,16 @@ fn account(state: ApiState) -> impl Filter<Extract = (Response,), Error = Reject
 
 #[cfg(test)]
 mod tests;
+
+/// Refresh the fleet gauges from the store (every replica reports the shared database, not its
+/// own memory) and render the exposition text.
+async fn render_metrics(
+    handle: &metrics_exporter_prometheus::PrometheusHandle,
+    store: &dyn Store,
+) -> Result<String, crate::store::StoreError> {
+    let counts = store.count_by_state().await?;
+    let earliest_expiry = store.earliest_expiry().await?;
+    crate::metrics::set_fleet_gauges(&counts, earliest_expiry);
+    handle.run_upkeep();
+    Ok(handle.render())
+}

@@ -1,131 +1,12 @@
 //! The JSON bodies of the admin API (`/v1/`), shared by the server and the CLI.
 //!
-//! Timestamps are RFC 3339 strings. Field names are part of the API: renaming one is a
-//! breaking change.
+//! Built from the core model ([`crate::model`]), never the other way round. Timestamps are
+//! RFC 3339 strings. Field names are part of the API: renaming one is a breaking change.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// Where a domain is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DomainState {
-    /// Enabled, waiting for an issuance job (new, or a retry/renewal that is due).
-    Pending,
-    /// An order is in flight with the CA.
-    Validating,
-    /// A certificate is stored and served.
-    Issued,
-    /// The last attempt failed; `retry_at` says when the next one starts.
-    Failed,
-    /// Disabled by an operator: no jobs, nothing served.
-    Disabled,
-}
-
-impl DomainState {
-    /// Every state, in life-cycle order.
-    pub const ALL: [DomainState; 5] = [
-        DomainState::Pending,
-        DomainState::Validating,
-        DomainState::Issued,
-        DomainState::Failed,
-        DomainState::Disabled,
-    ];
-
-    /// The lower-case name used in JSON, in the database and in `?state=`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DomainState::Pending => "pending",
-            DomainState::Validating => "validating",
-            DomainState::Issued => "issued",
-            DomainState::Failed => "failed",
-            DomainState::Disabled => "disabled",
-        }
-    }
-
-    /// Inverse of [`DomainState::as_str`].
-    pub fn parse(s: &str) -> Option<DomainState> {
-        DomainState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for DomainState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The kind of private key generated for a domain's certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KeyType {
-    /// ECDSA on P-256: small, fast handshakes, accepted everywhere that matters today.
-    #[default]
-    EcdsaP256,
-    /// ECDSA on P-384.
-    EcdsaP384,
-    /// RSA 2048 bits, for old clients without ECDSA.
-    #[serde(rename = "rsa-2048")]
-    Rsa2048,
-    /// RSA 3072 bits.
-    #[serde(rename = "rsa-3072")]
-    Rsa3072,
-    /// RSA 4096 bits.
-    #[serde(rename = "rsa-4096")]
-    Rsa4096,
-}
-
-impl KeyType {
-    /// Every key type.
-    pub const ALL: [KeyType; 5] = [
-        KeyType::EcdsaP256,
-        KeyType::EcdsaP384,
-        KeyType::Rsa2048,
-        KeyType::Rsa3072,
-        KeyType::Rsa4096,
-    ];
-
-    /// The kebab-case name used in JSON, in the configuration and in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyType::EcdsaP256 => "ecdsa-p256",
-            KeyType::EcdsaP384 => "ecdsa-p384",
-            KeyType::Rsa2048 => "rsa-2048",
-            KeyType::Rsa3072 => "rsa-3072",
-            KeyType::Rsa4096 => "rsa-4096",
-        }
-    }
-
-    /// Inverse of [`KeyType::as_str`].
-    pub fn parse(s: &str) -> Option<KeyType> {
-        KeyType::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for KeyType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why the last issuance attempt failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LastError {
-    /// Stable, machine-readable reason: `ca_problem` (the CA said no; see `problem`),
-    /// `validation_failed` (the CA could not validate, and would fail again until DNS or the
-    /// proxies are fixed: the message says what to check), `rate_limited`, `timeout` (the CA
-    /// did not answer in time), `network`, `order_invalid`, `profile_not_offered` (the CA
-    /// does not offer `acme.profile`), `no_http01_challenge`, `bad_certificate`, `account`,
-    /// `internal`.
-    pub reason: String,
-    /// One line for humans.
-    pub message: String,
-    /// The CA's RFC 7807 problem document, kept whole, when the CA sent one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<serde_json::Value>,
-}
+pub use crate::model::{DomainState, KeyType, LastError};
 
 /// One managed domain, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +34,24 @@ pub struct Domain {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+impl From<crate::model::Domain> for Domain {
+    fn from(d: crate::model::Domain) -> Domain {
+        Domain {
+            name: d.name,
+            state: d.state,
+            key_type: d.key_type,
+            not_before: d.not_before,
+            not_after: d.not_after,
+            renew_at: d.renew_at,
+            retry_at: d.retry_at,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
 }
 
 /// `GET /v1/domains` response.

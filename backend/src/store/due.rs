@@ -28,7 +28,7 @@ mod tests {
     use time::OffsetDateTime;
     use time::macros::datetime;
 
-    use crate::api::model::KeyType;
+    use crate::model::KeyType;
     use crate::store::{Claim, IssuedCertificate, SqliteStore, Store};
 
     const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);

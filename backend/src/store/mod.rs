@@ -39,8 +39,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::api::model::{Domain, DomainState, KeyType, LastError};
 use crate::config::StorageConfig;
+use crate::model::{Domain, DomainState, KeyType, LastError};
 
 pub use orders::{OpenOrder, OrderLog};
 pub use postgres::PgStore;

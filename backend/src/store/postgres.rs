@@ -22,8 +22,8 @@ use super::source::StoreSource;
 use super::{
     Claim, Enabled, IssuedCertificate, Store, StoreError, StoredAccount, StoredCertificate,
 };
-use crate::api::model::{Domain, DomainState, KeyType, LastError};
 use crate::certs::CertEvent;
+use crate::model::{Domain, DomainState, KeyType, LastError};
 
 /// The notification channel the schema's trigger sends on; payload `<kind> <name>`.
 pub const CHANNEL: &str = "acme_edge_certs";

@@ -5,7 +5,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use time::OffsetDateTime;
 
 use super::{Claim, StoreError};
-use crate::api::model::{Domain, DomainState, KeyType, LastError};
+use crate::model::{Domain, DomainState, KeyType, LastError};
 
 pub(super) fn ts(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()

@@ -18,7 +18,7 @@ use super::rows::{claim_from_row, domain_from_row, from_ts, opt_ts, ts};
 use super::{
     Claim, Enabled, IssuedCertificate, Store, StoreError, StoredAccount, StoredCertificate,
 };
-use crate::api::model::{Domain, DomainState, KeyType, LastError};
+use crate::model::{Domain, DomainState, KeyType, LastError};
 
 /// How long a writer waits for the database lock before giving up: long enough to ride out a
 /// burst of 50 concurrent job updates, short enough to surface a stuck database.

@@ -14,8 +14,8 @@ use tokio::sync::{broadcast, watch};
 
 use super::source::StoreSource;
 use super::{Claim, Enabled, IssuedCertificate, PgStore, SqliteStore, Store, StoredAccount};
-use crate::api::model::{DomainState, KeyType, LastError};
 use crate::certs::{CertEvent, CertificateSource};
+use crate::model::{DomainState, KeyType, LastError};
 
 /// The server the PostgreSQL half of the suite creates its databases on.
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -269,7 +269,7 @@ async fn release_in_flight_takes_back_only_expired_leases(s: Arc<dyn Store>) {
         return;
     }
     assert_eq!(s.release_in_flight(later).await.unwrap(), 1);
-    let state = |d: Option<crate::api::model::Domain>| d.map(|d| d.state);
+    let state = |d: Option<crate::model::Domain>| d.map(|d| d.state);
     assert_eq!(
         state(s.domain(&dead.name).await.unwrap()),
         Some(DomainState::Pending)
