@@ -7,7 +7,7 @@
 //! - [`domain`]: a managed domain ([`Domain`]) and its last failure ([`LastError`]).
 //!
 //! The value types carry their one spelling (`as_str`, serde), shared by the database, the
-//! configuration and the API's JSON, which [`crate::api::model`] builds from these types.
+//! configuration and the API's JSON, which the API builds from these types.
 
 pub mod domain;
 pub mod key_type;
