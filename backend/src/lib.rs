@@ -26,6 +26,40 @@
 //! - [`service`]: everything wired together, with graceful shutdown.
 //! - [`cli`]: the operator CLI, a client of the admin API.
 
+//!
+//! # The path of a token and of a certificate
+//!
+//! A newcomer's map: each hop names the module that does it.
+//!
+//! From an operator's `PUT /v1/domains/{name}` to the answer Envoy gives the CA:
+//!
+//! 1. [`api`] (`api::domains`) validates the name ([`model::DomainName`]) and calls
+//!    `Store::enable_domain`: the domain is `pending`, due now; the API wakes the worker.
+//! 2. [`jobs`] claims it (`Store::claim_due`, under a lease) within the order budget
+//!    ([`budget`]) and runs the order through the CA client ([`acme`], `acme::order`).
+//! 3. `acme::order` logs the order ([`store`], `OrderLog`), writes each HTTP-01 token and its
+//!    key authorization with `Store::put_challenge` **before** telling the CA the challenge
+//!    is ready: any replica can answer from then on.
+//! 4. The CA fetches `http://{name}/.well-known/acme-challenge/{token}` from an Envoy. The
+//!    challenge route switches on the wasm filter (`filter/`, `envoy/edge.yaml`), which checks
+//!    the token and host and asks the backend `GET /acme-edge/v1/challenge/{host}/{token}`
+//!    (the path is defined once, in `acme_edge_contract::lookup`).
+//! 5. [`challenge`] answers it from `Store::challenge` (only for the host the token was issued
+//!    for); the filter replies to the CA and caches the answer briefly.
+//!
+//! From finalisation to Envoy's handshake:
+//!
+//! 1. `acme::order` finalises with a CSR for a key made by `acme::keys` (the key is kept in
+//!    the order log first, so a crash cannot lose it), downloads the chain and checks it.
+//! 2. [`jobs`] stores it (`Store::record_issued`, under the lease), computes the renewal time
+//!    ([`schedule`], or the CA's ARI window), and announces `CertEvent::Updated` on the
+//!    store's source (`store::source`, the seam [`certs`]). On PostgreSQL the other replicas
+//!    learn of it through `Store::follow_changes` (`LISTEN`/`NOTIFY`).
+//! 3. [`sds`] pushes the new secret to every Envoy that holds the name (delta xDS,
+//!    `sds::delta`, resources built by `sds::resource`); an Envoy that has not seen the name
+//!    subscribes on its first handshake for it (on-demand secret by SNI) and the handshake
+//!    resumes when the secret arrives.
+
 pub mod acme;
 pub mod api;
 pub mod ari_refresh;
