@@ -21,6 +21,7 @@
 //! - [`challenge`]: the lookup endpoint the Envoy filter calls for HTTP-01 tokens.
 //! - [`api`]: the admin REST API (`/v1/`), `/healthz`, `/metrics`; [`api::model`] is its
 //!   JSON, shared with the CLI.
+//! - [`listener`]: the HTTP listeners' bounds (connections, header and idle timeouts).
 //! - [`metrics`]: Prometheus counters and gauges.
 //! - [`certs`]: the seam between issuance and serving; [`sds`] serves certificates to Envoy.
 //! - [`service`]: everything wired together, with graceful shutdown.
@@ -69,6 +70,7 @@ pub mod challenge;
 pub mod cli;
 pub mod config;
 pub mod jobs;
+pub mod listener;
 pub mod metrics;
 pub mod model;
 pub mod schedule;

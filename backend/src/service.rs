@@ -14,6 +14,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use warp::Filter;
 
 use crate::acme::Issuer;
 use crate::api::{self, ApiState, auth::AdminToken, auth::TokenError};
@@ -22,6 +23,7 @@ use crate::certs::CertificateSource;
 use crate::challenge;
 use crate::config::Config;
 use crate::jobs::Worker;
+use crate::listener;
 use crate::metrics::{self, MetricsError};
 use crate::sds;
 use crate::store::{self, Store, StoreError, source::StoreSource};
@@ -172,14 +174,20 @@ impl Bound {
             directory = %self.config.acme.directory(),
             "acme-edge serving"
         );
-        let admin = warp::serve(api::routes(api_state))
-            .incoming(self.admin)
-            .graceful(stopped(stop.clone()))
-            .run();
-        let lookups = warp::serve(challenge::routes(self.store.clone()))
-            .incoming(self.challenge)
-            .graceful(stopped(stop.clone()))
-            .run();
+        let admin = listener::serve(
+            "admin API",
+            self.admin,
+            api::routes(api_state).boxed(),
+            listener::DEFAULT_LIMITS,
+            stopped(stop.clone()),
+        );
+        let lookups = listener::serve(
+            "challenge lookup",
+            self.challenge,
+            challenge::routes(self.store.clone()).boxed(),
+            listener::DEFAULT_LIMITS,
+            stopped(stop.clone()),
+        );
         let sds = async {
             let source: Arc<dyn CertificateSource> = Arc::new(source);
             let served = match &self.config.sds.tls {

@@ -57,7 +57,9 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Rej
         .unify()
 }
 
-/// The body, refused early when it announces more than [`MAX_BODY_BYTES`].
+/// The body, at most [`MAX_BODY_BYTES`]: refused early when it announces more, and cut off
+/// as soon as more arrives (chunked or HTTP/2 bodies announce nothing), so nothing past the
+/// cap is buffered.
 fn body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and_then(|len: Option<u64>| async move {
@@ -69,7 +71,31 @@ fn body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
             }
         })
         .untuple_one()
-        .and(warp::body::bytes())
+        .and(warp::body::stream())
+        .and_then(|stream| async move {
+            read_capped(stream, MAX_BODY_BYTES)
+                .await
+                .map_err(warp::reject::custom)
+        })
+}
+
+/// Read `stream` whole, failing as soon as it exceeds `cap` bytes.
+pub(super) async fn read_capped<S, B>(stream: S, cap: u64) -> Result<Bytes, ApiError>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    use futures::TryStreamExt;
+    let mut stream = std::pin::pin!(stream);
+    let mut body = bytes::BytesMut::new();
+    while let Some(mut chunk) = stream.try_next().await.map_err(|_| ApiError::BadRequest)? {
+        let len = chunk.remaining();
+        if (body.len() + len) as u64 > cap {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk.copy_to_bytes(len));
+    }
+    Ok(body.freeze())
 }
 
 async fn respond(result: impl Future<Output = Result<Response, ApiError>>) -> Response {

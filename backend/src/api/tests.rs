@@ -253,3 +253,23 @@ async fn metrics_are_open_and_count_domains() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_body_without_a_length_is_cut_off_at_the_cap() {
+    use super::domains::read_capped;
+    let chunk = || Ok::<_, warp::Error>(bytes::Bytes::from(vec![b'x'; 16 * 1024]));
+    // Four chunks fill the 64 KiB cap exactly; an endless stream is refused, not buffered.
+    let exact = futures::stream::iter((0..4).map(|_| chunk()));
+    assert_eq!(
+        read_capped(exact, super::MAX_BODY_BYTES)
+            .await
+            .unwrap()
+            .len(),
+        64 * 1024
+    );
+    let endless = futures::stream::repeat_with(chunk);
+    assert!(matches!(
+        read_capped(endless, super::MAX_BODY_BYTES).await,
+        Err(super::error::ApiError::PayloadTooLarge)
+    ));
+}

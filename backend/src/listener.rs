@@ -1,0 +1,337 @@
+//! The backend's HTTP listeners (the admin API and the challenge lookup), with bounds that
+//! hold whatever the client does.
+//!
+//! warp's own server has none: a client could hold a connection open forever by sending
+//! nothing (or one header byte a minute), and open as many as the process has descriptors.
+//! Here every connection is bounded three ways ([`Limits`]):
+//!
+//! - at most `max_connections` at once: the listener stops accepting at the limit, and the
+//!   kernel's backlog holds further clients until a connection ends;
+//! - a request's headers must arrive within `header_read_timeout` (HTTP/1);
+//! - a connection on which nothing is read or written for `idle_timeout` is closed (HTTP/1
+//!   and HTTP/2, between requests or in the middle of one).
+//!
+//! Request bodies are bounded where they are read (the admin API caps them as they stream
+//! in, chunked or not); the challenge lookup reads none.
+//!
+//! On shutdown the listener stops accepting and open connections finish their requests
+//! (HTTP/1 keep-alive is turned off, HTTP/2 gets a GOAWAY), within [`DRAIN`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+/// How long open connections may finish their requests after shutdown is signalled.
+pub const DRAIN: Duration = Duration::from_secs(5);
+/// Pause after a failed `accept` (out of descriptors, say) before trying again, so the
+/// loop does not spin while the condition lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Defaults for both listeners: far more connections than a fleet of Envoys or operators
+/// opens, and a file-descriptor budget a stock system allows (the process raises its soft
+/// limit to the hard one at start-up); headers arrive in milliseconds from a real client;
+/// Envoy's connection pool to the backend idles out after 30 s (`envoy/edge.yaml`), before
+/// this side would close it under a request in flight.
+pub const DEFAULT_LIMITS: Limits = Limits {
+    max_connections: 4096,
+    header_read_timeout: Duration::from_secs(10),
+    idle_timeout: Duration::from_secs(120),
+};
+
+/// The bounds of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Time allowed for a request's headers to arrive.
+    pub header_read_timeout: Duration,
+    /// A connection without any traffic for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// Serve `routes` on `listener` within `limits` until `shutdown` completes, then drain.
+pub async fn serve(
+    what: &'static str,
+    listener: TcpListener,
+    routes: BoxedFilter<(Response,)>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(listener = what, error = %e, "accepting a connection");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let activity = Activity::new();
+        let io = TokioIo::new(Tracked {
+            inner: stream,
+            activity: activity.clone(),
+        });
+        let service = TowerToHyperService::new(warp::service(routes.clone()));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let connection = builder.serve_connection(io, service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            tokio::select! {
+                served = connection => {
+                    if let Err(e) = served {
+                        tracing::debug!(listener = what, error = %e, "connection ended");
+                    }
+                }
+                () = activity.idle_for(limits.idle_timeout) => {
+                    tracing::debug!(listener = what, "idle connection closed");
+                }
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = what,
+            "connections still open after the drain period"
+        );
+    }
+}
+
+/// When a connection last read or wrote, as milliseconds since it was opened.
+#[derive(Clone)]
+struct Activity {
+    opened: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            opened: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Completes once nothing has been read or written for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
+
+/// A connection's stream that records its activity.
+struct Tracked<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::oneshot;
+    use warp::{Filter, Reply};
+
+    use super::*;
+
+    const TEST_LIMITS: Limits = Limits {
+        max_connections: 2,
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(600),
+    };
+
+    async fn start(limits: Limits) -> (SocketAddr, oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let routes = warp::any().map(|| "ok".into_response()).boxed();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(serve("test", listener, routes, limits, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    /// Reads until the server closes; how long that took.
+    async fn closed_after(conn: &mut TcpStream) -> Duration {
+        let started = Instant::now();
+        let mut buf = [0u8; 256];
+        while tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("the server closes the connection")
+            .is_ok_and(|n| n > 0)
+        {}
+        started.elapsed()
+    }
+
+    async fn get(addr: SocketAddr) -> String {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+        let (addr, _stop) = start(TEST_LIMITS).await;
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let waited = closed_after(&mut idle).await;
+        assert!(
+            waited >= Duration::from_millis(250),
+            "closed after {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn headers_trickled_in_are_cut_off_by_the_header_timeout() {
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(30),
+            ..TEST_LIMITS
+        };
+        let (addr, _stop) = start(limits).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let trickle = async {
+            for byte in b"GET / HTTP/1.1\r\nhost: t\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+                if slow.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), trickle)
+            .await
+            .unwrap();
+        let waited = started.elapsed() + closed_after(&mut slow).await;
+        assert!(
+            waited < Duration::from_secs(5),
+            "a trickling client held the connection for {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+        let (addr, _stop) = start(TEST_LIMITS).await;
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let _b = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let response = get(addr).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "answered after {:?}, while both slots were taken",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_are_answered_and_shutdown_closes_the_listener() {
+        let (addr, stop) = start(TEST_LIMITS).await;
+        assert!(get(addr).await.starts_with("HTTP/1.1 200"));
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+    }
+}
