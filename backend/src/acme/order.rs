@@ -391,6 +391,14 @@ pub fn read_certificate(
     if !covers_name {
         return Err(bad(format!("the leaf does not name {name}")));
     }
+    // A CA (or anything between us and it) could hand back a certificate for another key:
+    // served with ours, every handshake would fail.
+    let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| bad(format!("our key: {e}")))?;
+    if *leaf.public_key().subject_public_key.data != *key.public_key_raw() {
+        return Err(bad(
+            "the leaf's public key is not the key of our certificate request".into(),
+        ));
+    }
     let validity = leaf.validity();
     Ok(IssuedCertificate {
         not_before: validity.not_before.to_datetime(),
@@ -431,6 +439,15 @@ mod tests {
             Err(AcmeError::BadCertificate(_))
         ));
         assert!(read_certificate("a.example", "garbage".into(), String::new()).is_err());
+    }
+
+    #[test]
+    fn refuses_a_certificate_for_another_key() {
+        let (chain, _) = self_signed(&["a.example"]);
+        let (_, other_key) = self_signed(&["a.example"]);
+        let refused = read_certificate("a.example", chain, other_key).unwrap_err();
+        assert!(matches!(refused, AcmeError::BadCertificate(_)));
+        assert!(refused.to_string().contains("public key"), "{refused}");
     }
 
     #[test]
