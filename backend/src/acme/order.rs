@@ -442,6 +442,20 @@ mod tests {
     }
 
     #[test]
+    fn accepts_its_own_key_of_every_type() {
+        // RSA keys (slow to make in a debug build) are covered by the end-to-end issuance test.
+        for key_type in [KeyType::EcdsaP256, KeyType::EcdsaP384] {
+            let key = super::keys::generate(key_type).unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["a.example".to_owned()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let read = read_certificate("a.example", cert.pem(), key.serialize_pem());
+            assert!(read.is_ok(), "{key_type}: {read:?}");
+        }
+    }
+
+    #[test]
     fn refuses_a_certificate_for_another_key() {
         let (chain, _) = self_signed(&["a.example"]);
         let (_, other_key) = self_signed(&["a.example"]);
