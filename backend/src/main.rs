@@ -53,6 +53,7 @@ fn main() -> ExitCode {
 
 fn serve(runtime: &tokio::runtime::Runtime, path: &std::path::Path) -> ExitCode {
     init_tracing();
+    prepare_process();
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
@@ -66,6 +67,28 @@ fn serve(runtime: &tokio::runtime::Runtime, path: &std::path::Path) -> ExitCode 
             tracing::error!(error = %e, "acme-edge failed");
             eprintln!("acme-edge: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Files the service creates (the database and its journal, the admin token) hold secrets:
+/// none is readable by anyone but the service's user, whatever umask it was started with.
+/// And every listener needs a descriptor per connection: the soft limit (often 1024) is
+/// raised to the hard one, as the Go runtime does for every program.
+fn prepare_process() {
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        use nix::sys::stat::{Mode, umask};
+        umask(Mode::from_bits_truncate(0o077));
+        match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((soft, hard)) if soft < hard => {
+                if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                    tracing::warn!(error = %e, soft, hard, "raising the open-file limit");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the open-file limit"),
         }
     }
 }

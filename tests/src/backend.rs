@@ -147,7 +147,7 @@ impl BackendBuilder {
         let token = random_token();
         let config_path = dir.path().join(CONFIG_FILE);
         let config = self.config(&addrs, &token, dir.path());
-        std::fs::write(&config_path, toml::to_string_pretty(&config)?)
+        tools::write_private(&config_path, &toml::to_string_pretty(&config)?)
             .with_context(|| format!("write {}", config_path.display()))?;
 
         let mut spawn = Spawn::new("acme-edge", tools::backend_bin()?)

@@ -239,7 +239,7 @@ async fn a_token_is_generated_once_into_a_private_file() -> Result<()> {
         .arg(&path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
     let token_file = dir.path().join("data/admin-token");
@@ -254,6 +254,14 @@ async fn a_token_is_generated_once_into_a_private_file() -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&token_file)?.permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(dir.path().join("data"))?
+            .permissions()
+            .mode();
+        assert_eq!(
+            dir_mode & 0o777,
+            0o700,
+            "the data directory is the service's alone"
+        );
     }
     let client = anonymous()?;
     let url = format!("http://{admin}/v1/domains");
@@ -265,8 +273,21 @@ async fn a_token_is_generated_once_into_a_private_file() -> Result<()> {
     assert_eq!(answered, 200);
     child.start_kill()?;
     let output = child.wait_with_output().await?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(stdout.matches(&token).count(), 1, "printed once: {stdout}");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Standard output and error end up in journald or container logs: the token file's path
+    // is printed, never the token.
+    assert!(
+        !printed.contains(&token),
+        "the token was printed: {printed}"
+    );
+    assert!(
+        printed.contains(&token_file.display().to_string()),
+        "the token file is named: {printed}"
+    );
     Ok(())
 }
 

@@ -55,6 +55,13 @@ fn fresh_state_dir() -> Result<PathBuf> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    // The stack's state holds the CA's and the backend's keys and the admin token.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod {}", dir.display()))?;
+    }
     Ok(dir)
 }
 
@@ -243,6 +250,7 @@ fn step(what: &str) {
     println!("\n==> {what}");
 }
 
+/// Every file the demo writes is its user's alone (`cli.env` holds the admin token).
 fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+    tools::write_private(path, text).with_context(|| format!("write {}", path.display()))
 }

@@ -1,5 +1,9 @@
 //! The admin API's bearer token: from the configuration, from a file, or generated on first
-//! start into a file next to the database (mode 0600) and printed once.
+//! start into a file next to the database (mode 0600, in a directory of mode 0700).
+//!
+//! The token is never printed or logged (standard output and error end up in journald or
+//! container logs); only its file's path is. A token file that others could read, or that
+//! belongs to another user, is refused: whoever can read it can take every certificate.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,6 +33,20 @@ pub enum TokenError {
     },
     #[error("the admin token in {0} is shorter than {MIN_TOKEN_LEN} characters")]
     TooShort(PathBuf),
+    #[error(
+        "the admin token file {path} is readable by group or others (mode {mode:03o}); \
+         run chmod 600 on it"
+    )]
+    Exposed { path: PathBuf, mode: u32 },
+    #[error(
+        "the admin token file {path} belongs to user {owner}, not to this process's user \
+         {user}; chown it"
+    )]
+    ForeignOwner {
+        path: PathBuf,
+        owner: u32,
+        user: u32,
+    },
 }
 
 /// The bearer token operators must present.
@@ -58,7 +76,7 @@ impl AdminToken {
                 if token.0.len() < MIN_TOKEN_LEN {
                     return Err(TokenError::TooShort(path));
                 }
-                warn_if_readable_by_others(&path);
+                check_private(&path)?;
                 Ok(token)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => generate(&path),
@@ -82,10 +100,9 @@ fn generate(path: &Path) -> Result<AdminToken, TokenError> {
         path: path.to_owned(),
         source,
     })?;
-    // Printed once, on creation, so the operator can pick it up; afterwards only the file
-    // holds it.
+    // Only the path: the operator reads the token from the file.
     println!(
-        "acme-edge: generated admin token (saved in {}): {token}",
+        "acme-edge: generated an admin token in {} (mode 0600)",
         path.display()
     );
     tracing::info!(file = %path.display(), "generated the admin API token");
@@ -101,7 +118,14 @@ fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
         options.mode(0o600);
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir)?;
     }
     let mut file = options.open(path)?;
     file.write_all(token.as_bytes())?;
@@ -109,18 +133,34 @@ fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-fn warn_if_readable_by_others(path: &Path) {
+/// Refuse a token file others can read or that another user owns.
+fn check_private(path: &Path) -> Result<(), TokenError> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(file = %path.display(), "admin token file is readable by group or others; chmod 600 it");
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).map_err(|source| TokenError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(TokenError::Exposed {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        let user = nix::unistd::geteuid().as_raw();
+        if meta.uid() != user {
+            return Err(TokenError::ForeignOwner {
+                path: path.to_owned(),
+                owner: meta.uid(),
+                user,
+            });
         }
     }
     #[cfg(not(unix))]
     let _ = path;
+    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -157,6 +197,23 @@ mod tests {
         let second = AdminToken::resolve(&config).unwrap();
         assert_eq!(first.0, second.0, "the stored token is reused");
         assert!(first.0.len() >= 40);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_a_token_file_others_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path());
+        AdminToken::resolve(&config).unwrap();
+        let path = dir.path().join("admin-token");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let refused = AdminToken::resolve(&config).unwrap_err();
+        assert!(
+            matches!(refused, TokenError::Exposed { mode: 0o640, .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("chmod 600"));
     }
 
     #[test]
