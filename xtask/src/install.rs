@@ -21,6 +21,8 @@ pub const WASM_TARGET: &str = "wasm32-wasip1";
 const PEBBLE_BIN: &str = "/usr/bin/pebble";
 const CHALLTESTSRV_BIN: &str = "/usr/bin/pebble-challtestsrv";
 const WRK_BIN: &str = "/usr/bin/wrk";
+/// Checks the systemd unit (`systemd-analyze verify`); no running systemd is needed.
+const SYSTEMD_ANALYZE_BIN: &str = "/usr/bin/systemd-analyze";
 const POSTGRES_ADDR: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 5432);
 const POSTGRES_CONF_DIR: &str = "/etc/postgresql";
 /// The tests' connection: local server, trust authentication, as user `postgres`.
@@ -37,6 +39,7 @@ pub fn run() -> Result<()> {
     machine.envoy();
     machine.apt_tool("pebble", &[PEBBLE_BIN, CHALLTESTSRV_BIN], "pebble");
     machine.apt_tool("wrk", &[WRK_BIN], "wrk");
+    machine.apt_tool("systemd", &[SYSTEMD_ANALYZE_BIN], "systemd");
     machine.nextest();
     machine.postgres();
     machine.finish()
