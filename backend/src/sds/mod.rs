@@ -23,6 +23,7 @@
 //! - [`sotw`]: the state-of-the-world stream and one-shot fetch.
 //! - [`driver`]: the I/O loop shared by both: Envoy's requests, certificate events, replies.
 //! - [`service`]: the tonic service, one task per stream.
+//! - [`socket`]: the Unix domain socket it listens on by default (mode 0660, Envoy's group).
 //! - `memory` (feature `test-support`): an in-memory certificate source.
 //!
 //! # Securing the SDS listener
@@ -60,6 +61,7 @@ pub mod memory;
 pub mod names;
 pub mod resource;
 pub mod service;
+pub mod socket;
 pub mod sotw;
 
 use std::future::Future;
@@ -122,7 +124,8 @@ pub async fn serve_on(
     source: Arc<dyn CertificateSource>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SdsError> {
-    run(server(), listener, source, shutdown).await
+    log_listening(&listener);
+    run(server(), incoming(listener), source, shutdown).await
 }
 
 /// [`serve_on`] with mutual TLS: only Envoys presenting a certificate from
@@ -137,7 +140,8 @@ pub async fn serve_tls_on(
         .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
         .client_ca_root(Certificate::from_pem(&tls.client_ca_pem));
     let server = server().tls_config(config).map_err(SdsError::Tls)?;
-    run(server, listener, source, shutdown).await
+    log_listening(&listener);
+    run(server, incoming(listener), source, shutdown).await
 }
 
 /// The SDS listener's TLS material (PEM): its certificate chain and key, and the CA that
@@ -156,27 +160,32 @@ impl std::fmt::Debug for ServerTls {
     }
 }
 
-async fn run(
+async fn run<I, IO, IE>(
     mut server: tonic::transport::Server,
-    listener: TcpListener,
+    incoming: I,
     source: Arc<dyn CertificateSource>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), SdsError> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "SDS server listening");
-    }
+) -> Result<(), SdsError>
+where
+    I: tokio_stream::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (stop, stopping) = watch::channel(false);
     let service = SdsService::new(source, stopping);
     let shutdown = async move {
         shutdown.await;
         tracing::info!("SDS server stopping");
-        // Ends every stream, so the graceful shutdown below completes; Envoy keeps the
-        // secrets it has and reconnects (to another replica, or to this one restarted).
         let _ = stop.send(true);
     };
     server
         .add_service(SecretDiscoveryServiceServer::new(service))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }
@@ -190,6 +199,33 @@ fn server() -> tonic::transport::Server {
 
 /// Connections from `listener`, without Nagle's algorithm: a secret is one small write that
 /// would otherwise wait for Envoy's delayed ACK (about 40 ms), and a handshake waits for it.
+/// Serve on a Unix domain socket ([`socket::bind_unix`]) until `shutdown` completes; the
+/// socket file is removed when the server stops.
+pub async fn serve_unix_on(
+    socket: socket::UnixSocket,
+    source: Arc<dyn CertificateSource>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SdsError> {
+    tracing::info!(path = %socket.path().display(), "SDS server listening");
+    let accepting = async_accept(&socket.listener);
+    run(server(), accepting, source, shutdown).await
+}
+
+/// Connections accepted on a Unix socket, as the stream tonic serves.
+fn async_accept(
+    listener: &tokio::net::UnixListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::UnixStream>> + '_ {
+    futures::stream::unfold(listener, |listener| async move {
+        Some((listener.accept().await.map(|(stream, _)| stream), listener))
+    })
+}
+
+fn log_listening(listener: &TcpListener) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "SDS server listening");
+    }
+}
+
 fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
