@@ -156,7 +156,8 @@ fn other_methods_get_405(backend: &ChallengeBackend, envoy: &Envoy) {
 fn bad_tokens_never_reach_the_backend(backend: &ChallengeBackend, envoy: &Envoy) {
     let before = backend.requests();
     let long = "a".repeat(256);
-    let tokens = ["", "a.b", "a%2Fb", "a=", "a/b", "..", long.as_str(), "?x=1"];
+    // (`..` never gets here: Envoy normalises `/.well-known/acme-challenge/..` to `/.well-known/`.)
+    let tokens = ["", "a.b", "a%2Fb", "a=", "a/b", long.as_str(), "?x=1"];
     let deltas = counted(envoy, &["invalid", "handled"], || {
         for token in tokens {
             let r = get(envoy, &challenge(token), "badtoken.example");
