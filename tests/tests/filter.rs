@@ -7,8 +7,13 @@
 //!
 //! Needs the filter built for wasm32-wasip1 and Envoy installed: `cargo xtask test` does both.
 
-use acme_edge_tests::envoy::{Envoy, EnvoyConfig, HttpResponse};
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::time::Duration;
+
+use acme_edge_tests::envoy::{self, Envoy, EnvoyConfig, HttpResponse};
 use acme_edge_tests::fixture::{Behavior, ChallengeBackend};
+use acme_edge_tests::tools;
 use anyhow::{Context, Result};
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
@@ -100,6 +105,8 @@ fn default_settings() -> Result<()> {
     backend_error_is_503(&backend, &envoy);
     backend_timeout_is_503(&backend, &envoy);
     answers_are_cached(&backend, &envoy);
+    challenge_paths_are_normalised(&backend, &envoy);
+    oversized_headers_get_431(&envoy);
     assert_other_traffic_served(&envoy, 5);
 
     // Last: with the backend down, challenges fail softly and other traffic is untouched.
@@ -156,7 +163,8 @@ fn other_methods_get_405(backend: &ChallengeBackend, envoy: &Envoy) {
 fn bad_tokens_never_reach_the_backend(backend: &ChallengeBackend, envoy: &Envoy) {
     let before = backend.requests();
     let long = "a".repeat(256);
-    let tokens = ["", "a.b", "a%2Fb", "a=", "a/b", "..", long.as_str(), "?x=1"];
+    // (`..` never gets here: Envoy normalises it away, see `challenge_paths_are_normalised`.)
+    let tokens = ["", "a.b", "a%2Fb", "a=", "a/b", long.as_str(), "?x=1"];
     let deltas = counted(envoy, &["invalid", "handled"], || {
         for token in tokens {
             let r = get(envoy, &challenge(token), "badtoken.example");
@@ -263,6 +271,154 @@ fn answers_are_cached(backend: &ChallengeBackend, envoy: &Envoy) {
         );
     }
     assert_eq!(backend.requests_for("cache-miss.example"), 2);
+}
+
+/// `edge.yaml` normalises paths before the route match: the filter sees, and answers, one
+/// spelling of each challenge path; escaped slashes are left alone.
+fn challenge_paths_are_normalised(backend: &ChallengeBackend, envoy: &Envoy) {
+    backend.insert("slashes.example", "tok-slashes", "tok-slashes.x");
+    let answered = [
+        "//.well-known//acme-challenge//tok-slashes",
+        "/.well-known/./acme-challenge/x/../tok-slashes",
+        "/.well-known/acme-challenge/%2e%2e/acme-challenge/tok-slashes",
+    ];
+    let deltas = counted(envoy, &["handled", "served"], || {
+        for path in answered {
+            let r = get(envoy, path, "slashes.example");
+            assert_eq!(
+                (r.status, r.text().as_str()),
+                (200, "tok-slashes.x"),
+                "{path}"
+            );
+        }
+    });
+    assert_eq!(deltas, [answered.len() as u64; 2]);
+    // One lookup: the filter saw the same token each time (the rest were cache hits).
+    assert_eq!(backend.requests_for("slashes.example"), 1);
+
+    // Dot-segments leave the prefix (`/.well-known/`), and `%2F` is not a slash to the route:
+    // neither is a challenge path, so neither enters the filter.
+    let deltas = counted(envoy, &["handled"], || {
+        for path in [
+            "/.well-known/acme-challenge/..",
+            "/.well-known%2Facme-challenge/tok-slashes",
+        ] {
+            assert_normal_route(&get(envoy, path, "slashes.example"), path);
+        }
+    });
+    assert_eq!(deltas, [0]);
+}
+
+/// Request headers over `max_request_headers_kb` (32 KiB, under Envoy's default of 60 KiB)
+/// are refused before any filter runs.
+fn oversized_headers_get_431(envoy: &Envoy) {
+    let cookie = "a".repeat(40 * 1024);
+    let (status, _) = request_with_headers(envoy, "/page", &[("cookie", &cookie)]);
+    assert_eq!(status, 431, "40 KiB of headers");
+    let (status, _) = request_with_headers(envoy, &challenge("tok-big"), &[("cookie", &cookie)]);
+    assert_eq!(status, 431, "40 KiB of headers on a challenge path");
+    let cookie = "a".repeat(16 * 1024);
+    let (status, _) = request_with_headers(envoy, "/page", &[("cookie", &cookie)]);
+    assert_eq!(status, 200, "16 KiB of headers");
+}
+
+/// A GET of `path` (host `shop.example`) with `extra` header lines, on a fresh connection:
+/// the response's status and headers, names in lower case. (The harness's client sends only
+/// `host`.)
+fn request_with_headers(
+    envoy: &Envoy,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>) {
+    let exchange = || -> Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", envoy.http_port()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let mut head = format!("GET {path} HTTP/1.1\r\nhost: shop.example\r\n");
+        for (name, value) in extra {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("connection: close\r\n\r\n");
+        stream.write_all(head.as_bytes())?;
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+                // Envoy may reset a connection whose request it refused unread.
+                Err(_) if !raw.is_empty() => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(String::from_utf8_lossy(&raw).into_owned())
+    };
+    let text = exchange().unwrap_or_else(|e| panic!("GET {path}: {e:#}\n{}", envoy.log()));
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("GET {path}: no status line in {text:?}"));
+    let headers = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers)
+}
+
+#[test]
+fn client_address_is_the_peer_not_x_forwarded_for() -> Result<()> {
+    // `edge.yaml` with its normal route showing what Envoy made of the client's address: the
+    // address it trusts, and the `x-forwarded-for` an upstream would receive.
+    const NORMAL_ROUTE: &str =
+        "              - match: { prefix: \"/\" }\n                direct_response:\n";
+    const SHOW: &str = "                response_headers_to_add:
+                - header: { key: x-test-client, value: \"%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%\" }
+                - header: { key: x-test-xff, value: \"%REQ(X-FORWARDED-FOR)%\" }
+";
+    let template = std::fs::read_to_string(envoy::template_path("edge.yaml"))?;
+    let template = envoy::strip_section(&template, "https listener")?;
+    assert_eq!(
+        template.matches(NORMAL_ROUTE).count(),
+        1,
+        "normal route changed shape"
+    );
+    let (head, tail) = template.split_at(template.find(NORMAL_ROUTE).unwrap_or_default());
+    let (route, rest) = tail.split_at(NORMAL_ROUTE.find('\n').unwrap_or_default() + 1);
+    let template = format!("{head}{route}{SHOW}{rest}");
+    let backend = ChallengeBackend::start()?;
+    let envoy = EnvoyConfig::from_template(template)
+        .var("HTTP_ADDRESS", "127.0.0.1")
+        .var("FILTER_WASM", tools::filter_wasm()?.display().to_string())
+        .var("HTTPS_REDIRECT_PERCENT", "0")
+        .filter_settings("")
+        .backend(backend.addr())
+        .start()?;
+
+    let forged = "203.0.113.7";
+    let (status, headers) = request_with_headers(&envoy, "/page", &[("x-forwarded-for", forged)]);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} in {headers:?}"))
+    };
+    assert_eq!(status, 200, "{headers:?}");
+    // The trusted client address is the TCP peer, not the header's last entry.
+    assert_eq!(header("x-test-client"), "127.0.0.1");
+    // Upstreams get the header with the real hop appended (for a loopback peer Envoy appends
+    // its host's address), never as the client sent it.
+    let xff = header("x-test-xff");
+    let hops: Vec<&str> = xff.split(',').map(str::trim).collect();
+    assert_eq!(hops.len(), 2, "x-forwarded-for {xff:?}");
+    assert_eq!(hops[0], forged);
+    assert!(
+        hops[1].parse::<IpAddr>().is_ok() && hops[1] != forged,
+        "x-forwarded-for {xff:?}"
+    );
+    Ok(())
 }
 
 #[test]
