@@ -912,7 +912,7 @@ mod tests {
 
     #[test]
     fn example_file_parses() {
-        let text = include_str!("../acme-edge.example.toml");
+        let text = include_str!("../../acme-edge.example.toml");
         let c = Config::parse(text, no_env).unwrap();
         assert_eq!(c.acme.directory(), LETS_ENCRYPT_STAGING);
         assert!(c.acme.terms_agreed);
