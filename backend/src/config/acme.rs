@@ -56,8 +56,7 @@ pub const REQUEST_TIMEOUT_RANGE: RangeInclusive<Duration> =
 
 /// Default `acme.retry_base_secs`: the first retry delay, Let's Encrypt's guidance of one
 /// minute; later ones are 10x, 100x, then daily (1440x) this ([`crate::schedule::Backoff`]).
-pub const DEFAULT_RETRY_BASE: Duration =
-    Duration::from_secs(crate::schedule::DEFAULT_RETRY_BASE_SECS);
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(60);
 /// Range of `acme.retry_base_secs`: a day at most: beyond, the daily step (1440x) would wait
 /// years.
 pub const RETRY_BASE_RANGE: RangeInclusive<Duration> =
@@ -66,13 +65,12 @@ pub const RETRY_BASE_RANGE: RangeInclusive<Duration> =
 /// Default `acme.order_budget`: Let's Encrypt allows 300 new orders per account per 3 hours;
 /// 250 keeps a margin for orders placed by hand or by a replica racing this one
 /// ([`crate::budget`]).
-pub const DEFAULT_ORDER_BUDGET: u32 = crate::budget::DEFAULT_ORDERS;
+pub const DEFAULT_ORDER_BUDGET: u32 = 250;
 /// Least `acme.order_budget`: a budget of 0 would never order anything (to stop issuance,
 /// disable the domains instead).
 pub const MIN_ORDER_BUDGET: u32 = 1;
 /// Default `acme.order_budget_window_secs`: Let's Encrypt's window, 3 hours.
-pub const DEFAULT_ORDER_BUDGET_WINDOW: Duration =
-    Duration::from_secs(crate::budget::DEFAULT_WINDOW_SECS);
+pub const DEFAULT_ORDER_BUDGET_WINDOW: Duration = Duration::from_secs(3 * 3600);
 /// Range of `acme.order_budget_window_secs`: a week at most, the longest window of Let's
 /// Encrypt's rate limits.
 pub const ORDER_BUDGET_WINDOW_RANGE: RangeInclusive<Duration> =
