@@ -310,3 +310,196 @@ fn sds_mutual_tls_needs_all_three_files() {
     got.sort();
     assert_eq!(got, ["sds.client_ca_file", "sds.tls_key_file"]);
 }
+
+/// Every key has its `ACME_EDGE_<SECTION>_<KEY>` override: the names the parser asks the
+/// environment for are exactly these (a new key adds its own; list it here, and in the
+/// README).
+#[test]
+fn every_key_has_an_environment_override() {
+    let asked = std::cell::RefCell::new(Vec::new());
+    Config::parse(MINIMAL, |name| {
+        asked.borrow_mut().push(name.to_owned());
+        None
+    })
+    .unwrap();
+    let mut asked = asked.into_inner();
+    asked.sort();
+    let mut want = [
+        "ACME_EDGE_ACME_DIRECTORY_URL",
+        "ACME_EDGE_ACME_CONTACT",
+        "ACME_EDGE_ACME_TERMS_AGREED",
+        "ACME_EDGE_ACME_CA_ROOT_FILE",
+        "ACME_EDGE_ACME_EAB_KEY_ID",
+        "ACME_EDGE_ACME_EAB_HMAC_KEY",
+        "ACME_EDGE_ACME_KEY_TYPE",
+        "ACME_EDGE_ACME_PROFILE",
+        "ACME_EDGE_ACME_MAX_IN_FLIGHT_ORDERS",
+        "ACME_EDGE_ACME_MAX_CONCURRENT_REQUESTS",
+        "ACME_EDGE_ACME_REQUEST_TIMEOUT_SECS",
+        "ACME_EDGE_ACME_RETRY_BASE_SECS",
+        "ACME_EDGE_ACME_ORDER_BUDGET",
+        "ACME_EDGE_ACME_ORDER_BUDGET_WINDOW_SECS",
+        "ACME_EDGE_ACME_ARI_CHECK_INTERVAL_SECS",
+        "ACME_EDGE_STORAGE_URL",
+        "ACME_EDGE_STORAGE_LEASE_SECS",
+        "ACME_EDGE_ADMIN_LISTEN",
+        "ACME_EDGE_ADMIN_TOKEN",
+        "ACME_EDGE_ADMIN_TOKEN_FILE",
+        "ACME_EDGE_ADMIN_METRICS_REQUIRE_TOKEN",
+        "ACME_EDGE_CHALLENGE_LISTEN",
+        "ACME_EDGE_SDS_LISTEN",
+        "ACME_EDGE_SDS_TLS_CERT_FILE",
+        "ACME_EDGE_SDS_TLS_KEY_FILE",
+        "ACME_EDGE_SDS_CLIENT_CA_FILE",
+    ];
+    want.sort();
+    assert_eq!(asked, want);
+}
+
+#[test]
+fn environment_values_are_read_as_their_keys_type() {
+    let env = |name: &str| match name {
+        // All digits, yet a string key: stays the string.
+        "ACME_EDGE_ADMIN_TOKEN" => Some("12345678901234567890".to_owned()),
+        // A word that is a boolean, yet a string key.
+        "ACME_EDGE_ACME_PROFILE" => Some("true".to_owned()),
+        "ACME_EDGE_ACME_TERMS_AGREED" => Some(" true ".to_owned()),
+        "ACME_EDGE_ACME_RETRY_BASE_SECS" => Some("5".to_owned()),
+        "ACME_EDGE_ACME_CONTACT" => Some("ops@example.com".to_owned()),
+        "ACME_EDGE_ADMIN_METRICS_REQUIRE_TOKEN" => Some("true".to_owned()),
+        "ACME_EDGE_SDS_LISTEN" => Some("127.0.0.1:9999".to_owned()),
+        _ => None,
+    };
+    let c = Config::parse("", env).unwrap();
+    assert_eq!(
+        c.admin.token,
+        TokenSource::Value(Secret::new("12345678901234567890".to_owned()))
+    );
+    assert_eq!(c.acme.profile.as_deref(), Some("true"));
+    assert_eq!(c.acme.retry_base, Duration::from_secs(5));
+    assert_eq!(c.acme.contact, ["ops@example.com"]);
+    assert!(c.admin.metrics_require_token);
+    assert_eq!(c.sds.listen.port(), 9999);
+}
+
+#[test]
+fn secrets_never_print() {
+    let text = format!(
+        "{MINIMAL}eab_key_id = \"kid\"\neab_hmac_key = \"c2VjcmV0\"\n\
+         [storage]\nurl = \"postgres://acme:PASSWORD@db.internal/acme\"\n\
+         [admin]\ntoken = \"0123456789abcdefSECRET\"\n"
+    );
+    let c = Config::parse(&text, no_env).unwrap();
+    let eab = c.acme.eab.as_ref().unwrap();
+    assert_eq!(eab.key_id, "kid");
+    assert_eq!(eab.hmac_key.expose(), b"secret");
+    for shown in [format!("{c:?}"), format!("{c:#?}")] {
+        for secret in ["SECRET", "c2VjcmV0", "secret", "PASSWORD", "115, 101"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+    let secret = Secret::new("hunter2");
+    assert_eq!(format!("{secret} {secret:?}"), "<redacted> <redacted>");
+}
+
+/// The example says its values are the defaults unless a comment says otherwise.
+#[test]
+fn example_file_shows_the_defaults() {
+    let c = Config::parse(EXAMPLE, no_env).unwrap();
+    assert_eq!(c.acme.key_type, DEFAULT_KEY_TYPE);
+    assert_eq!(c.acme.max_in_flight_orders, DEFAULT_MAX_IN_FLIGHT_ORDERS);
+    assert_eq!(
+        c.acme.max_concurrent_requests,
+        DEFAULT_MAX_CONCURRENT_REQUESTS
+    );
+    assert_eq!(c.acme.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+    assert_eq!(c.acme.ari_check_interval, DEFAULT_ARI_CHECK_INTERVAL);
+    let defaults = Config::parse(MINIMAL, no_env).unwrap();
+    assert_eq!(c.storage, defaults.storage);
+    assert_eq!(c.admin, defaults.admin);
+    assert_eq!(c.challenge, defaults.challenge);
+    assert_eq!(c.sds, defaults.sds);
+}
+
+#[test]
+fn directory_url_is_a_web_url_kept_as_written() {
+    let parse = |url: &str| {
+        Config::parse(&format!("{MINIMAL}directory_url = \"{url}\"\n"), no_env)
+            .map(|c| c.acme.directory_url.to_string())
+            .map_err(keys)
+    };
+    assert_eq!(parse("letsencrypt-staging").unwrap(), LETS_ENCRYPT_STAGING);
+    assert_eq!(
+        parse("https://127.0.0.1:14000/dir").unwrap(),
+        "https://127.0.0.1:14000/dir"
+    );
+    assert_eq!(
+        parse("HTTPS://CA.example/Dir").unwrap(),
+        "HTTPS://CA.example/Dir"
+    );
+    for bad in [
+        "https://",
+        "ftp://ca.example/dir",
+        "ca.example/dir",
+        "/dir",
+        "https://a b/",
+    ] {
+        assert_eq!(parse(bad).unwrap_err(), ["acme.directory_url"], "{bad}");
+    }
+}
+
+/// Each named limit holds at both ends: its bounds pass, one beyond fails under the key.
+#[test]
+fn every_limit_is_enforced_at_both_ends() {
+    fn secs(range: &std::ops::RangeInclusive<Duration>) -> (u64, u64) {
+        (range.start().as_secs(), range.end().as_secs())
+    }
+    fn count(range: &std::ops::RangeInclusive<usize>) -> (u64, u64) {
+        (*range.start() as u64, *range.end() as u64)
+    }
+    let limits = [
+        (
+            "acme",
+            "max_in_flight_orders",
+            count(&MAX_IN_FLIGHT_ORDERS_RANGE),
+        ),
+        (
+            "acme",
+            "max_concurrent_requests",
+            count(&MAX_CONCURRENT_REQUESTS_RANGE),
+        ),
+        ("acme", "request_timeout_secs", secs(&REQUEST_TIMEOUT_RANGE)),
+        ("acme", "retry_base_secs", secs(&RETRY_BASE_RANGE)),
+        (
+            "acme",
+            "order_budget",
+            (u64::from(MIN_ORDER_BUDGET), u64::from(u32::MAX)),
+        ),
+        (
+            "acme",
+            "order_budget_window_secs",
+            secs(&ORDER_BUDGET_WINDOW_RANGE),
+        ),
+        (
+            "acme",
+            "ari_check_interval_secs",
+            secs(&ARI_CHECK_INTERVAL_RANGE),
+        ),
+        ("storage", "lease_secs", secs(&LEASE_RANGE)),
+    ];
+    for (section, key, (low, high)) in limits {
+        let with = |value: u64| {
+            let name = super::env::name(section, key);
+            Config::parse(MINIMAL, move |n| (n == name).then(|| value.to_string()))
+        };
+        for fine in [low, high] {
+            assert!(with(fine).is_ok(), "{section}.{key} = {fine}");
+        }
+        for beyond in [low - 1, high + 1] {
+            let Err(e) = with(beyond) else {
+                panic!("{section}.{key} = {beyond} passed");
+            };
+            assert_eq!(keys(e), [format!("{section}.{key}")], "{beyond}");
+        }
+    }
+}
