@@ -2,7 +2,7 @@
 //!
 //! The window is first fetched when a certificate is issued ([`crate::jobs`]); a CA may
 //! later move it earlier (a revocation incident, a mis-issuance), and Let's Encrypt asks
-//! clients to check at least twice a day. Every [`ARI_CHECK_INTERVAL`](crate::config::ARI_CHECK_INTERVAL)
+//! clients to check at least twice a day. Every [`DEFAULT_ARI_CHECK_INTERVAL`](crate::config::acme::DEFAULT_ARI_CHECK_INTERVAL)
 //! (`acme.ari_check_interval_secs`) this task walks the issued domains by name, a page at a
 //! time, with a bounded number of requests to the CA in flight, and brings a domain's renewal
 //! forward when a fresh random point inside the window ([`schedule::ari_renew_at`]) is
@@ -44,8 +44,8 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(acme: &crate::config::AcmeConfig) -> Settings {
         Settings {
-            interval: acme.ari_check_interval(),
-            request_timeout: acme.request_timeout(),
+            interval: acme.ari_check_interval,
+            request_timeout: acme.request_timeout,
             page_size: PAGE_SIZE,
             max_in_flight: MAX_IN_FLIGHT,
         }
@@ -228,7 +228,7 @@ async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ARI_CHECK_INTERVAL;
+    use crate::config::acme::DEFAULT_ARI_CHECK_INTERVAL;
 
     fn at(secs: i64) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
@@ -252,10 +252,11 @@ mod tests {
 
     #[test]
     fn default_interval_is_twice_a_day() {
-        assert_eq!(ARI_CHECK_INTERVAL, Duration::from_secs(43_200));
+        assert_eq!(DEFAULT_ARI_CHECK_INTERVAL, Duration::from_secs(43_200));
+        let config = crate::config::Config::parse("[acme]\nterms_agreed = true\n", |_| None);
         assert_eq!(
-            crate::config::AcmeConfig::default().ari_check_interval(),
-            ARI_CHECK_INTERVAL
+            config.unwrap().acme.ari_check_interval,
+            DEFAULT_ARI_CHECK_INTERVAL
         );
     }
 }

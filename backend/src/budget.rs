@@ -15,11 +15,6 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-/// Default `acme.order_budget`.
-pub const DEFAULT_ORDERS: u32 = 250;
-/// Default `acme.order_budget_window_secs`: Let's Encrypt's window, 3 hours.
-pub const DEFAULT_WINDOW_SECS: u64 = 3 * 3600;
-
 /// New orders allowed per sliding window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderBudget {
@@ -27,11 +22,12 @@ pub struct OrderBudget {
     pub window: Duration,
 }
 
+/// The configuration's defaults (`acme.order_budget`, `acme.order_budget_window_secs`).
 impl Default for OrderBudget {
     fn default() -> Self {
         OrderBudget {
-            orders: DEFAULT_ORDERS,
-            window: Duration::from_secs(DEFAULT_WINDOW_SECS),
+            orders: crate::config::acme::DEFAULT_ORDER_BUDGET,
+            window: crate::config::acme::DEFAULT_ORDER_BUDGET_WINDOW,
         }
     }
 }

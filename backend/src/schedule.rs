@@ -36,9 +36,6 @@ pub const SHORT_LIVED: Duration = Duration::from_secs(10 * 24 * 3600);
 /// thousands of names over days, small next to the third of the lifetime still left.
 pub const JITTER_FRACTION: f64 = 0.05;
 
-/// Default `acme.retry_base_secs`: the first retry delay (Let's Encrypt: 1 minute).
-pub const DEFAULT_RETRY_BASE_SECS: u64 = 60;
-
 /// Multiples of the base for the 1st, 2nd and 3rd consecutive failure; then
 /// [`DAILY_MULTIPLE`]. With the 60 s default: 1 min, 10 min, 100 min, then daily.
 pub const RETRY_MULTIPLES: [u32; 3] = [1, 10, 100];
@@ -99,10 +96,11 @@ pub struct Backoff {
     pub base: Duration,
 }
 
+/// The configuration's default (`acme.retry_base_secs`).
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
-            base: Duration::from_secs(DEFAULT_RETRY_BASE_SECS),
+            base: crate::config::acme::DEFAULT_RETRY_BASE,
         }
     }
 }

@@ -19,12 +19,14 @@ use warp::Filter;
 use crate::acme::Issuer;
 use crate::api::{self, ApiState, auth::AdminToken, auth::TokenError};
 use crate::ari_refresh;
+use crate::budget::OrderBudget;
 use crate::certs::CertificateSource;
 use crate::challenge;
 use crate::config::Config;
 use crate::jobs::Worker;
 use crate::listener;
 use crate::metrics::{self, MetricsError};
+use crate::schedule::Backoff;
 use crate::sds;
 use crate::store::{self, Store, StoreError, source::StoreSource};
 
@@ -142,7 +144,7 @@ impl Bound {
             wake: wake.clone(),
             source: source.clone(),
             default_key_type: self.config.acme.key_type,
-            directory_url: self.config.acme.directory().to_owned(),
+            directory_url: self.config.acme.directory_url.to_string(),
             metrics,
             metrics_require_token: self.config.admin.metrics_require_token,
         };
@@ -159,10 +161,15 @@ impl Bound {
             source: source.clone(),
             wake,
             max_in_flight: self.config.acme.max_in_flight_orders,
-            lease: self.config.storage.lease(),
+            lease: self.config.storage.lease,
             grace: SHUTDOWN_GRACE,
-            backoff: self.config.acme.backoff(),
-            budget: self.config.acme.order_budget(),
+            backoff: Backoff {
+                base: self.config.acme.retry_base,
+            },
+            budget: OrderBudget {
+                orders: self.config.acme.order_budget,
+                window: self.config.acme.order_budget_window,
+            },
         };
         let announcer = source.clone();
 
@@ -171,7 +178,7 @@ impl Bound {
             challenge = ?self.challenge.local_addr().ok(),
             sds = ?self.sds.local_addr().ok(),
             sds_mutual_tls = self.config.sds.tls.is_some(),
-            directory = %self.config.acme.directory(),
+            directory = %self.config.acme.directory_url,
             "acme-edge serving"
         );
         let admin = listener::serve(

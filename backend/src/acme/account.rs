@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
 use super::{AcmeError, bounded};
-use crate::config::{AcmeConfig, decode_eab_key};
+use crate::config::AcmeConfig;
 use crate::store::{Store, StoredAccount};
 
 /// What the account is made from.
@@ -28,12 +28,12 @@ pub struct AccountSettings {
 
 impl AccountSettings {
     pub fn from_config(config: &AcmeConfig) -> AccountSettings {
-        let eab = match (&config.eab_key_id, &config.eab_hmac_key) {
-            (Some(id), Some(key)) => decode_eab_key(key).map(|k| (id.clone(), k)),
-            _ => None,
-        };
+        let eab = config
+            .eab
+            .as_ref()
+            .map(|eab| (eab.key_id.clone(), eab.hmac_key.expose().clone()));
         AccountSettings {
-            directory_url: config.directory().to_owned(),
+            directory_url: config.directory_url.to_string(),
             contact: config.contact_urls(),
             ca_root_file: config.ca_root_file.clone(),
             eab,

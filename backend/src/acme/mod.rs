@@ -279,7 +279,7 @@ impl Issuer {
         Issuer {
             settings: AccountSettings::from_config(config),
             store,
-            request_timeout: config.request_timeout(),
+            request_timeout: config.request_timeout,
             profile: config.profile.clone(),
             account: Mutex::new(AccountSlot::default()),
         }

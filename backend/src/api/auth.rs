@@ -12,7 +12,8 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::config::{Config, MIN_TOKEN_LEN};
+use crate::config::admin::MIN_TOKEN_LEN;
+use crate::config::{Config, TokenSource};
 
 /// Random bytes in a generated token: 256 bits.
 const GENERATED_TOKEN_BYTES: usize = 32;
@@ -66,10 +67,10 @@ impl AdminToken {
 
     /// The configured token, or the token file's, or a new one written to the token file.
     pub fn resolve(config: &Config) -> Result<AdminToken, TokenError> {
-        if let Some(token) = &config.admin.token {
-            return Ok(AdminToken::new(token));
-        }
-        let path = config.token_file();
+        let path = match &config.admin.token {
+            TokenSource::Value(token) => return Ok(AdminToken::new(token.expose())),
+            TokenSource::File(path) => path.clone(),
+        };
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let token = AdminToken::new(&text);

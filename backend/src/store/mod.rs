@@ -70,10 +70,10 @@ pub enum StoreError {
 /// Open the store `config.url` names (`sqlite://PATH` or `postgres://...`), migrated.
 pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = config.sqlite_path() {
-        return Ok(Arc::new(SqliteStore::open(&path).await?));
+        return Ok(Arc::new(SqliteStore::open(path).await?));
     }
-    if config.is_postgres() {
-        return Ok(Arc::new(PgStore::connect(&config.url).await?));
+    if let Some(url) = config.postgres_url() {
+        return Ok(Arc::new(PgStore::connect(url).await?));
     }
     Err(StoreError::Url)
 }

@@ -1,0 +1,107 @@
+//! `[admin]`: the operator API and its bearer token.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{Problems, Secret, StorageConfig};
+
+/// Default `admin.listen`: loopback only, the API is for operators on the host.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+/// Name of the generated admin token file, next to the database, when `admin.token` and
+/// `admin.token_file` are both absent.
+pub const DEFAULT_TOKEN_FILE_NAME: &str = "admin-token";
+/// Shortest admin token accepted: 16 characters leave brute force hopeless over HTTP.
+pub const MIN_TOKEN_LEN: usize = 16;
+/// Default `admin.metrics_require_token`: off, since Prometheus scrapers usually carry no
+/// token.
+pub const DEFAULT_METRICS_REQUIRE_TOKEN: bool = false;
+
+/// `[admin]` as written; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AdminSection {
+    /// Default [`DEFAULT_ADMIN_LISTEN`].
+    listen: Option<SocketAddr>,
+    /// The bearer token; or `token_file`, not both.
+    token: Option<Secret<String>>,
+    /// File holding the token; generated (mode 0600) when it does not exist. Default:
+    /// [`DEFAULT_TOKEN_FILE_NAME`] next to the database.
+    token_file: Option<PathBuf>,
+    /// Require the token on `/metrics` too. Default [`DEFAULT_METRICS_REQUIRE_TOKEN`].
+    metrics_require_token: Option<bool>,
+}
+
+impl AdminSection {
+    pub(super) fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or(DEFAULT_ADMIN_LISTEN)
+    }
+}
+
+/// `[admin]`: the operator API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// `token`, or `token_file` (by default next to the SQLite database).
+    pub token: TokenSource,
+    pub metrics_require_token: bool,
+}
+
+/// Where the admin API's bearer token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `admin.token`, at least [`MIN_TOKEN_LEN`] characters.
+    Value(Secret<String>),
+    /// `admin.token_file`, or [`DEFAULT_TOKEN_FILE_NAME`] next to the SQLite database (in
+    /// the working directory with PostgreSQL): read, or generated on first start.
+    File(PathBuf),
+}
+
+impl AdminConfig {
+    /// The section's values, defaults filled in; `None` when one of them is reported, or
+    /// when the token file's place depends on a storage section that was.
+    pub(super) fn from_section(
+        s: AdminSection,
+        storage: Option<&StorageConfig>,
+        problems: &mut Problems,
+    ) -> Option<AdminConfig> {
+        let listen = s.listen();
+        let token = match (s.token, s.token_file) {
+            (Some(token), file) => {
+                let mut ok = true;
+                if file.is_some() {
+                    problems.push(
+                        "admin.token",
+                        "set admin.token or admin.token_file, not both",
+                    );
+                    ok = false;
+                }
+                if token.expose().trim().len() < MIN_TOKEN_LEN {
+                    problems.push(
+                        "admin.token",
+                        format!("must be at least {MIN_TOKEN_LEN} characters"),
+                    );
+                    ok = false;
+                }
+                ok.then_some(TokenSource::Value(token))
+            }
+            (None, Some(file)) => Some(TokenSource::File(file)),
+            (None, None) => {
+                let dir = storage?
+                    .sqlite_path()
+                    .and_then(Path::parent)
+                    .unwrap_or(Path::new(""));
+                Some(TokenSource::File(dir.join(DEFAULT_TOKEN_FILE_NAME)))
+            }
+        };
+        Some(AdminConfig {
+            listen,
+            token: token?,
+            metrics_require_token: s
+                .metrics_require_token
+                .unwrap_or(DEFAULT_METRICS_REQUIRE_TOKEN),
+        })
+    }
+}

@@ -1,0 +1,193 @@
+//! The service configuration: one TOML file plus environment overrides, parsed once at
+//! start-up into a [`Config`] of typed values. Every problem is reported, not just the first:
+//! unknown sections and keys, wrong types, and values that make no sense together.
+//!
+//! # Layout
+//!
+//! Two steps, as the data goes:
+//!
+//! 1. The file as written (`file.rs`): one serde struct per section, unknown keys refused,
+//!    every key optional, the environment's overrides ([`env`]: `ACME_EDGE_<SECTION>_<KEY>`
+//!    for every key) applied on top. Each key that does not parse is reported on its own.
+//! 2. The typed configuration, one module per section ([`acme`], [`storage`], [`admin`],
+//!    [`challenge`], [`sds`]): each names its keys' defaults and limits as constants, with
+//!    the reasons for their values, and turns its section into typed values: `Duration`s,
+//!    paths, checked URLs, files read, secrets in a [`Secret`] that never prints. Each
+//!    value that makes no sense is reported under its key.
+//!
+//! The TOML keys keep their units (`retry_base_secs`); the typed fields drop them
+//! (`retry_base: Duration`).
+
+pub mod acme;
+pub mod admin;
+pub mod challenge;
+pub mod env;
+mod file;
+pub mod sds;
+mod secret;
+pub mod storage;
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::time::Duration;
+
+pub use acme::{AcmeConfig, DirectoryUrl, ExternalAccountBinding};
+pub use admin::{AdminConfig, TokenSource};
+pub use challenge::ChallengeConfig;
+pub use sds::SdsConfig;
+pub use secret::Secret;
+pub use storage::{StorageConfig, StorageUrl};
+
+use file::ConfigFile;
+
+/// The whole configuration, valid as a whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub acme: AcmeConfig,
+    pub storage: StorageConfig,
+    pub admin: AdminConfig,
+    pub challenge: ChallengeConfig,
+    pub sds: SdsConfig,
+}
+
+impl Config {
+    /// Read `path`, apply the process environment, validate.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let mut problems = Problems::default();
+            problems.push(&path.display().to_string(), e.to_string());
+            problems.into_error()
+        })?;
+        Config::parse(&text, |name| std::env::var(name).ok())
+    }
+
+    /// Parse TOML `text`, with `env` looking up overrides; report every problem.
+    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut problems = Problems::default();
+        let Some(file) = ConfigFile::read(text, &env, &mut problems) else {
+            return Err(problems.into_error());
+        };
+        check_listeners(&file, &mut problems);
+        let acme = AcmeConfig::from_section(file.acme, &mut problems);
+        let storage = StorageConfig::from_section(file.storage, &mut problems);
+        let admin = AdminConfig::from_section(file.admin, storage.as_ref(), &mut problems);
+        let challenge = ChallengeConfig::from_section(file.challenge);
+        let sds = SdsConfig::from_section(file.sds, &mut problems);
+        // A section is `None` only after reporting why, so no problems means all are here.
+        match (acme, storage, admin, sds) {
+            (Some(acme), Some(storage), Some(admin), Some(sds)) if problems.0.is_empty() => {
+                Ok(Config {
+                    acme,
+                    storage,
+                    admin,
+                    challenge,
+                    sds,
+                })
+            }
+            _ => Err(problems.into_error()),
+        }
+    }
+}
+
+/// The three listeners need three addresses (port 0, any free port, excepted).
+fn check_listeners(file: &ConfigFile, problems: &mut Problems) {
+    let listeners = [
+        ("admin.listen", file.admin.listen()),
+        ("challenge.listen", file.challenge.listen()),
+        ("sds.listen", file.sds.listen()),
+    ];
+    for (i, (key, addr)) in listeners.iter().enumerate() {
+        for (other, other_addr) in &listeners[..i] {
+            if addr == other_addr && addr.port() != 0 {
+                problems.push(key, format!("same address as {other} ({addr})"));
+            }
+        }
+    }
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted key (`acme.terms_agreed`), or the file for syntax errors.
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Everything wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problems):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The problems found so far, in the order found.
+#[derive(Debug, Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn push(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// The value, or `None` with the error reported under `key`.
+    fn check<T, E: Into<String>>(&mut self, key: &str, value: Result<T, E>) -> Option<T> {
+        value.map_err(|e| self.push(key, e)).ok()
+    }
+
+    fn into_error(self) -> ConfigError {
+        ConfigError { problems: self.0 }
+    }
+}
+
+/// A key's value (`default` when absent), when `range` holds it.
+fn between<T: PartialOrd + Display>(
+    value: Option<T>,
+    default: T,
+    range: &RangeInclusive<T>,
+) -> Result<T, String> {
+    let value = value.unwrap_or(default);
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "must be between {} and {}",
+            range.start(),
+            range.end()
+        ))
+    }
+}
+
+/// A `*_secs` key's value (`default` when absent), when `range` holds it.
+fn secs_between(
+    secs: Option<u64>,
+    default: Duration,
+    range: &RangeInclusive<Duration>,
+) -> Result<Duration, String> {
+    let secs_range = range.start().as_secs()..=range.end().as_secs();
+    between(secs, default.as_secs(), &secs_range).map(Duration::from_secs)
+}
