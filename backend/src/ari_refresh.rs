@@ -1,6 +1,6 @@
 //! Re-checking the CA's renewal windows (ARI, RFC 9773) of issued certificates.
 //!
-//! The window is first fetched when a certificate is issued ([`crate::jobs`]); a CA may
+//! The window is first fetched when a certificate is issued (by the worker); a CA may
 //! later move it earlier (a revocation incident, a mis-issuance), and Let's Encrypt asks
 //! clients to check at least twice a day. Every [`DEFAULT_ARI_CHECK_INTERVAL`](crate::config::acme::DEFAULT_ARI_CHECK_INTERVAL)
 //! (`acme.ari_check_interval_secs`) this task walks the issued domains by name, a page at a

@@ -22,12 +22,12 @@ use crate::ari_refresh;
 use crate::budget::OrderBudget;
 use crate::certs::CertificateSource;
 use crate::challenge;
-use crate::config::Config;
+use crate::config::{Config, SdsConfig, SdsListen};
 use crate::jobs::Worker;
 use crate::listener;
 use crate::metrics::{self, MetricsError};
 use crate::schedule::Backoff;
-use crate::sds;
+use crate::sds::{self, socket::SdsListener, socket::SocketError};
 use crate::store::{self, Store, StoreError, source::StoreSource};
 
 /// How long in-flight orders may run on after a shutdown signal. A healthy order completes
@@ -44,6 +44,8 @@ pub enum ServiceError {
     Token(#[from] TokenError),
     #[error("{0}")]
     Metrics(#[from] MetricsError),
+    #[error("SDS socket: {0}")]
+    SdsSocket(#[from] SocketError),
     #[error("listening on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -59,7 +61,7 @@ pub struct Bound {
     token: AdminToken,
     admin: TcpListener,
     challenge: TcpListener,
-    sds: TcpListener,
+    sds: SdsListener,
 }
 
 /// Bind and serve until `shutdown` completes.
@@ -82,16 +84,9 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
         );
     }
     let token = AdminToken::resolve(&config)?;
-    if config.sds.tls.is_none() && !config.sds.listen.ip().is_loopback() {
-        tracing::warn!(
-            listen = %config.sds.listen,
-            "the SDS listener hands out private keys without TLS on a non-loopback address; \
-             set sds.tls_cert_file, sds.tls_key_file and sds.client_ca_file"
-        );
-    }
     let admin = listen("admin API", config.admin.listen).await?;
     let challenge = listen("challenge lookup", config.challenge.listen).await?;
-    let sds = listen("SDS", config.sds.listen).await?;
+    let sds = bind_sds(&config.sds).await?;
     Ok(Bound {
         config,
         store,
@@ -100,6 +95,49 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
         challenge,
         sds,
     })
+}
+
+/// The SDS listener: a Unix socket for Envoy's group (its directory created if missing), or
+/// TCP.
+async fn bind_sds(config: &SdsConfig) -> Result<SdsListener, ServiceError> {
+    match &config.listen {
+        SdsListen::Tcp(addr) => {
+            if config.insecure_plaintext && !addr.ip().is_loopback() && config.tls.is_none() {
+                tracing::warn!(
+                    listen = %addr,
+                    "sds.insecure_plaintext: every private key is served in plain text to \
+                     anyone who can reach this address"
+                );
+            }
+            Ok(SdsListener::Tcp(listen("SDS", *addr).await?))
+        }
+        SdsListen::Unix(path) => {
+            if let Some(dir) = path.parent() {
+                create_socket_dir(dir).map_err(|source| {
+                    ServiceError::SdsSocket(SocketError::Io {
+                        path: dir.to_owned(),
+                        what: "creating the socket's directory",
+                        source,
+                    })
+                })?;
+            }
+            let socket = sds::socket::bind_unix(path, config.socket_group).await?;
+            Ok(SdsListener::Unix(socket))
+        }
+    }
+}
+
+/// The socket's directory, when missing: traversable by Envoy's user (the socket's own mode
+/// and group decide who may connect).
+fn create_socket_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
 }
 
 async fn listen(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServiceError> {
@@ -117,8 +155,12 @@ impl Bound {
         self.challenge.local_addr().ok()
     }
 
+    /// The SDS listener's TCP address (`None` on a Unix socket).
     pub fn sds_addr(&self) -> Option<SocketAddr> {
-        self.sds.local_addr().ok()
+        match &self.sds {
+            SdsListener::Tcp(listener) => listener.local_addr().ok(),
+            SdsListener::Unix(_) => None,
+        }
     }
 
     /// Serve until `shutdown` completes, then drain.
@@ -176,7 +218,7 @@ impl Bound {
         tracing::info!(
             admin = ?self.admin.local_addr().ok(),
             challenge = ?self.challenge.local_addr().ok(),
-            sds = ?self.sds.local_addr().ok(),
+            sds = %self.sds.describe(),
             sds_mutual_tls = self.config.sds.tls.is_some(),
             directory = %self.config.acme.directory_url,
             "acme-edge serving"
@@ -197,9 +239,16 @@ impl Bound {
         );
         let sds = async {
             let source: Arc<dyn CertificateSource> = Arc::new(source);
-            let served = match &self.config.sds.tls {
-                Some(tls) => sds::serve_tls_on(self.sds, source, tls, stopped(stop.clone())).await,
-                None => sds::serve_on(self.sds, source, stopped(stop.clone())).await,
+            let served = match (self.sds, &self.config.sds.tls) {
+                (SdsListener::Tcp(listener), Some(tls)) => {
+                    sds::serve_tls_on(listener, source, tls, stopped(stop.clone())).await
+                }
+                (SdsListener::Tcp(listener), None) => {
+                    sds::serve_on(listener, source, stopped(stop.clone())).await
+                }
+                (SdsListener::Unix(socket), _) => {
+                    sds::serve_unix_on(socket, source, stopped(stop.clone())).await
+                }
             };
             if let Err(e) = served {
                 tracing::error!(error = %e, "SDS server failed");

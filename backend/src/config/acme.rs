@@ -55,7 +55,7 @@ pub const REQUEST_TIMEOUT_RANGE: RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(600);
 
 /// Default `acme.retry_base_secs`: the first retry delay, Let's Encrypt's guidance of one
-/// minute; later ones are 10x, 100x, then daily (1440x) this ([`crate::schedule::Backoff`]).
+/// minute; later ones are 10x, 100x, then daily (1440x) this (the backoff of the worker).
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(60);
 /// Range of `acme.retry_base_secs`: a day at most: beyond, the daily step (1440x) would wait
 /// years.
@@ -64,7 +64,7 @@ pub const RETRY_BASE_RANGE: RangeInclusive<Duration> =
 
 /// Default `acme.order_budget`: Let's Encrypt allows 300 new orders per account per 3 hours;
 /// 250 keeps a margin for orders placed by hand or by a replica racing this one
-/// ([`crate::budget`]).
+/// (the order budget).
 pub const DEFAULT_ORDER_BUDGET: u32 = 250;
 /// Least `acme.order_budget`: a budget of 0 would never order anything (to stop issuance,
 /// disable the domains instead).
@@ -121,7 +121,7 @@ pub(super) struct AcmeSection {
     /// The order budget's sliding window. Default [`DEFAULT_ORDER_BUDGET_WINDOW`].
     order_budget_window_secs: Option<u64>,
     /// How often the renewal windows (ARI) of issued certificates are checked again
-    /// ([`crate::ari_refresh`]). Default [`DEFAULT_ARI_CHECK_INTERVAL`].
+    /// (by the ARI walk). Default [`DEFAULT_ARI_CHECK_INTERVAL`].
     ari_check_interval_secs: Option<u64>,
 }
 
@@ -142,9 +142,9 @@ pub struct AcmeConfig {
     pub max_concurrent_requests: usize,
     /// `request_timeout_secs`.
     pub request_timeout: Duration,
-    /// `retry_base_secs`: the base of [`crate::schedule::Backoff`].
+    /// `retry_base_secs`: the base of the retry backoff.
     pub retry_base: Duration,
-    /// `order_budget` new orders per `order_budget_window_secs` ([`crate::budget`]).
+    /// `order_budget` new orders per `order_budget_window_secs` (the order budget).
     pub order_budget: u32,
     pub order_budget_window: Duration,
     /// `ari_check_interval_secs`.

@@ -37,7 +37,7 @@ use std::time::Duration;
 pub use acme::{AcmeConfig, DirectoryUrl, ExternalAccountBinding};
 pub use admin::{AdminConfig, TokenSource};
 pub use challenge::ChallengeConfig;
-pub use sds::SdsConfig;
+pub use sds::{SdsConfig, SdsListen, ServerTls};
 pub use secret::Secret;
 pub use storage::{StorageConfig, StorageUrl};
 
@@ -95,10 +95,14 @@ impl Config {
 /// The three listeners need three addresses (port 0, any free port, excepted).
 fn check_listeners(file: &ConfigFile, problems: &mut Problems) {
     let listeners = [
-        ("admin.listen", file.admin.listen()),
-        ("challenge.listen", file.challenge.listen()),
-        ("sds.listen", file.sds.listen()),
+        ("admin.listen", Some(file.admin.listen())),
+        ("challenge.listen", Some(file.challenge.listen())),
+        ("sds.listen", file.sds.listen().and_then(|l| l.tcp())),
     ];
+    let listeners: Vec<_> = listeners
+        .into_iter()
+        .filter_map(|(key, addr)| addr.map(|addr| (key, addr)))
+        .collect();
     for (i, (key, addr)) in listeners.iter().enumerate() {
         for (other, other_addr) in &listeners[..i] {
             if addr == other_addr && addr.port() != 0 {

@@ -28,7 +28,12 @@ fn defaults_are_valid() {
     assert_eq!(c.acme.max_in_flight_orders, DEFAULT_MAX_IN_FLIGHT_ORDERS);
     assert_eq!(c.admin.listen, DEFAULT_ADMIN_LISTEN);
     assert_eq!(c.challenge.listen, DEFAULT_CHALLENGE_LISTEN);
-    assert_eq!(c.sds.listen, DEFAULT_SDS_LISTEN);
+    assert_eq!(
+        c.sds.listen,
+        SdsListen::Unix(PathBuf::from(DEFAULT_SDS_SOCKET))
+    );
+    assert_eq!(c.sds.socket_group, None);
+    assert!(!c.sds.insecure_plaintext);
     assert_eq!(c.storage.sqlite_path(), Some(Path::new("acme-edge.db")));
     assert_eq!(
         c.admin.token,
@@ -267,7 +272,8 @@ fn sds_tls_files(dir: &Path) -> [PathBuf; 4] {
 
 fn with_sds_tls(cert: &Path, key: &Path, ca: &Path) -> String {
     format!(
-        "{MINIMAL}[sds]\ntls_cert_file = {:?}\ntls_key_file = {:?}\nclient_ca_file = {:?}\n",
+        "{MINIMAL}[sds]\nlisten = \"0.0.0.0:8082\"\n\
+         tls_cert_file = {:?}\ntls_key_file = {:?}\nclient_ca_file = {:?}\n",
         cert.display().to_string(),
         key.display().to_string(),
         ca.display().to_string()
@@ -347,7 +353,9 @@ fn every_key_has_an_environment_override() {
         "ACME_EDGE_ADMIN_TOKEN_FILE",
         "ACME_EDGE_ADMIN_METRICS_REQUIRE_TOKEN",
         "ACME_EDGE_CHALLENGE_LISTEN",
+        "ACME_EDGE_SDS_INSECURE_PLAINTEXT",
         "ACME_EDGE_SDS_LISTEN",
+        "ACME_EDGE_SDS_SOCKET_GROUP",
         "ACME_EDGE_SDS_TLS_CERT_FILE",
         "ACME_EDGE_SDS_TLS_KEY_FILE",
         "ACME_EDGE_SDS_CLIENT_CA_FILE",
@@ -379,7 +387,7 @@ fn environment_values_are_read_as_their_keys_type() {
     assert_eq!(c.acme.retry_base, Duration::from_secs(5));
     assert_eq!(c.acme.contact, ["ops@example.com"]);
     assert!(c.admin.metrics_require_token);
-    assert_eq!(c.sds.listen.port(), 9999);
+    assert_eq!(c.sds.listen.tcp().map(|a| a.port()), Some(9999));
 }
 
 #[test]
@@ -502,4 +510,61 @@ fn every_limit_is_enforced_at_both_ends() {
             assert_eq!(keys(e), [format!("{section}.{key}")], "{beyond}");
         }
     }
+}
+
+#[test]
+fn sds_listens_on_a_unix_socket_or_tcp() {
+    let parse = |listen: &str| {
+        let text = format!("{MINIMAL}[sds]\nlisten = {listen:?}\n");
+        Config::parse(&text, no_env).map(|c| c.sds.listen)
+    };
+    assert_eq!(
+        parse("unix:/run/x/sds.sock").unwrap(),
+        SdsListen::Unix(PathBuf::from("/run/x/sds.sock"))
+    );
+    assert_eq!(
+        parse("127.0.0.1:8082").unwrap(),
+        SdsListen::Tcp("127.0.0.1:8082".parse().unwrap())
+    );
+    assert_eq!(
+        parse("[::1]:8082").unwrap(),
+        SdsListen::Tcp("[::1]:8082".parse().unwrap())
+    );
+    for bad in [
+        "unix:relative.sock",
+        "sds.sock",
+        "",
+        &format!("unix:/{}", "a".repeat(120)),
+    ] {
+        assert_eq!(keys(parse(bad).unwrap_err()), ["sds.listen"], "{bad:?}");
+    }
+}
+
+#[test]
+fn private_keys_are_not_served_in_plain_text_off_loopback() {
+    let text = format!("{MINIMAL}[sds]\nlisten = \"0.0.0.0:8082\"\n");
+    let refused = Config::parse(&text, no_env).unwrap_err();
+    assert_eq!(keys(refused.clone()), ["sds.listen"]);
+    let message = refused.to_string();
+    for fix in ["sds.tls_cert_file", "unix:", "sds.insecure_plaintext"] {
+        assert!(message.contains(fix), "the message names {fix}: {message}");
+    }
+    let lab = format!("{text}insecure_plaintext = true\n");
+    assert!(Config::parse(&lab, no_env).unwrap().sds.insecure_plaintext);
+}
+
+#[test]
+fn the_socket_group_is_resolved_and_only_for_a_socket() {
+    let with = |extra: &str| format!("{MINIMAL}[sds]\n{extra}");
+    let root = Config::parse(&with("socket_group = \"root\"\n"), no_env).unwrap();
+    assert_eq!(root.sds.socket_group, Some(0));
+    let numeric = Config::parse(&with("socket_group = \"4242\"\n"), no_env).unwrap();
+    assert_eq!(numeric.sds.socket_group, Some(4242));
+    let unknown = Config::parse(&with("socket_group = \"no-such-group-x\"\n"), no_env);
+    assert_eq!(keys(unknown.unwrap_err()), ["sds.socket_group"]);
+    let tcp = with("listen = \"127.0.0.1:8082\"\nsocket_group = \"root\"\n");
+    assert_eq!(
+        keys(Config::parse(&tcp, no_env).unwrap_err()),
+        ["sds.socket_group"]
+    );
 }

@@ -76,6 +76,7 @@ use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
 use tonic::transport::{Certificate, Identity};
 
 use crate::certs::CertificateSource;
+pub use crate::config::ServerTls;
 pub use resource::SECRET_TYPE_URL;
 pub use service::SdsService;
 
@@ -142,22 +143,6 @@ pub async fn serve_tls_on(
     let server = server().tls_config(config).map_err(SdsError::Tls)?;
     log_listening(&listener);
     run(server, incoming(listener), source, shutdown).await
-}
-
-/// The SDS listener's TLS material (PEM): its certificate chain and key, and the CA that
-/// signs the client certificates of the Envoys allowed to fetch secrets.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ServerTls {
-    pub cert_pem: String,
-    pub key_pem: String,
-    pub client_ca_pem: String,
-}
-
-impl std::fmt::Debug for ServerTls {
-    // Never print the private key.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerTls").finish_non_exhaustive()
-    }
 }
 
 async fn run<I, IO, IE>(
