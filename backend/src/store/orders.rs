@@ -47,8 +47,6 @@ pub trait OrderLog {
     async fn close_orders(&self, name: &str, now: OffsetDateTime) -> Result<(), StoreError>;
     /// Orders placed at or after `since`, by every process sharing this store.
     async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError>;
-    /// Orders of `name` that got as far as a CSR (each could have become a certificate).
-    async fn finalized_orders(&self, name: &str) -> Result<u64, StoreError>;
 }
 
 fn count(n: i64) -> u64 {
@@ -66,8 +64,6 @@ mod sql {
     pub const CLOSE: &str =
         "UPDATE orders SET closed_at = $1 WHERE name = $2 AND closed_at IS NULL";
     pub const SINCE: &str = "SELECT COUNT(*) AS n FROM orders WHERE created_at >= $1";
-    pub const FINALIZED: &str =
-        "SELECT COUNT(*) AS n FROM orders WHERE name = $1 AND key_pem IS NOT NULL";
 }
 
 macro_rules! order_log_for {
@@ -132,14 +128,6 @@ macro_rules! order_log_for {
             async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
                 let row = sqlx::query(sql::SINCE)
                     .bind(since.unix_timestamp())
-                    .fetch_one(self.pool())
-                    .await?;
-                Ok(count(row.try_get("n")?))
-            }
-
-            async fn finalized_orders(&self, name: &str) -> Result<u64, StoreError> {
-                let row = sqlx::query(sql::FINALIZED)
-                    .bind(name)
                     .fetch_one(self.pool())
                     .await?;
                 Ok(count(row.try_get("n")?))
