@@ -15,7 +15,9 @@ use tokio::sync::{broadcast, watch};
 
 use super::engine::Engine;
 use super::source::StoreSource;
-use super::{Claim, Enabled, IssuedCertificate, PgStore, SqliteStore, Store, StoredAccount};
+use super::{
+    Claim, Enabled, IssuedCertificate, OpenOrder, PgStore, SqliteStore, Store, StoredAccount,
+};
 use crate::certs::{CertEvent, CertificateSource};
 use crate::model::{DomainState, KeyType, LastError};
 
@@ -505,6 +507,73 @@ async fn renewal_advances_only_earlier_for_the_same_issued_certificate(s: Arc<dy
     );
 }
 
+// ---- the order log
+
+async fn orders_are_resumed_until_closed(s: Arc<dyn Store>) {
+    let open = |order_url: &str, key_pem: Option<&str>| {
+        Some(OpenOrder {
+            order_url: order_url.into(),
+            key_pem: key_pem.map(Into::into),
+        })
+    };
+    assert_eq!(s.open_order("a.example").await.unwrap(), None);
+    s.record_order("a.example", "https://ca/order/1", NOW)
+        .await
+        .unwrap();
+    s.record_order("b.example", "https://ca/order/2", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.open_order("a.example").await.unwrap(),
+        open("https://ca/order/1", None)
+    );
+    s.set_order_key("https://ca/order/1", "KEY").await.unwrap();
+    assert_eq!(
+        s.open_order("a.example").await.unwrap(),
+        open("https://ca/order/1", Some("KEY"))
+    );
+    // A later order of the same name is the one to resume.
+    s.record_order("a.example", "https://ca/order/3", NOW + secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.open_order("a.example").await.unwrap(),
+        open("https://ca/order/3", None)
+    );
+    s.close_orders("a.example", NOW + secs(120)).await.unwrap();
+    assert_eq!(
+        s.open_order("a.example").await.unwrap(),
+        None,
+        "every open order of the name is closed"
+    );
+    assert_eq!(
+        s.open_order("b.example").await.unwrap(),
+        open("https://ca/order/2", None),
+        "other names' orders stay open"
+    );
+}
+
+async fn orders_count_against_the_budget_once_each(s: Arc<dyn Store>) {
+    let placed = [NOW - secs(3600), NOW, NOW + secs(60)];
+    for (i, at) in placed.into_iter().enumerate() {
+        s.record_order("a.example", &format!("https://ca/order/{i}"), at)
+            .await
+            .unwrap();
+    }
+    // Logged again (a retried write): still one order.
+    s.record_order("a.example", "https://ca/order/1", NOW + secs(90))
+        .await
+        .unwrap();
+    s.close_orders("a.example", NOW + secs(120)).await.unwrap();
+    assert_eq!(
+        s.orders_since(NOW).await.unwrap(),
+        2,
+        "closed orders still count"
+    );
+    assert_eq!(s.orders_since(NOW - secs(3600)).await.unwrap(), 3);
+    assert_eq!(s.orders_since(NOW + secs(61)).await.unwrap(), 0);
+}
+
 /// `stores`: tests over `&dyn Store` alone; `engines`: tests also told the engine.
 macro_rules! suite {
     (stores: [$($test:ident),* $(,)?], engines: [$($engine_test:ident),* $(,)?] $(,)?) => {
@@ -556,6 +625,8 @@ suite! {
         counts_by_state,
         issued_domains_page_by_name,
         renewal_advances_only_earlier_for_the_same_issued_certificate,
+        orders_are_resumed_until_closed,
+        orders_count_against_the_budget_once_each,
     ],
     engines: [release_in_flight_takes_back_only_expired_leases],
 }
