@@ -116,7 +116,7 @@ mod tests {
     async fn a_claim_reads_only_due_rows_among_100_000() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        let pool = s.pool();
+        let pool = &s.pool;
         let far = (NOW + time::Duration::days(30)).unix_timestamp();
         let due = (NOW - time::Duration::minutes(1)).unix_timestamp();
         let nb = (NOW - time::Duration::days(30)).unix_timestamp();

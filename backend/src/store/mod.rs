@@ -1,9 +1,10 @@
 //! Durable state: domains, their certificates and keys, challenge tokens, ACME accounts.
 //!
-//! The ACME logic and the API talk to the [`Store`] trait only; SQL lives in the
-//! implementations ([`sqlite`] for one backend, [`postgres`] for a fleet of replicas sharing
-//! one database). Every state change is one transaction. Work is found in the store (due
-//! time, indexed), never only in memory, so a restart resumes it.
+//! The ACME logic and the API talk to the [`Store`] trait only; SQL lives in its one
+//! implementation, [`SqlStore`](sql::SqlStore), which runs on SQLite (one backend) and on
+//! PostgreSQL (a fleet of replicas sharing one database). Every state change is one
+//! transaction. Work is found in the store (due time, indexed), never only in memory, so a
+//! restart resumes it.
 //!
 //! # Leases
 //!
@@ -13,22 +14,31 @@
 //! renewed in time belongs to a dead (or cut off) replica: [`Store::claim_due`] takes such
 //! domains over like due work, and [`Store::release_in_flight`] at start-up releases only
 //! those, never the live leases of another replica (a SQLite store, which one process holds
-//! alone, releases them all: there is no other replica). Claiming checks the domain's state in the
-//! same statement that takes the lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`), so a domain
-//! another replica finished meanwhile is no longer due and is not ordered twice.
+//! alone, releases them all: there is no other replica). Claiming checks the domain's state
+//! in the same transaction that takes the lease, with the rows it reads locked
+//! (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the write lock, from the first read), so a
+//! domain another replica finished meanwhile is no longer due and is not ordered twice.
 //!
 //! # Layout
 //!
-//! - [`sqlite`]: the embedded SQLite implementation.
-//! - [`postgres`]: the PostgreSQL implementation, with change notifications between replicas.
-//! - [`orders`]: the order log (budget, resuming, audit), for both databases.
+//! - [`sql`]: the store's state machine and its SQL, written once, generic over the engine.
+//! - [`engine`]: what differs between databases, one named item per difference (how the
+//!   planner is kept on the due index, how rows are taken, whether one process holds the
+//!   database, following other processes' changes).
+//! - [`sqlite`], [`postgres`]: the two engines, each its [`engine::Engine`] items and how a
+//!   store is opened ([`SqliteStore`]: a file, locked against a second process;
+//!   [`PgStore`]: a server, with change notifications between replicas).
+//! - [`orders`]: the order log (budget, resuming, audit), on the same store.
+//! - `rows`, `due`: reading rows back into the model; the order in which due work is claimed.
 //! - [`source`]: the store seen as a [`CertificateSource`](crate::certs::CertificateSource).
 
 mod due;
+pub mod engine;
 pub mod orders;
 pub mod postgres;
 mod rows;
 pub mod source;
+pub mod sql;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -235,14 +245,9 @@ pub trait Store: orders::OrderLog + Send + Sync + 'static {
     /// At start-up: domains left `validating` whose lease expired by `now` (their worker
     /// stopped) become due `now`, and their challenges are dropped (the CA will hand out new
     /// ones). Leases still live belong to running replicas and are left alone, unless the
-    /// store is this process's alone ([`Store::exclusive`]): then every lease is stale.
+    /// store is this process's alone ([`engine::Engine::EXCLUSIVE`]): then every lease is
+    /// stale.
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
-    /// Whether no other process can use this store while this one holds it (SQLite, by a
-    /// lock on the database file): leases found at start-up are then all left over from a
-    /// stop or a crash of this same backend.
-    fn exclusive(&self) -> bool {
-        false
-    }
 
     // ---- renewal information
     /// Issued domains whose name sorts after `after_name` (from the first when `None`), by

@@ -2,14 +2,16 @@
 //! budget, for resuming an order cut short by a crash, and for auditing how many
 //! certificates a domain was given.
 //!
-//! Every [`Store`](super::Store) is an [`OrderLog`]; the SQL for each implementation is here,
-//! next to each other, because the queries are the same up to placeholders.
+//! Every [`Store`](super::Store) is an [`OrderLog`]; the SQL store ([`SqlStore`]) keeps it
+//! with one text of SQL for every engine.
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
 use time::OffsetDateTime;
 
-use super::{PgStore, SqliteStore, StoreError};
+use super::StoreError;
+use super::engine::Engine;
+use super::sql::SqlStore;
 
 /// An order that was placed and not closed: the worker resumes it instead of placing another.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,106 +49,81 @@ pub trait OrderLog {
     async fn close_orders(&self, name: &str, now: OffsetDateTime) -> Result<(), StoreError>;
     /// Orders placed at or after `since`, by every process sharing this store.
     async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError>;
-    /// Orders of `name` that got as far as a CSR (each could have become a certificate).
-    async fn finalized_orders(&self, name: &str) -> Result<u64, StoreError>;
 }
 
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// The same SQL for both databases: `$N` placeholders are understood by SQLite and
-/// PostgreSQL alike.
-mod sql {
-    pub const RECORD: &str = "INSERT INTO orders (order_url, name, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (order_url) DO NOTHING";
-    pub const SET_KEY: &str = "UPDATE orders SET key_pem = $1 WHERE order_url = $2";
-    pub const OPEN: &str = "SELECT order_url, key_pem FROM orders \
-         WHERE name = $1 AND closed_at IS NULL ORDER BY created_at DESC LIMIT 1";
-    pub const CLOSE: &str =
-        "UPDATE orders SET closed_at = $1 WHERE name = $2 AND closed_at IS NULL";
-    pub const SINCE: &str = "SELECT COUNT(*) AS n FROM orders WHERE created_at >= $1";
-    pub const FINALIZED: &str =
-        "SELECT COUNT(*) AS n FROM orders WHERE name = $1 AND key_pem IS NOT NULL";
+#[async_trait]
+impl<DB> OrderLog for SqlStore<DB>
+where
+    DB: Engine,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'c> &'c str: ColumnIndex<DB::Row>,
+{
+    async fn record_order(
+        &self,
+        name: &str,
+        order_url: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO orders (order_url, name, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (order_url) DO NOTHING",
+        )
+        .bind(order_url)
+        .bind(name)
+        .bind(now.unix_timestamp())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_order_key(&self, order_url: &str, key_pem: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET key_pem = $1 WHERE order_url = $2")
+            .bind(key_pem)
+            .bind(order_url)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn open_order(&self, name: &str) -> Result<Option<OpenOrder>, StoreError> {
+        let row = sqlx::query(
+            "SELECT order_url, key_pem FROM orders \
+             WHERE name = $1 AND closed_at IS NULL ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(OpenOrder {
+                order_url: row.try_get("order_url")?,
+                key_pem: row.try_get("key_pem")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn close_orders(&self, name: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET closed_at = $1 WHERE name = $2 AND closed_at IS NULL")
+            .bind(now.unix_timestamp())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE created_at >= $1")
+            .bind(since.unix_timestamp())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count(row.try_get("n")?))
+    }
 }
-
-macro_rules! order_log_for {
-    ($store:ty) => {
-        #[async_trait]
-        impl OrderLog for $store {
-            async fn record_order(
-                &self,
-                name: &str,
-                order_url: &str,
-                now: OffsetDateTime,
-            ) -> Result<(), StoreError> {
-                sqlx::query(sql::RECORD)
-                    .bind(order_url)
-                    .bind(name)
-                    .bind(now.unix_timestamp())
-                    .execute(self.pool())
-                    .await?;
-                Ok(())
-            }
-
-            async fn set_order_key(
-                &self,
-                order_url: &str,
-                key_pem: &str,
-            ) -> Result<(), StoreError> {
-                sqlx::query(sql::SET_KEY)
-                    .bind(key_pem)
-                    .bind(order_url)
-                    .execute(self.pool())
-                    .await?;
-                Ok(())
-            }
-
-            async fn open_order(&self, name: &str) -> Result<Option<OpenOrder>, StoreError> {
-                let row = sqlx::query(sql::OPEN)
-                    .bind(name)
-                    .fetch_optional(self.pool())
-                    .await?;
-                row.map(|row| {
-                    Ok(OpenOrder {
-                        order_url: row.try_get("order_url")?,
-                        key_pem: row.try_get("key_pem")?,
-                    })
-                })
-                .transpose()
-            }
-
-            async fn close_orders(
-                &self,
-                name: &str,
-                now: OffsetDateTime,
-            ) -> Result<(), StoreError> {
-                sqlx::query(sql::CLOSE)
-                    .bind(now.unix_timestamp())
-                    .bind(name)
-                    .execute(self.pool())
-                    .await?;
-                Ok(())
-            }
-
-            async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
-                let row = sqlx::query(sql::SINCE)
-                    .bind(since.unix_timestamp())
-                    .fetch_one(self.pool())
-                    .await?;
-                Ok(count(row.try_get("n")?))
-            }
-
-            async fn finalized_orders(&self, name: &str) -> Result<u64, StoreError> {
-                let row = sqlx::query(sql::FINALIZED)
-                    .bind(name)
-                    .fetch_one(self.pool())
-                    .await?;
-                Ok(count(row.try_get("n")?))
-            }
-        }
-    };
-}
-
-order_log_for!(SqliteStore);
-order_log_for!(PgStore);

@@ -2,6 +2,7 @@
 //! SQLite (a temporary file) and PostgreSQL (a database created for the test and dropped
 //! after it, on the server `ACME_EDGE_TEST_POSTGRES_URL` names, by default
 //! [`DEFAULT_POSTGRES_URL`]; `cargo xtask test` starts PostgreSQL when it is not running).
+//! A test whose expectations differ by design between engines is also told the engine.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,8 +13,11 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use tokio::sync::{broadcast, watch};
 
+use super::engine::Engine;
 use super::source::StoreSource;
-use super::{Claim, Enabled, IssuedCertificate, PgStore, SqliteStore, Store, StoredAccount};
+use super::{
+    Claim, Enabled, IssuedCertificate, OpenOrder, PgStore, SqliteStore, Store, StoredAccount,
+};
 use crate::certs::{CertEvent, CertificateSource};
 use crate::model::{DomainState, KeyType, LastError};
 
@@ -243,7 +247,7 @@ async fn expired_leases_are_taken_over_live_ones_are_not(s: Arc<dyn Store>) {
 
 /// Shared stores release only expired leases; a store held by one process alone releases
 /// them all (there is no other replica whose lease could be live).
-async fn release_in_flight_takes_back_only_expired_leases(s: Arc<dyn Store>) {
+async fn release_in_flight_takes_back_only_expired_leases<DB: Engine>(s: Arc<dyn Store>) {
     for name in ["dead.example", "live.example"] {
         s.enable_domain(name, KeyType::EcdsaP256, NOW)
             .await
@@ -259,7 +263,7 @@ async fn release_in_flight_takes_back_only_expired_leases(s: Arc<dyn Store>) {
     }
 
     let later = NOW + LEASE;
-    if s.exclusive() {
+    if DB::EXCLUSIVE {
         assert_eq!(s.release_in_flight(later).await.unwrap(), 2);
         for claim in [&dead, &live] {
             let domain = s.domain(&claim.name).await.unwrap();
@@ -503,14 +507,89 @@ async fn renewal_advances_only_earlier_for_the_same_issued_certificate(s: Arc<dy
     );
 }
 
+// ---- the order log
+
+async fn orders_are_resumed_until_closed(s: Arc<dyn Store>) {
+    let open = |order_url: &str, key_pem: Option<&str>| {
+        Some(OpenOrder {
+            order_url: order_url.into(),
+            key_pem: key_pem.map(Into::into),
+        })
+    };
+    assert_eq!(s.open_order("a.example").await.unwrap(), None);
+    s.record_order("a.example", "https://ca/order/1", NOW)
+        .await
+        .unwrap();
+    s.record_order("b.example", "https://ca/order/2", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.open_order("a.example").await.unwrap(),
+        open("https://ca/order/1", None)
+    );
+    s.set_order_key("https://ca/order/1", "KEY").await.unwrap();
+    assert_eq!(
+        s.open_order("a.example").await.unwrap(),
+        open("https://ca/order/1", Some("KEY"))
+    );
+    // A later order of the same name is the one to resume.
+    s.record_order("a.example", "https://ca/order/3", NOW + secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.open_order("a.example").await.unwrap(),
+        open("https://ca/order/3", None)
+    );
+    s.close_orders("a.example", NOW + secs(120)).await.unwrap();
+    assert_eq!(
+        s.open_order("a.example").await.unwrap(),
+        None,
+        "every open order of the name is closed"
+    );
+    assert_eq!(
+        s.open_order("b.example").await.unwrap(),
+        open("https://ca/order/2", None),
+        "other names' orders stay open"
+    );
+}
+
+async fn orders_count_against_the_budget_once_each(s: Arc<dyn Store>) {
+    let placed = [NOW - secs(3600), NOW, NOW + secs(60)];
+    for (i, at) in placed.into_iter().enumerate() {
+        s.record_order("a.example", &format!("https://ca/order/{i}"), at)
+            .await
+            .unwrap();
+    }
+    // Logged again (a retried write): still one order.
+    s.record_order("a.example", "https://ca/order/1", NOW + secs(90))
+        .await
+        .unwrap();
+    s.close_orders("a.example", NOW + secs(120)).await.unwrap();
+    assert_eq!(
+        s.orders_since(NOW).await.unwrap(),
+        2,
+        "closed orders still count"
+    );
+    assert_eq!(s.orders_since(NOW - secs(3600)).await.unwrap(), 3);
+    assert_eq!(s.orders_since(NOW + secs(61)).await.unwrap(), 0);
+}
+
+/// `stores`: tests over `&dyn Store` alone; `engines`: tests also told the engine.
 macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
+    (stores: [$($test:ident),* $(,)?], engines: [$($engine_test:ident),* $(,)?] $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test]
                 async fn $test() {
                     let (_dir, store) = super::sqlite_store().await;
                     super::$test(store).await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $engine_test() {
+                    let (_dir, store) = super::sqlite_store().await;
+                    super::$engine_test::<sqlx::Sqlite>(store).await;
                 }
             )*
         }
@@ -522,24 +601,35 @@ macro_rules! suite {
                     super::$test(db.store().await).await;
                 }
             )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $engine_test() {
+                    let db = super::TempDatabase::create().await;
+                    super::$engine_test::<sqlx::Postgres>(db.store().await).await;
+                }
+            )*
         }
     };
 }
 
-suite!(
-    enable_is_idempotent_and_reenables,
-    claim_issue_and_renewal_cycle,
-    failure_then_retry_then_forced_renewal,
-    lost_lease_discards_the_result,
-    expired_leases_are_taken_over_live_ones_are_not,
-    release_in_flight_takes_back_only_expired_leases,
-    concurrent_claims_take_each_domain_once,
-    challenges_are_per_host,
-    accounts_are_kept_once_per_directory,
-    counts_by_state,
-    issued_domains_page_by_name,
-    renewal_advances_only_earlier_for_the_same_issued_certificate,
-);
+suite! {
+    stores: [
+        enable_is_idempotent_and_reenables,
+        claim_issue_and_renewal_cycle,
+        failure_then_retry_then_forced_renewal,
+        lost_lease_discards_the_result,
+        expired_leases_are_taken_over_live_ones_are_not,
+        concurrent_claims_take_each_domain_once,
+        challenges_are_per_host,
+        accounts_are_kept_once_per_directory,
+        counts_by_state,
+        issued_domains_page_by_name,
+        renewal_advances_only_earlier_for_the_same_issued_certificate,
+        orders_are_resumed_until_closed,
+        orders_count_against_the_budget_once_each,
+    ],
+    engines: [release_in_flight_takes_back_only_expired_leases],
+}
 
 // ---- PostgreSQL only: change notifications between replicas
 
