@@ -66,6 +66,14 @@ mod tests {
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
         store
+            .enable_domain(
+                "a.example",
+                crate::model::KeyType::EcdsaP256,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
+        store
             .put_challenge(
                 "a.example",
                 "tok-1",

@@ -111,7 +111,11 @@ where
     }
 
     async fn close_orders(&self, name: &str, now: OffsetDateTime) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET closed_at = $1 WHERE name = $2 AND closed_at IS NULL")
+        // A closed order's key is of no further use (an issued certificate's key is kept with
+        // the certificate): it is deleted with the order's end.
+        sqlx::query(
+            "UPDATE orders SET closed_at = $1, key_pem = NULL WHERE name = $2 AND closed_at IS NULL",
+        )
             .bind(now.unix_timestamp())
             .bind(name)
             .execute(&self.pool)

@@ -184,7 +184,18 @@ where
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE domains SET state = 'disabled', due_at = NULL, lease = NULL, \
-             lease_expires_at = NULL, updated_at = $1 WHERE name = $2 AND state <> 'disabled'",
+             lease_expires_at = NULL, chain_pem = NULL, key_pem = NULL, cert_version = NULL, \
+             not_before = NULL, not_after = NULL, renew_at = NULL, retry_at = NULL, \
+             updated_at = $1 WHERE name = $2 AND state <> 'disabled'",
+        )
+        .bind(ts(now))
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        // The key can no longer be used: nothing of it stays, not even in the order log.
+        sqlx::query(
+            "UPDATE orders SET key_pem = NULL, closed_at = COALESCE(closed_at, $1) \
+             WHERE name = $2 AND (key_pem IS NOT NULL OR closed_at IS NULL)",
         )
         .bind(ts(now))
         .bind(name)
@@ -209,7 +220,7 @@ where
     ) -> Result<Option<Domain>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
-            "UPDATE domains SET state = 'pending', due_at = $1, attempts = 0, retry_at = NULL, \
+            "UPDATE domains SET state = 'pending', due_at = $1, retry_at = NULL, \
              updated_at = $1 WHERE name = $2 AND state IN {CLAIMABLE}"
         ))
         .bind(ts(now))
@@ -483,12 +494,15 @@ where
     }
 
     async fn challenge(&self, host: &str, token: &str) -> Result<Option<String>, StoreError> {
-        let row =
-            sqlx::query("SELECT key_authorization FROM challenges WHERE host = $1 AND token = $2")
-                .bind(host)
-                .bind(token)
-                .fetch_optional(&self.pool)
-                .await?;
+        // Only while an order can still be validated: the domain enabled and not done.
+        let row = sqlx::query(
+            "SELECT c.key_authorization FROM challenges c JOIN domains d ON d.name = c.host \
+             WHERE c.host = $1 AND c.token = $2 AND d.state IN ('pending', 'validating')",
+        )
+        .bind(host)
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| r.try_get("key_authorization")).transpose()?)
     }
 

@@ -67,13 +67,52 @@ fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
     }
 }
 
+/// The database's directory, created readable by the service's user only. An existing
+/// directory is left as it is (it may be shared, such as a working directory).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// The database, its WAL and shared-memory files and its lock file hold every private key:
+/// any that others can read is reported, and made private when this process owns it (a
+/// database created before the service set its umask, or copied with a default mode).
+fn keep_files_private(path: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let user = nix::unistd::geteuid().as_raw();
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        let Ok(meta) = std::fs::metadata(file) else {
+            continue;
+        };
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        let fixed = meta.uid() == user
+            && std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).is_ok();
+        if fixed {
+            tracing::warn!(file = %file.display(), mode = format!("{mode:03o}"), "database file was readable by others; made it 0600");
+        } else {
+            tracing::error!(file = %file.display(), mode = format!("{mode:03o}"), "database file is readable by others and not ours to fix; chmod 600 it");
+        }
+    }
+}
+
 impl SqliteStore {
     /// Open (creating it and its directory if needed) the database file at `path` and
     /// migrate it.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir)
-                .await
+            create_private_dir(dir)
                 .map_err(|e| StoreError::Io(format!("creating {}: {e}", dir.display())))?;
         }
         let lock = lock_database(path)?;
@@ -83,12 +122,15 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Deleted keys are overwritten, not left in free pages of the file.
+            .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        keep_files_private(path);
         Ok(SqlStore {
             pool,
             held: Arc::new(lock),
@@ -114,6 +156,9 @@ mod tests {
         let path = dir.path().join("sub").join("t.db");
         {
             let s = SqliteStore::open(&path).await.unwrap();
+            s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+                .await
+                .unwrap();
             s.put_challenge("a.example", "tok", "tok.thumb", NOW)
                 .await
                 .unwrap();
@@ -123,6 +168,46 @@ mod tests {
             s.challenge("a.example", "tok").await.unwrap().as_deref(),
             Some("tok.thumb")
         );
+    }
+
+    #[tokio::test]
+    async fn a_closed_order_keeps_no_key_in_the_file() {
+        use crate::store::OrderLog;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let s = SqliteStore::open(&path).await.unwrap();
+        s.record_order("a.example", "https://ca/order/1", NOW)
+            .await
+            .unwrap();
+        s.set_order_key("https://ca/order/1", "-----BEGIN PRIVATE KEY----- SECRET")
+            .await
+            .unwrap();
+        s.close_orders("a.example", NOW).await.unwrap();
+        let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE key_pem IS NOT NULL")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(keys, 0);
+    }
+
+    #[tokio::test]
+    async fn database_files_are_private_and_repaired_when_they_are_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = data.join("t.db");
+        {
+            let s = SqliteStore::open(&path).await.unwrap();
+            s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+                .await
+                .unwrap();
+        }
+        assert_eq!(mode(&data), 0o700);
+        // Created with a careless mode (say, copied from a backup by hand).
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _s = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[tokio::test]

@@ -165,8 +165,13 @@ async fn failure_then_retry_then_forced_renewal(s: Arc<dyn Store>) {
             .is_empty()
     );
 
+    // A forced attempt keeps the failure count: the next failure waits as long as the
+    // backoff says, however often an operator asks.
     let d = s.request_renewal("a.example", NOW).await.unwrap().unwrap();
-    assert_eq!((d.state, d.attempts), (DomainState::Pending, 0));
+    assert_eq!(
+        (d.state, d.attempts, d.retry_at),
+        (DomainState::Pending, 1, None)
+    );
     claim_one(&*s, NOW, "L3").await;
     assert_eq!(s.request_renewal("none.example", NOW).await.unwrap(), None);
 }
@@ -334,6 +339,9 @@ async fn concurrent_claims_take_each_domain_once(s: Arc<dyn Store>) {
 }
 
 async fn challenges_are_per_host(s: Arc<dyn Store>) {
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
     s.put_challenge("a.example", "tok", "tok.thumb", NOW)
         .await
         .unwrap();
@@ -347,6 +355,80 @@ async fn challenges_are_per_host(s: Arc<dyn Store>) {
     assert_eq!(s.challenge("b.example", "tok").await.unwrap(), None);
     s.remove_challenges("a.example").await.unwrap();
     assert_eq!(s.challenge("a.example", "tok").await.unwrap(), None);
+}
+
+async fn challenges_are_answered_only_while_an_order_can_use_them(s: Arc<dyn Store>) {
+    let answer = |s: Arc<dyn Store>| async move { s.challenge("a.example", "tok").await.unwrap() };
+    // No such domain: a token nobody enabled is never answered.
+    s.put_challenge("a.example", "tok", "tok.thumb", NOW)
+        .await
+        .unwrap();
+    assert_eq!(answer(s.clone()).await, None);
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    assert_eq!(answer(s.clone()).await.as_deref(), Some("tok.thumb"));
+    let claim = claim_one(&*s, NOW, "L1").await;
+    assert_eq!(answer(s.clone()).await.as_deref(), Some("tok.thumb"));
+    // Issued: the order is done, whatever is left of its tokens is not answered.
+    assert!(
+        s.record_issued(&claim, &cert("01"), NOW + secs(3600), NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(answer(s.clone()).await, None);
+    // Disabled: never answered.
+    s.request_renewal("a.example", NOW).await.unwrap();
+    s.put_challenge("a.example", "tok", "tok.thumb", NOW)
+        .await
+        .unwrap();
+    s.disable_domain("a.example", NOW).await.unwrap();
+    s.put_challenge("a.example", "tok", "tok.thumb", NOW)
+        .await
+        .unwrap();
+    assert_eq!(answer(s.clone()).await, None);
+}
+
+async fn disabling_deletes_the_key_and_reenabling_orders_anew(s: Arc<dyn Store>) {
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let claim = claim_one(&*s, NOW, "L1").await;
+    s.record_order("a.example", "https://ca/order/1", NOW)
+        .await
+        .unwrap();
+    s.set_order_key("https://ca/order/1", "KEY").await.unwrap();
+    assert!(
+        s.record_issued(&claim, &cert("01"), NOW + secs(3600), NOW)
+            .await
+            .unwrap()
+    );
+    assert!(s.certificate("a.example").await.unwrap().is_some());
+    let d = s.disable_domain("a.example", NOW).await.unwrap().unwrap();
+    assert_eq!(
+        (d.not_after, d.renew_at),
+        (None, None),
+        "no certificate is held"
+    );
+    assert_eq!(s.open_order("a.example").await.unwrap(), None);
+    let Enabled::Created(d) = s
+        .enable_domain("a.example", KeyType::EcdsaP256, NOW + secs(60))
+        .await
+        .unwrap()
+    else {
+        panic!("re-enabling creates");
+    };
+    assert_eq!((d.state, d.not_after), (DomainState::Pending, None));
+    assert_eq!(
+        s.certificate("a.example").await.unwrap(),
+        None,
+        "the old certificate is gone: a new one is ordered"
+    );
+    let claim = claim_one(&*s, NOW + secs(60), "L2").await;
+    assert!(
+        !claim.renewal,
+        "a new order, not a renewal of a deleted certificate"
+    );
 }
 
 async fn accounts_are_kept_once_per_directory(s: Arc<dyn Store>) {
@@ -621,6 +703,8 @@ suite! {
         expired_leases_are_taken_over_live_ones_are_not,
         concurrent_claims_take_each_domain_once,
         challenges_are_per_host,
+        challenges_are_answered_only_while_an_order_can_use_them,
+        disabling_deletes_the_key_and_reenabling_orders_anew,
         accounts_are_kept_once_per_directory,
         counts_by_state,
         issued_domains_page_by_name,
