@@ -176,21 +176,6 @@ impl Pebble {
         format!("https://{}/dir", self.addrs.acme)
     }
 
-    /// Address of the ACME listener.
-    pub fn acme_addr(&self) -> SocketAddr {
-        self.addrs.acme
-    }
-
-    /// Address of Pebble's management API (HTTPS, same certificate).
-    pub fn management_addr(&self) -> SocketAddr {
-        self.addrs.management
-    }
-
-    /// Address of the DNS server Pebble resolves names with.
-    pub fn dns_addr(&self) -> SocketAddr {
-        self.addrs.dns
-    }
-
     /// The test CA that signed Pebble's HTTPS listener certificate: what an ACME client must
     /// trust to talk to Pebble.
     pub fn ca_root_pem(&self) -> &str {
