@@ -12,6 +12,16 @@
 //! the wasm filter (where a panic traps the VM) and into the backend.
 
 #![forbid(unsafe_code)]
+// A panic traps the filter's wasm VM, which compiles this crate in, so nothing outside tests may
+// panic (clippy.toml exempts tests).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 pub mod host;
 pub mod lookup;

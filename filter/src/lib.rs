@@ -50,6 +50,17 @@
 //! `.served`, `.cache_hits`, `.not_found`, `.invalid`, `.backend_errors`, `.passed`
 //! (see [`counters`]).
 
+// A panic traps Envoy's wasm VM for every request on the worker, so nothing outside tests may
+// panic (clippy.toml exempts tests).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 pub mod cache;
 pub mod counters;
 pub mod outcome;

@@ -113,7 +113,7 @@ pub fn strip_section(template: &str, section: &str) -> Result<String> {
 
 /// A JSON (hence YAML) double-quoted string holding `s`: how the filter settings go into the
 /// template's `${FILTER_CONFIG_JSON}`.
-pub fn yaml_string(s: &str) -> String {
+fn yaml_string(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 

@@ -11,6 +11,10 @@
 //! - [`backend`]: the real `acme-edge serve` process with a generated configuration.
 //! - [`postgres`]: a PostgreSQL database per test, for backends sharing one store.
 //! - [`stack`]: all of the above wired together (used by the tests and by `cargo xtask demo`).
+//! - [`test_ca`]: a throwaway CA and the certificates it signs (Pebble's listener, mutual TLS,
+//!   certificates served through SDS).
+//! - [`mutual_tls`]: the certificate files for mutual TLS between Envoy and the SDS listener.
+//! - [`tls`]: TLS clients trusting only a test's roots.
 
 pub mod backend;
 pub mod envoy;
@@ -21,5 +25,6 @@ pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod stack;
+pub mod test_ca;
 pub mod tls;
 pub mod tools;

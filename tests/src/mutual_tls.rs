@@ -5,12 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 
 use crate::envoy::SdsClientTls;
+use crate::test_ca::{TestCa, Usage};
 
 /// The name the SDS listener's certificate carries and Envoy checks.
 pub const SDS_SERVER_NAME: &str = "acme-edge.internal";
@@ -28,16 +25,7 @@ pub struct MutualTlsFiles {
 impl MutualTlsFiles {
     /// A fresh CA and the two certificates it signs, written into `dir`.
     pub fn create(dir: &Path) -> Result<MutualTlsFiles> {
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "acme-edge fleet CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca_params, ca_key);
-
+        let ca = TestCa::new("acme-edge fleet CA")?;
         let files = MutualTlsFiles {
             ca: dir.join("fleet-ca.crt"),
             server_chain: dir.join("sds-server.crt"),
@@ -45,28 +33,24 @@ impl MutualTlsFiles {
             client_chain: dir.join("sds-client.crt"),
             client_key: dir.join("sds-client.key"),
         };
-        write(&files.ca, &ca.pem())?;
+        write(&files.ca, ca.root_pem())?;
         for (name, usage, chain, key) in [
             (
                 SDS_SERVER_NAME,
-                ExtendedKeyUsagePurpose::ServerAuth,
+                Usage::Server,
                 &files.server_chain,
                 &files.server_key,
             ),
             (
                 "envoy.acme-edge.internal",
-                ExtendedKeyUsagePurpose::ClientAuth,
+                Usage::Client,
                 &files.client_chain,
                 &files.client_key,
             ),
         ] {
-            let leaf_key = KeyPair::generate()?;
-            let mut params = CertificateParams::new(vec![name.to_owned()])?;
-            params.distinguished_name.push(DnType::CommonName, name);
-            params.extended_key_usages = vec![usage];
-            let leaf = params.signed_by(&leaf_key, &issuer)?;
-            write(chain, &leaf.pem())?;
-            write(key, &leaf_key.serialize_pem())?;
+            let leaf = ca.issue_for(&[name], usage)?;
+            write(chain, &leaf.chain_pem)?;
+            write(key, &leaf.key_pem)?;
         }
         Ok(files)
     }

@@ -27,13 +27,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
 
 use crate::ports::free_addr;
 use crate::process::{ChildGuard, Signal, Spawn, WorkDir, wait_for_port};
+use crate::test_ca::{TestCa, Usage};
 use crate::tools;
 
 /// Requests in flight to one Pebble, from all its clients together, that cannot deadlock it
@@ -179,21 +176,6 @@ impl Pebble {
         format!("https://{}/dir", self.addrs.acme)
     }
 
-    /// Address of the ACME listener.
-    pub fn acme_addr(&self) -> SocketAddr {
-        self.addrs.acme
-    }
-
-    /// Address of Pebble's management API (HTTPS, same certificate).
-    pub fn management_addr(&self) -> SocketAddr {
-        self.addrs.management
-    }
-
-    /// Address of the DNS server Pebble resolves names with.
-    pub fn dns_addr(&self) -> SocketAddr {
-        self.addrs.dns
-    }
-
     /// The test CA that signed Pebble's HTTPS listener certificate: what an ACME client must
     /// trust to talk to Pebble.
     pub fn ca_root_pem(&self) -> &str {
@@ -294,27 +276,9 @@ fn write_listener_certificates(dir: &Path) -> Result<String> {
 
 /// `(ca certificate, leaf certificate, leaf key)`, PEM.
 fn listener_certificates() -> Result<(String, String, String)> {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name = name("acme-edge test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-
-    let mut leaf_params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    leaf_params.distinguished_name = name("localhost");
-    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf_params.use_authority_key_identifier_extension = true;
-    let leaf_key = KeyPair::generate()?;
-    let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
-    Ok((ca.pem(), leaf.pem(), leaf_key.serialize_pem()))
-}
-
-fn name(common_name: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, common_name);
-    dn
+    let ca = TestCa::new("acme-edge test CA")?;
+    let leaf = ca.issue_for(&["localhost", "127.0.0.1"], Usage::Server)?;
+    Ok((ca.root_pem().to_owned(), leaf.chain_pem, leaf.key_pem))
 }
 
 fn write_config(path: &Path, opts: &PebbleBuilder, addrs: &Addrs, dir: &Path) -> Result<()> {

@@ -53,7 +53,7 @@ pub fn free_addr() -> SocketAddr {
 }
 
 /// Like [`free_port`], as a `Result`.
-pub fn try_free_port() -> Result<u16> {
+fn try_free_port() -> Result<u16> {
     let dir = claims_dir()?;
     let mut registry = registry();
     for _ in 0..MAX_ATTEMPTS {

@@ -388,16 +388,6 @@ pub async fn wait_for_port(addr: SocketAddr, deadline: Duration) -> Result<()> {
     .with_context(|| format!("nothing listens on {addr}"))
 }
 
-/// Blocking form of [`wait_for_port`], for code outside an async runtime.
-pub fn wait_for_port_blocking(addr: SocketAddr, deadline: Duration) -> Result<()> {
-    eventually_blocking(deadline, || {
-        std::net::TcpStream::connect_timeout(&addr, POLL_INTERVAL)
-            .ok()
-            .map(|_| ())
-    })
-    .with_context(|| format!("nothing listens on {addr}"))
-}
-
 /// Poll `probe` until it returns `Some`, or fail once `deadline` has passed. The probe runs
 /// at least once, however short the deadline.
 pub async fn eventually<T, F, Fut>(deadline: Duration, mut probe: F) -> Result<T>

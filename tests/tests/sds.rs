@@ -18,13 +18,10 @@ use acme_edge_tests::envoy::{EnvoyConfig, SdsClientTls, http, render, with_sds_c
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
 use acme_edge_tests::stack::Stack;
+use acme_edge_tests::test_ca::{TestCa, Usage};
 use acme_edge_tests::{tls, tools};
 use anyhow::{Context, Result, bail};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SerialNumber,
-};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -38,15 +35,7 @@ const CHANGE_LIMIT: Duration = Duration::from_secs(30);
 const RECONNECT_LIMIT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------
-// A test CA: root -> intermediate -> leaves.
-
-struct TestCa {
-    root: CertificateDer<'static>,
-    root_pem: String,
-    intermediate_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-    serial: std::sync::atomic::AtomicU64,
-}
+// Leaves from a test CA (root -> intermediate -> leaves).
 
 /// A leaf as served and as a client should see it.
 struct Leaf {
@@ -54,68 +43,20 @@ struct Leaf {
     der: Vec<u8>,
 }
 
-impl TestCa {
-    fn new() -> Result<Self> {
-        let root_key = KeyPair::generate()?;
-        let root_params = ca_params("acme-edge test root")?;
-        let root = root_params.self_signed(&root_key)?;
-        let root_issuer = Issuer::new(root_params, root_key);
-        let inter_key = KeyPair::generate()?;
-        let inter_params = ca_params("acme-edge test intermediate")?;
-        let intermediate = inter_params.signed_by(&inter_key, &root_issuer)?;
-        Ok(TestCa {
-            root: root.der().clone(),
-            root_pem: root.pem(),
-            intermediate_pem: intermediate.pem(),
-            issuer: Issuer::new(inter_params, inter_key),
-            serial: std::sync::atomic::AtomicU64::new(1),
-        })
-    }
-
+impl Leaf {
     /// A fresh leaf for `name`; its serial number is its SDS version.
-    fn issue(&self, name: &str) -> Result<Leaf> {
-        let serial = (self.serial).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![name.to_owned()])?;
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.serial_number = Some(SerialNumber::from(serial));
-        let leaf = params.signed_by(&key, &self.issuer)?;
+    fn issue(ca: &TestCa, name: &str) -> Result<Leaf> {
+        let leaf = ca.issue(name)?;
         Ok(Leaf {
             served: ServedCertificate {
                 name: name.to_owned(),
-                chain_pem: format!("{}{}", leaf.pem(), self.intermediate_pem),
-                key_pem: key.serialize_pem(),
-                version: serial.to_string(),
+                chain_pem: leaf.chain_pem,
+                key_pem: leaf.key_pem,
+                version: leaf.serial.to_string(),
             },
-            der: leaf.der().to_vec(),
+            der: leaf.der,
         })
     }
-
-    /// A certificate for `name` with extended key usage `usage`: (chain PEM, key PEM).
-    fn issue_for(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Result<(String, String)> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![name.to_owned()])?;
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok((
-            format!("{}{}", cert.pem(), self.intermediate_pem),
-            key.serialize_pem(),
-        ))
-    }
-
-    fn client(&self) -> Result<TlsConnector> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.root.clone())?;
-        tls::client(roots)
-    }
-}
-
-fn ca_params(cn: &str) -> Result<CertificateParams> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    Ok(params)
 }
 
 /// Handshake with `sni` (no SNI for `None`) and return the leaf Envoy presented. The chain is
@@ -317,13 +258,13 @@ fn config_bytes(path: &Path) -> Result<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_rotates_and_removes_without_restart() -> Result<()> {
-    let ca = TestCa::new()?;
+    let ca = TestCa::with_intermediate("acme-edge test")?;
     let client = ca.client()?;
     let sds = Sds::start().await?;
     let edge = Edge::start(sds.addr).await?;
     let pid = edge.pid()?;
 
-    let first = ca.issue("shop.example")?;
+    let first = Leaf::issue(&ca, "shop.example")?;
     sds.put(&first);
     let der = handshake(&client, edge.https, Some("shop.example")).await?;
     assert!(
@@ -332,7 +273,7 @@ async fn serves_rotates_and_removes_without_restart() -> Result<()> {
     );
 
     // Renewal: pushed to Envoy, new handshakes present the new leaf.
-    let renewed = ca.issue("shop.example")?;
+    let renewed = Leaf::issue(&ca, "shop.example")?;
     let pushed = Instant::now();
     sds.put(&renewed);
     presents(&client, edge.https, "shop.example", &renewed).await?;
@@ -351,7 +292,7 @@ async fn serves_rotates_and_removes_without_restart() -> Result<()> {
     }
 
     // Disabled: handshakes for the name fail; others are unaffected.
-    let other = ca.issue("other.example")?;
+    let other = Leaf::issue(&ca, "other.example")?;
     sds.put(&other);
     presents(&client, edge.https, "other.example", &other).await?;
     sds.source.remove("shop.example");
@@ -359,7 +300,7 @@ async fn serves_rotates_and_removes_without_restart() -> Result<()> {
     presents(&client, edge.https, "other.example", &other).await?;
 
     // Enabled again later: served again.
-    let again = ca.issue("shop.example")?;
+    let again = Leaf::issue(&ca, "shop.example")?;
     sds.put(&again);
     presents(&client, edge.https, "shop.example", &again).await?;
 
@@ -369,7 +310,7 @@ async fn serves_rotates_and_removes_without_restart() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_names_with_the_configuration_of_one() -> Result<()> {
-    let ca = TestCa::new()?;
+    let ca = TestCa::with_intermediate("acme-edge test")?;
     let client = ca.client()?;
     let sds = Sds::start().await?;
     let edge = Edge::start(sds.addr).await?;
@@ -377,7 +318,7 @@ async fn two_hundred_names_with_the_configuration_of_one() -> Result<()> {
     let rss_before = edge.rss_kib()?;
 
     let leaves: Vec<Leaf> = (0..200)
-        .map(|i| ca.issue(&format!("site{i}.example")))
+        .map(|i| Leaf::issue(&ca, &format!("site{i}.example")))
         .collect::<Result<_>>()?;
     sds.put(&leaves[0]);
     presents(&client, edge.https, "site0.example", &leaves[0]).await?;
@@ -460,11 +401,11 @@ fn sds_stat_lines(stats: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sni_spray_is_bounded() -> Result<()> {
     const SPRAY: usize = 10_000;
-    let ca = TestCa::new()?;
+    let ca = TestCa::with_intermediate("acme-edge test")?;
     let client = ca.client()?;
     let sds = Sds::start().await?;
     let mut edge = Edge::start(sds.addr).await?;
-    let managed = ca.issue("kept.example")?;
+    let managed = Leaf::issue(&ca, "kept.example")?;
     sds.put(&managed);
     presents(&client, edge.https, "kept.example", &managed).await?;
 
@@ -507,11 +448,11 @@ async fn random_sni_spray_is_bounded() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_envoy_and_sds_server_restarts() -> Result<()> {
-    let ca = TestCa::new()?;
+    let ca = TestCa::with_intermediate("acme-edge test")?;
     let client = ca.client()?;
     let mut sds = Sds::start().await?;
     let mut edge = Edge::start(sds.addr).await?;
-    let cached = ca.issue("cached.example")?;
+    let cached = Leaf::issue(&ca, "cached.example")?;
     sds.put(&cached);
     presents(&client, edge.https, "cached.example", &cached).await?;
 
@@ -532,7 +473,7 @@ async fn survives_envoy_and_sds_server_restarts() -> Result<()> {
     }
     // A name Envoy never fetched cannot be served yet; the listener's
     // transport_socket_connect_timeout ends the paused handshake instead of leaving it hanging.
-    let fresh = ca.issue("fresh.example")?;
+    let fresh = Leaf::issue(&ca, "fresh.example")?;
     sds.put(&fresh);
     let started = Instant::now();
     let outcome = handshake_within(&client, edge.https, "fresh.example", RECONNECT_LIMIT).await;
@@ -585,7 +526,7 @@ async fn handshake_within(
 /// redirect of plain HTTP as a setting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
-    let ca = TestCa::new()?;
+    let ca = TestCa::with_intermediate("acme-edge test")?;
     let client = ca.client()?;
     let sds = Sds::start().await?;
     let https_port = free_port();
@@ -597,7 +538,7 @@ async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
     let envoy = tokio::task::spawn_blocking(move || config.start()).await??;
     let https = SocketAddr::from(([127, 0, 0, 1], https_port));
 
-    let leaf = ca.issue("shop.example")?;
+    let leaf = Leaf::issue(&ca, "shop.example")?;
     sds.put(&leaf);
     presents(&client, https, "shop.example", &leaf).await?;
     handshake(&client, https, Some("unknown.example"))
@@ -705,31 +646,29 @@ async fn pebble_issued_certificates_are_served_renewed_and_removed() -> Result<(
 /// CA gets its secrets; a client without one gets nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_between_envoy_and_the_sds_listener() -> Result<()> {
-    let ca = TestCa::new()?;
+    let ca = TestCa::with_intermediate("acme-edge test")?;
     let client = ca.client()?;
     let dir = tempfile::tempdir()?;
-    let (server_chain, server_key) =
-        ca.issue_for("sds.internal", ExtendedKeyUsagePurpose::ServerAuth)?;
-    let (client_chain, client_key) =
-        ca.issue_for("envoy.internal", ExtendedKeyUsagePurpose::ClientAuth)?;
+    let listener_leaf = ca.issue_for(&["sds.internal"], Usage::Server)?;
+    let envoy_leaf = ca.issue_for(&["envoy.internal"], Usage::Client)?;
     let write = |name: &str, text: &str| -> Result<String> {
         let path = dir.path().join(name);
         std::fs::write(&path, text)?;
         Ok(path.display().to_string())
     };
     let (chain_file, key_file) = (
-        write("client.crt", &client_chain)?,
-        write("client.key", &client_key)?,
+        write("client.crt", &envoy_leaf.chain_pem)?,
+        write("client.key", &envoy_leaf.key_pem)?,
     );
-    let ca_file = write("ca.crt", &ca.root_pem)?;
+    let ca_file = write("ca.crt", ca.root_pem())?;
 
     let source = Arc::new(MemorySource::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sds_addr = listener.local_addr()?;
     let tls = acme_edge::sds::ServerTls {
-        cert_pem: server_chain,
-        key_pem: server_key,
-        client_ca_pem: ca.root_pem.clone(),
+        cert_pem: listener_leaf.chain_pem,
+        key_pem: listener_leaf.key_pem,
+        client_ca_pem: ca.root_pem().to_owned(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn({
@@ -751,34 +690,13 @@ async fn mutual_tls_between_envoy_and_the_sds_listener() -> Result<()> {
     };
     let template = with_sds_client_tls(&std::fs::read_to_string(template())?, &client_tls)?;
     let edge = Edge::start_with(sds_addr, &template).await?;
-    let leaf = ca.issue("secure.example")?;
+    let leaf = Leaf::issue(&ca, "secure.example")?;
     source.put(leaf.served.clone());
     presents(&client, edge.https, "secure.example", &leaf).await?;
 
-    // Without a client certificate the listener gives nothing away.
-    let plain = ca.client()?;
-    let name = ServerName::try_from("sds.internal")?;
-    // A TLS 1.3 client finishes its handshake first; the server's verdict comes on the next read.
-    let answered = async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tls = plain
-            .connect(name, TcpStream::connect(sds_addr).await?)
-            .await?;
-        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
-        let mut buf = [0u8; 64];
-        anyhow::Ok(tls.read(&mut buf).await?)
-    };
-    let answered = tokio::time::timeout(HANDSHAKE_LIMIT, answered)
-        .await
-        .context("no verdict")?;
-    println!(
-        "client without a certificate: {:?}",
-        answered.as_ref().map_err(|e| format!("{e:#}"))
-    );
-    assert!(
-        !matches!(answered, Ok(n) if n > 0),
-        "the SDS listener answered a client without a certificate"
-    );
+    // Without a client certificate the listener refuses with TLS 1.3's certificate_required.
+    tls::refuses_without_client_certificate(&client, sds_addr, "sds.internal", HANDSHAKE_LIMIT)
+        .await?;
     let _ = stop.send(());
     tokio::time::timeout(CHANGE_LIMIT, server)
         .await

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use acme_edge_tests::mutual_tls::{MutualTlsFiles, SDS_SERVER_NAME};
 use acme_edge_tests::process::eventually;
 use acme_edge_tests::stack::{Stack, edge_config};
-use acme_edge_tests::tls::{client_trusting, pem_certificates};
+use acme_edge_tests::tls::{client_trusting, pem_certificates, refuses_without_client_certificate};
 use anyhow::{Context, Result, bail, ensure};
 use futures::{StreamExt, TryStreamExt};
 use rustls::pki_types::ServerName;
@@ -431,24 +431,14 @@ async fn certificates_reach_envoy_over_mutual_tls_configured_in_the_backend() ->
         .with_context(|| stack.logs())?;
 
     // A TLS client trusting the fleet's CA but without a client certificate: the listener
-    // refuses it (TLS 1.3 clients finish first; the verdict comes on the first read).
+    // refuses it with TLS 1.3's certificate_required.
     let anonymous = client_trusting(&std::fs::read_to_string(&files.ca)?)?;
-    let answered = async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let tcp = TcpStream::connect(stack.backend.sds_addr()).await?;
-        let mut tls = anonymous
-            .connect(ServerName::try_from(SDS_SERVER_NAME)?, tcp)
-            .await?;
-        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
-        let mut buf = [0u8; 64];
-        anyhow::Ok(tls.read(&mut buf).await?)
-    };
-    let answered = tokio::time::timeout(HANDSHAKE_LIMIT, answered)
-        .await
-        .context("the SDS listener left a client without a certificate hanging")?;
-    ensure!(
-        !matches!(answered, Ok(n) if n > 0),
-        "the SDS listener answered a client without a certificate"
-    );
+    refuses_without_client_certificate(
+        &anonymous,
+        stack.backend.sds_addr(),
+        SDS_SERVER_NAME,
+        HANDSHAKE_LIMIT,
+    )
+    .await?;
     Ok(())
 }

@@ -37,7 +37,10 @@ impl Artifacts {
         for (key, value) in self.env() {
             // SAFETY (of the call's contract): the task runner is single-threaded here; no
             // other thread reads the environment while it is written.
-            unsafe { std::env::set_var(key, value) };
+            #[allow(unsafe_code)]
+            unsafe {
+                std::env::set_var(key, value)
+            };
         }
     }
 }

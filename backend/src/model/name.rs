@@ -198,13 +198,60 @@ mod tests {
         );
     }
 
+    /// A label as an operator types it: letters of either case, digits, inner hyphens.
+    const ASCII_LABEL: &str = "[a-zA-Z0-9]([a-zA-Z0-9-]{0,20}[a-zA-Z0-9])?";
+    /// A label with at least one letter outside ASCII, which becomes punycode.
+    const UNICODE_LABEL: &str = "[a-z0-9äöüéñ]{0,5}[äöüéñ][a-z0-9äöüéñ]{0,5}";
+
+    /// The properties every accepted name has: ASCII, parsed again unchanged, and exactly the
+    /// host the filter normalises a request's `:authority` to.
+    fn assert_normal(name: &DomainName) -> Result<(), TestCaseError> {
+        prop_assert!(name.as_str().is_ascii());
+        prop_assert_eq!(DomainName::parse(name.as_str()), Ok(name.clone()));
+        prop_assert!(acme_edge_contract::is_normal_host(name.as_str()));
+        Ok(())
+    }
+
     proptest! {
         #[test]
-        fn never_panics_and_is_a_fixed_point(s in any::<String>()) {
+        fn never_panics(s in any::<String>()) {
             if let Ok(name) = DomainName::parse(&s) {
-                prop_assert_eq!(DomainName::parse(name.as_str()), Ok(name.clone()));
-                prop_assert!(acme_edge_contract::is_normal_host(name.as_str()));
+                assert_normal(&name)?;
             }
+        }
+
+        #[test]
+        fn host_names_are_accepted_lower_cased(
+            labels in proptest::collection::vec(ASCII_LABEL, 1..5),
+            trailing_dot: bool,
+            padded: bool,
+        ) {
+            let name = format!("{}.example", labels.join("."));
+            let mut input = if trailing_dot { format!("{name}.") } else { name.clone() };
+            if padded {
+                input = format!(" {input}\t");
+            }
+            let parsed = DomainName::parse(&input);
+            prop_assert!(parsed.is_ok(), "{:?}: {:?}", input, parsed);
+            let parsed = parsed.unwrap();
+            prop_assert_eq!(parsed.as_str(), name.to_ascii_lowercase());
+            assert_normal(&parsed)?;
+        }
+
+        #[test]
+        fn internationalised_names_become_punycode(
+            labels in proptest::collection::vec(UNICODE_LABEL, 1..4),
+            upper: bool,
+        ) {
+            let name = format!("{}.example", labels.join("."));
+            let input = if upper { name.to_uppercase() } else { name.clone() };
+            let parsed = DomainName::parse(&input);
+            prop_assert!(parsed.is_ok(), "{:?}: {:?}", input, parsed);
+            let parsed = parsed.unwrap();
+            let punycoded = parsed.as_str().split('.').filter(|l| l.starts_with("xn--"));
+            prop_assert_eq!(punycoded.count(), labels.len());
+            prop_assert_eq!(DomainName::parse(&name), Ok(parsed.clone()));
+            assert_normal(&parsed)?;
         }
     }
 }

@@ -26,11 +26,11 @@ use acme_edge::certs::ServedCertificate;
 use acme_edge::sds::memory::MemorySource;
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
+use acme_edge_tests::test_ca::TestCa;
 use acme_edge_tests::tools;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SerialNumber};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -69,7 +69,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
 }
 
 async fn bench(args: Args) -> Result<()> {
-    let ca = TestCa::new()?;
+    let ca = TestCa::new("acme-edge bench CA")?;
     let client = ca.client()?;
     let source = Arc::new(MemorySource::new());
     let sds = start_sds(source.clone()).await?;
@@ -77,7 +77,7 @@ async fn bench(args: Args) -> Result<()> {
     let template = std::fs::read_to_string(tools::workspace_root().join("envoy/sds-trial.yaml"))?;
 
     let mut on_demand = Edge::start(&template, sds, dir.path(), "on-demand").await?;
-    let warm = ca.issue(WARM_NAME)?;
+    let warm = Leaf::issue(&ca, WARM_NAME)?;
     source.put(warm.served.clone());
     presented(&client, on_demand.https, WARM_NAME, &warm.der).await?;
 
@@ -85,7 +85,7 @@ async fn bench(args: Args) -> Result<()> {
     let renewed = renew_latency(&ca, &client, &source, on_demand.https, args.samples).await?;
     let warm = handshake_time(&client, on_demand.https, args.samples).await?;
 
-    let latest = ca.issue(WARM_NAME)?;
+    let latest = Leaf::issue(&ca, WARM_NAME)?;
     source.put(latest.served.clone());
     presented(&client, on_demand.https, WARM_NAME, &latest.der).await?;
     let static_template = with_static_certificate(&template, &latest.served, dir.path())?;
@@ -117,7 +117,7 @@ async fn issue_latency(
 ) -> Result<Vec<Duration>> {
     let mut out = Vec::with_capacity(samples);
     for i in 0..samples {
-        let leaf = ca.issue(&format!("new{i}.bench.example"))?;
+        let leaf = Leaf::issue(ca, &format!("new{i}.bench.example"))?;
         let started = Instant::now();
         source.put(leaf.served.clone());
         presented(client, https, &leaf.served.name, &leaf.der).await?;
@@ -135,7 +135,7 @@ async fn renew_latency(
 ) -> Result<Vec<Duration>> {
     let mut out = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let leaf = ca.issue(WARM_NAME)?;
+        let leaf = Leaf::issue(ca, WARM_NAME)?;
         let started = Instant::now();
         source.put(leaf.served.clone());
         presented(client, https, WARM_NAME, &leaf.der).await?;
@@ -270,62 +270,27 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// Fixtures: CA, SDS server, Envoy.
+// Fixtures: leaves, SDS server, Envoy.
 
-struct TestCa {
-    root: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-    serial: std::cell::Cell<u64>,
-}
-
+/// A leaf as served and as a client should see it.
 struct Leaf {
     served: ServedCertificate,
     der: Vec<u8>,
 }
 
-impl TestCa {
-    fn new() -> Result<Self> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "acme-edge bench CA");
-        let root = params.self_signed(&key)?;
-        Ok(TestCa {
-            root: root.der().clone(),
-            issuer: Issuer::new(params, key),
-            serial: std::cell::Cell::new(1),
-        })
-    }
-
-    fn issue(&self, name: &str) -> Result<Leaf> {
-        let serial = self.serial.get();
-        self.serial.set(serial + 1);
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![name.to_owned()])?;
-        params.serial_number = Some(SerialNumber::from(serial));
-        let leaf = params.signed_by(&key, &self.issuer)?;
+impl Leaf {
+    /// A fresh leaf for `name`; its serial number is its SDS version.
+    fn issue(ca: &TestCa, name: &str) -> Result<Leaf> {
+        let leaf = ca.issue(name)?;
         Ok(Leaf {
             served: ServedCertificate {
                 name: name.to_owned(),
-                chain_pem: leaf.pem(),
-                key_pem: key.serialize_pem(),
-                version: serial.to_string(),
+                chain_pem: leaf.chain_pem,
+                key_pem: leaf.key_pem,
+                version: leaf.serial.to_string(),
             },
-            der: leaf.der().to_vec(),
+            der: leaf.der,
         })
-    }
-
-    fn client(&self) -> Result<TlsConnector> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.root.clone())?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(TlsConnector::from(Arc::new(config)))
     }
 }
 
