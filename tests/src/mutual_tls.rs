@@ -75,6 +75,7 @@ impl MutualTlsFiles {
     }
 }
 
+/// Keys among them: every file is its owner's alone.
 fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+    crate::tools::write_private(path, text).with_context(|| format!("write {}", path.display()))
 }

@@ -302,8 +302,9 @@ fn write_config(path: &Path, opts: &PebbleBuilder, addrs: &Addrs, dir: &Path) ->
     write(path, &serde_json::to_string_pretty(&config)?)
 }
 
+/// Pebble's TLS key among them: every file is its owner's alone.
 fn write(path: &Path, contents: &str) -> Result<()> {
-    std::fs::write(path, contents).with_context(|| format!("write {}", path.display()))
+    crate::tools::write_private(path, contents).with_context(|| format!("write {}", path.display()))
 }
 
 #[cfg(test)]

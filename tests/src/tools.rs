@@ -121,6 +121,26 @@ fn missing(var: &str, what: &str) -> Result<PathBuf> {
     )
 }
 
+/// Write `text` to a new or existing file readable by its owner only (configuration files
+/// holding the admin token, the CLI's environment file): secrets stay secrets in tests and
+/// in the demo too.
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,24 +160,4 @@ mod tests {
             "{msg}"
         );
     }
-}
-
-/// Write `text` to a new or existing file readable by its owner only (configuration files
-/// holding the admin token, the CLI's environment file): secrets stay secrets in tests and
-/// in the demo too.
-pub fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        if path.exists() {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    Ok(())
 }
