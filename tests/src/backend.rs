@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
+use crate::envoy::SdsEndpoint;
 use crate::pebble::Pebble;
 use crate::ports::free_addr;
 use crate::process::{ChildGuard, Signal, Spawn, WorkDir, eventually};
@@ -41,7 +42,7 @@ pub struct BackendBuilder {
     storage_url: Option<String>,
     dir: Option<PathBuf>,
     challenge_addr: Option<SocketAddr>,
-    sds_addr: Option<SocketAddr>,
+    sds: Option<SdsEndpoint>,
     /// Extra settings, merged over the generated ones (`[section] key = value`).
     extra: toml::Table,
     envs: Vec<(String, String)>,
@@ -112,9 +113,14 @@ impl BackendBuilder {
         self
     }
 
-    /// Serve SDS here (default: a free port).
-    pub fn sds_addr(mut self, addr: SocketAddr) -> Self {
-        self.sds_addr = Some(addr);
+    /// Serve SDS on this TCP address (default: a free port).
+    pub fn sds_addr(self, addr: SocketAddr) -> Self {
+        self.sds(SdsEndpoint::Tcp(addr))
+    }
+
+    /// Serve SDS here: a Unix socket or a TCP address.
+    pub fn sds(mut self, endpoint: SdsEndpoint) -> Self {
+        self.sds = Some(endpoint);
         self
     }
 
@@ -142,7 +148,10 @@ impl BackendBuilder {
         let addrs = Addrs {
             admin: free_addr(),
             challenge: self.challenge_addr.unwrap_or_else(free_addr),
-            sds: self.sds_addr.unwrap_or_else(free_addr),
+            sds: self
+                .sds
+                .clone()
+                .unwrap_or_else(|| SdsEndpoint::Tcp(free_addr())),
         };
         let token = random_token();
         let config_path = dir.path().join(CONFIG_FILE);
@@ -218,18 +227,18 @@ impl BackendBuilder {
         );
         config.insert(
             "sds".into(),
-            table([("listen", addrs.sds.to_string().into())]),
+            table([("listen", addrs.sds.listen_setting().into())]),
         );
         merge(&mut config, &self.extra);
         config
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Addrs {
     admin: SocketAddr,
     challenge: SocketAddr,
-    sds: SocketAddr,
+    sds: SdsEndpoint,
 }
 
 /// A running `acme-edge serve`; killed on drop.
@@ -265,8 +274,9 @@ impl Backend {
     }
 
     /// The SDS gRPC listener.
-    pub fn sds_addr(&self) -> SocketAddr {
-        self.addrs.sds
+    /// Where it serves SDS.
+    pub fn sds(&self) -> &SdsEndpoint {
+        &self.addrs.sds
     }
 
     pub fn config_path(&self) -> &Path {
@@ -502,7 +512,7 @@ mod tests {
         let addrs = Addrs {
             admin: "127.0.0.1:1".parse().unwrap(),
             challenge: "127.0.0.1:2".parse().unwrap(),
-            sds: "127.0.0.1:3".parse().unwrap(),
+            sds: SdsEndpoint::Unix(PathBuf::from("/run/t/sds.sock")),
         };
         let config = builder.config(&addrs, "t".repeat(32).as_str(), Path::new("/d"));
         let text = toml::to_string(&config).unwrap();
@@ -521,7 +531,10 @@ mod tests {
         );
         assert_eq!(parsed["admin"]["listen"].as_str(), Some("127.0.0.1:1"));
         assert_eq!(parsed["challenge"]["listen"].as_str(), Some("127.0.0.1:2"));
-        assert_eq!(parsed["sds"]["listen"].as_str(), Some("127.0.0.1:3"));
+        assert_eq!(
+            parsed["sds"]["listen"].as_str(),
+            Some("unix:/run/t/sds.sock")
+        );
     }
 
     #[test]

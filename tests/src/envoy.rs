@@ -32,6 +32,39 @@ const FILTER_SECTION: &str = "acme-edge filter";
 /// Marker comments around the HTTPS listener and its SDS cluster in `edge.yaml`.
 const HTTPS_SECTION: &str = "https listener";
 
+/// Where a backend serves SDS, as its `sds.listen` says and Envoy's `acme_sds` cluster
+/// reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdsEndpoint {
+    /// A Unix domain socket (the backend's default): `unix:/PATH`.
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl SdsEndpoint {
+    /// The TCP address, if it is one.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            SdsEndpoint::Tcp(addr) => Some(*addr),
+            SdsEndpoint::Unix(_) => None,
+        }
+    }
+
+    /// The backend's `sds.listen` value.
+    pub fn listen_setting(&self) -> String {
+        match self {
+            SdsEndpoint::Unix(path) => format!("unix:{}", path.display()),
+            SdsEndpoint::Tcp(addr) => addr.to_string(),
+        }
+    }
+}
+
+impl From<SocketAddr> for SdsEndpoint {
+    fn from(addr: SocketAddr) -> SdsEndpoint {
+        SdsEndpoint::Tcp(addr)
+    }
+}
+
 /// `<workspace>/envoy/<name>`.
 pub fn template_path(name: &str) -> PathBuf {
     tools::workspace_root().join("envoy").join(name)
@@ -196,10 +229,28 @@ impl EnvoyConfig {
             .sds(SocketAddr::from(([127, 0, 0, 1], free_port()))))
     }
 
-    /// Point the `acme_sds` cluster (the HTTPS listener's certificates) at `addr`.
-    pub fn sds(self, addr: SocketAddr) -> EnvoyConfig {
-        self.var("SDS_HOST", addr.ip().to_string())
-            .var("SDS_PORT", addr.port().to_string())
+    /// Point the `acme_sds` cluster (the HTTPS listener's certificates) at the backend's SDS
+    /// listener: a Unix socket or a TCP address.
+    pub fn sds(self, endpoint: impl Into<SdsEndpoint>) -> EnvoyConfig {
+        let (cluster_type, address) = match endpoint.into() {
+            SdsEndpoint::Unix(path) => (
+                "STATIC",
+                format!(
+                    "{{ pipe: {{ path: {} }} }}",
+                    yaml_string(&path.display().to_string())
+                ),
+            ),
+            SdsEndpoint::Tcp(addr) => (
+                "STRICT_DNS",
+                format!(
+                    "{{ socket_address: {{ address: {}, port_value: {} }} }}",
+                    addr.ip(),
+                    addr.port()
+                ),
+            ),
+        };
+        self.var("SDS_CLUSTER_TYPE", cluster_type)
+            .var("SDS_ADDRESS", address)
     }
 
     /// Drop the HTTPS listener and its SDS cluster (tests of the plain-HTTP side only).

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::backend::{Backend, BackendBuilder};
-use crate::envoy::{Envoy, EnvoyConfig};
+use crate::envoy::{Envoy, EnvoyConfig, SdsEndpoint};
 use crate::pebble::{Pebble, PebbleBuilder};
 use crate::ports::{free_addr, free_port};
 
@@ -31,9 +31,17 @@ pub struct StackBuilder {
     pebble: Option<Customize<PebbleBuilder>>,
     backend: Option<Customize<BackendBuilder>>,
     envoy: Option<Customize<EnvoyConfig>>,
+    sds_over_tcp: bool,
 }
 
 impl StackBuilder {
+    /// Serve SDS on a loopback TCP port instead of the backend's default Unix socket (for
+    /// mutual TLS, which is for TCP).
+    pub fn sds_over_tcp(mut self) -> Self {
+        self.sds_over_tcp = true;
+        self
+    }
+
     /// Keep Pebble's and the backend's files under `dir` (`dir/pebble`, `dir/backend`)
     /// instead of temporary directories.
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -68,10 +76,20 @@ impl StackBuilder {
     /// Start Envoy, Pebble and the backend, each ready when this returns.
     pub async fn start(self) -> Result<Stack> {
         let challenge_addr = free_addr();
-        let sds_addr = free_addr();
+        // SDS over the backend's default: a Unix socket, in a directory of the stack's own
+        // (short, for the socket path's length limit).
+        let sds_dir = tempfile::Builder::new()
+            .prefix("acme-edge-sds")
+            .tempdir()
+            .context("a directory for the SDS socket")?;
+        let sds = if self.sds_over_tcp {
+            SdsEndpoint::Tcp(free_addr())
+        } else {
+            SdsEndpoint::Unix(sds_dir.path().join("sds.sock"))
+        };
         let https_port = free_port();
 
-        let mut envoy_config = edge_config(challenge_addr, sds_addr, https_port)?;
+        let mut envoy_config = edge_config(challenge_addr, sds.clone(), https_port)?;
         if let Some(f) = self.envoy {
             envoy_config = f(envoy_config);
         }
@@ -99,7 +117,7 @@ impl StackBuilder {
         let backend = backend
             .pebble(&pebble)
             .challenge_addr(challenge_addr)
-            .sds_addr(sds_addr)
+            .sds(sds)
             .start()
             .await?;
 
@@ -108,21 +126,22 @@ impl StackBuilder {
             https_port,
             backend,
             pebble,
+            _sds_dir: sds_dir,
         })
     }
 }
 
 /// The Envoy configuration a stack starts with (before [`StackBuilder::envoy`] adjusts it):
 /// `envoy/edge.yaml` with its challenge cluster at `challenge_addr`, its SDS cluster at
-/// `sds_addr` and its HTTPS listener on `https_port`. Nothing in it depends on the domains
+/// `sds` and its HTTPS listener on `https_port`. Nothing in it depends on the domains
 /// served, which tests check by rendering it again.
 pub fn edge_config(
     challenge_addr: SocketAddr,
-    sds_addr: SocketAddr,
+    sds: impl Into<SdsEndpoint>,
     https_port: u16,
 ) -> Result<EnvoyConfig> {
     Ok(EnvoyConfig::edge(challenge_addr)?
-        .sds(sds_addr)
+        .sds(sds)
         .var("HTTPS_PORT", https_port.to_string()))
 }
 
@@ -133,6 +152,8 @@ pub struct Stack {
     pub https_port: u16,
     pub backend: Backend,
     pub pebble: Pebble,
+    /// Holds the backend's SDS socket; removed with the stack.
+    _sds_dir: tempfile::TempDir,
 }
 
 impl Stack {

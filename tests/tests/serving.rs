@@ -10,8 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use acme_edge_tests::envoy::SdsEndpoint;
 use acme_edge_tests::mutual_tls::{MutualTlsFiles, SDS_SERVER_NAME};
 use acme_edge_tests::process::eventually;
 use acme_edge_tests::stack::{Stack, edge_config};
@@ -285,7 +287,7 @@ async fn two_hundred_issued_domains_served_by_one_constant_configuration() -> Re
     // What the harness renders for a stack serving one domain on the same ports.
     let for_one = edge_config(
         stack.backend.challenge_addr(),
-        stack.backend.sds_addr(),
+        stack.backend.sds().clone(),
         stack.https_port,
     )?
     .var("HTTP_PORT", stack.envoy.http_port().to_string())
@@ -367,6 +369,13 @@ async fn envoy_and_backend_restarts_keep_serving() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_domain_stops_being_served_and_unknown_sni_fails_fast() -> Result<()> {
     let stack = Stack::start().await?;
+    // Certificates come over the backend's default SDS listener: a Unix socket only its
+    // owner and group may connect to.
+    let SdsEndpoint::Unix(socket) = stack.backend.sds() else {
+        bail!("the default stack serves SDS over a Unix socket");
+    };
+    let mode = std::fs::metadata(socket)?.permissions().mode() & 0o777;
+    ensure!(mode == 0o660, "SDS socket mode {mode:o}");
     let client = pebble_client(&stack).await?;
     let addr = https_addr(&stack);
     let names = names("disable", 2);
@@ -384,6 +393,16 @@ async fn disabled_domain_stops_being_served_and_unknown_sni_fails_fast() -> Resu
     println!("disabled name refused after {:?}", disabled_at.elapsed());
     let kept_leaf = leaves.get(kept).context("kept name not issued")?;
     presents_now(&client, addr, kept, kept_leaf).await?;
+
+    // Disabling deleted the key and the certificate: enabled again, the name gets a new one.
+    let old_leaf = leaves.get(gone).context("disabled name had been issued")?;
+    let renewed = issue_all(&stack, std::slice::from_ref(gone), ISSUE_LIMIT).await?;
+    let new_leaf = renewed.get(gone).context("re-enabled name issued")?;
+    ensure!(
+        new_leaf != old_leaf,
+        "re-enabling served the deleted certificate"
+    );
+    presents_now(&client, addr, gone, new_leaf).await?;
 
     let mut slowest = Duration::ZERO;
     for _ in 0..5 {
@@ -413,6 +432,7 @@ async fn certificates_reach_envoy_over_mutual_tls_configured_in_the_backend() ->
     let files = MutualTlsFiles::create(dir.path())?;
     let (settings, envoy_tls) = (files.backend_settings(), files.envoy());
     let stack = Stack::builder()
+        .sds_over_tcp()
         .backend(move |mut backend| {
             for (key, file) in settings {
                 backend = backend.setting("sds", key, file);
@@ -433,12 +453,8 @@ async fn certificates_reach_envoy_over_mutual_tls_configured_in_the_backend() ->
     // A TLS client trusting the fleet's CA but without a client certificate: the listener
     // refuses it with TLS 1.3's certificate_required.
     let anonymous = client_trusting(&std::fs::read_to_string(&files.ca)?)?;
-    refuses_without_client_certificate(
-        &anonymous,
-        stack.backend.sds_addr(),
-        SDS_SERVER_NAME,
-        HANDSHAKE_LIMIT,
-    )
-    .await?;
+    let sds_addr = stack.backend.sds().tcp().context("SDS over TCP")?;
+    refuses_without_client_certificate(&anonymous, sds_addr, SDS_SERVER_NAME, HANDSHAKE_LIMIT)
+        .await?;
     Ok(())
 }

@@ -122,7 +122,7 @@ fn describe(stack: &Stack, state: &Path) {
         "  backend   admin {}  challenge lookups {}  SDS {}",
         stack.backend.admin_url(),
         stack.backend.challenge_addr(),
-        stack.backend.sds_addr()
+        stack.backend.sds().listen_setting()
     );
     println!("  logs      {}/{{pebble,backend}}/logs", state.display());
 }
