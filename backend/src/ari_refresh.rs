@@ -12,6 +12,9 @@
 //! A CA without ARI (Pebble) ends the round at its first answer. Errors are logged and the
 //! walk goes on; the store's guard ([`Store::advance_renewal`]) leaves alone a domain that was
 //! renewed or disabled while its window was being fetched.
+//!
+//! The walk asks the CA through the [`CertificateAuthority`] seam and reads the time from
+//! [`Settings::clock`]; its tests run rounds against a fake CA on tokio's paused clock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +23,8 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::acme::{AcmeError, Issuer, ari};
-use crate::schedule;
+use crate::acme::{AcmeError, CertificateAuthority, ari};
+use crate::schedule::{self, Clock};
 use crate::store::{Store, StoreError};
 
 /// Issued domains read from the store at once: bounds memory however many domains there are.
@@ -35,19 +38,20 @@ pub const MAX_IN_FLIGHT: usize = 8;
 pub struct Settings {
     /// Time between rounds (`acme.ari_check_interval_secs`).
     pub interval: Duration,
-    /// Bound on each request to the CA (`acme.request_timeout_secs`).
-    pub request_timeout: Duration,
     pub page_size: usize,
     pub max_in_flight: usize,
+    /// Where `now` comes from: [`Clock::system`] but in tests.
+    pub clock: Clock,
 }
 
 impl Settings {
+    /// Each request to the CA is bounded by the CA client (`acme.request_timeout_secs`).
     pub fn from_config(acme: &crate::config::AcmeConfig) -> Settings {
         Settings {
             interval: acme.ari_check_interval(),
-            request_timeout: acme.request_timeout(),
             page_size: PAGE_SIZE,
             max_in_flight: MAX_IN_FLIGHT,
+            clock: Clock::system(),
         }
     }
 }
@@ -80,7 +84,7 @@ pub const FIRST_CHECK_DELAY: Duration = Duration::from_secs(10 * 60);
 /// `shutdown` turns true.
 pub async fn run(
     store: Arc<dyn Store>,
-    issuer: Arc<Issuer>,
+    ca: Arc<dyn CertificateAuthority>,
     settings: Settings,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -93,7 +97,7 @@ pub async fn run(
         wait = settings.interval;
         tokio::select! {
             _ = stopped(&mut shutdown) => return,
-            outcome = round(&store, &issuer, &settings) => match outcome {
+            outcome = round(&store, &ca, &settings) => match outcome {
                 Ok(advanced) => tracing::info!(advanced, "renewal information checked"),
                 Err(e) => tracing::warn!(error = %e, "checking renewal information"),
             },
@@ -109,12 +113,12 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// One walk over the issued domains; returns how many renewals were brought forward.
 pub async fn round(
     store: &Arc<dyn Store>,
-    issuer: &Arc<Issuer>,
+    ca: &Arc<dyn CertificateAuthority>,
     settings: &Settings,
 ) -> Result<u64, RefreshError> {
     let mut after: Option<String> = None;
     let mut advanced = 0;
-    let mut account = None;
+    let mut account_checked = false;
     loop {
         let page = store
             .issued_after(after.as_deref(), settings.page_size.max(1))
@@ -123,11 +127,13 @@ pub async fn round(
             return Ok(advanced);
         };
         after = Some(last.clone());
-        let account = match &account {
-            Some(account) => account,
-            None => account.insert(issuer.account().await?),
-        };
-        match check_page(store, account, settings, page).await {
+        // Once a round, and only when there is something to ask: without an account every
+        // request would fail the same way.
+        if !account_checked {
+            ca.ensure_account().await?;
+            account_checked = true;
+        }
+        match check_page(store, ca, settings, page).await {
             PageOutcome::Done(n) => advanced += n,
             PageOutcome::NoAri => {
                 tracing::debug!("the CA offers no renewal information");
@@ -154,7 +160,7 @@ enum Checked {
 /// Check one page with at most `settings.max_in_flight` requests at once.
 async fn check_page(
     store: &Arc<dyn Store>,
-    account: &instant_acme::Account,
+    ca: &Arc<dyn CertificateAuthority>,
     settings: &Settings,
     page: Vec<(String, String)>,
 ) -> PageOutcome {
@@ -166,10 +172,9 @@ async fn check_page(
             let Some((name, version)) = pending.next() else {
                 break;
             };
-            let (store, account, timeout) =
-                (store.clone(), account.clone(), settings.request_timeout);
+            let (store, ca, clock) = (store.clone(), ca.clone(), settings.clock);
             checks.spawn(async move {
-                let outcome = check(store.as_ref(), &account, timeout, &name, &version).await;
+                let outcome = check(store.as_ref(), ca.as_ref(), clock, &name, &version).await;
                 (name, outcome)
             });
         }
@@ -193,8 +198,8 @@ async fn check_page(
 /// window now calls for it.
 async fn check(
     store: &dyn Store,
-    account: &instant_acme::Account,
-    timeout: Duration,
+    ca: &dyn CertificateAuthority,
+    clock: Clock,
     name: &str,
     version: &str,
 ) -> Result<Checked, RefreshError> {
@@ -209,10 +214,10 @@ async fn check(
     if ari::identifier(&cert.chain_pem).is_none() {
         return Ok(Checked::Kept);
     }
-    let Some(window) = ari::window(account, &cert.chain_pem, timeout).await? else {
+    let Some(window) = ca.renewal_window(&cert.chain_pem).await? else {
         return Ok(Checked::NoAri);
     };
-    let now = OffsetDateTime::now_utc();
+    let now = clock.now();
     let fresh = schedule::ari_renew_at(window.start, window.end, now, rand::random::<f64>());
     let stored = store.domain(name).await?.and_then(|d| d.renew_at);
     let Some(renew_at) = advance_to(stored, fresh) else {

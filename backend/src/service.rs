@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::acme::Issuer;
+use crate::acme::{CertificateAuthority, Issuer};
 use crate::api::{self, ApiState, auth::AdminToken, auth::TokenError};
 use crate::ari_refresh;
 use crate::certs::CertificateSource;
@@ -23,6 +23,7 @@ use crate::challenge;
 use crate::config::Config;
 use crate::jobs::Worker;
 use crate::metrics::{self, MetricsError};
+use crate::schedule::Clock;
 use crate::sds;
 use crate::store::{self, Store, StoreError, source::StoreSource};
 
@@ -144,16 +145,17 @@ impl Bound {
             metrics,
             metrics_require_token: self.config.admin.metrics_require_token,
         };
-        let issuer = Arc::new(Issuer::new(&self.config.acme, self.store.clone()));
+        let ca: Arc<dyn CertificateAuthority> =
+            Arc::new(Issuer::new(&self.config.acme, self.store.clone()));
         let ari_refresh = ari_refresh::run(
             self.store.clone(),
-            issuer.clone(),
+            ca.clone(),
             ari_refresh::Settings::from_config(&self.config.acme),
             stop.clone(),
         );
         let worker = Worker {
             store: self.store.clone(),
-            issuer,
+            ca,
             source: source.clone(),
             wake,
             max_in_flight: self.config.acme.max_in_flight_orders,
@@ -161,6 +163,7 @@ impl Bound {
             grace: SHUTDOWN_GRACE,
             backoff: self.config.acme.backoff(),
             budget: self.config.acme.order_budget(),
+            clock: Clock::system(),
         };
         let announcer = source.clone();
 

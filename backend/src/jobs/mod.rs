@@ -3,6 +3,11 @@
 //! and within the account-wide order budget ([`crate::budget`]); the store hands out
 //! expiry-critical renewals first.
 //!
+//! The worker sees the CA through the [`CertificateAuthority`] seam ([`crate::acme::Issuer`]
+//! in the service) and reads the time from a [`Clock`], so that its policies (budget,
+//! leases, backoff, Retry-After, drain) are tested in-process against a fake CA on tokio's
+//! paused clock (`jobs::tests`).
+//!
 //! An attempt resumes the domain's open order when there is one ([`crate::acme::order`]), so
 //! a crash at any point costs no second certificate. Its outcome sets the next due time:
 //! the renewal time ([`schedule::renew_at`], or inside the CA's ARI window) or the retry time
@@ -26,12 +31,12 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::acme::{Failure, Issuer};
+use crate::acme::{CertificateAuthority, Failure};
 use crate::budget::OrderBudget;
 use crate::certs::CertEvent;
 use crate::metrics;
-use crate::schedule::{self, Backoff};
-use crate::store::{Claim, Store, StoreError, source::StoreSource};
+use crate::schedule::{self, Backoff, Clock};
+use crate::store::{Claim, IssuedCertificate, Store, StoreError, source::StoreSource};
 
 /// Longest sleep between looks at the store, even when nothing is due: another process (a
 /// later replica, an operator editing the database) may have added work without waking us.
@@ -42,7 +47,7 @@ const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 /// What the worker needs.
 pub struct Worker {
     pub store: Arc<dyn Store>,
-    pub issuer: Arc<Issuer>,
+    pub ca: Arc<dyn CertificateAuthority>,
     pub source: StoreSource,
     /// Notified by the API when it made work due now.
     pub wake: Arc<Notify>,
@@ -55,6 +60,8 @@ pub struct Worker {
     pub backoff: Backoff,
     /// New orders per sliding window, account-wide (`acme.order_budget`).
     pub budget: OrderBudget,
+    /// Where `now` comes from: [`Clock::system`] but in tests.
+    pub clock: Clock,
 }
 
 static LEASES: AtomicU64 = AtomicU64::new(0);
@@ -98,7 +105,7 @@ impl Worker {
             .within_budget(permits.available_permits(), jobs.len())
             .await?;
         if free > 0 {
-            let now = OffsetDateTime::now_utc();
+            let now = self.clock.now();
             let claims = self
                 .store
                 .claim_due(now, free, &new_lease(), now + self.lease)
@@ -109,10 +116,11 @@ impl Worker {
                 };
                 let job = Job {
                     store: self.store.clone(),
-                    issuer: self.issuer.clone(),
+                    ca: self.ca.clone(),
                     source: self.source.clone(),
                     lease: self.lease,
                     backoff: self.backoff,
+                    clock: self.clock,
                 };
                 jobs.spawn(async move {
                     job.run(claim).await;
@@ -123,7 +131,7 @@ impl Worker {
         let next = self.store.next_due().await?;
         // Never longer than a lease between looks: another replica's claim made after our
         // last look, whose holder then died, is taken over within two lease durations.
-        Ok(until(next).min(IDLE_POLL).min(self.lease))
+        Ok(until(next, self.clock.now()).min(IDLE_POLL).min(self.lease))
     }
 
     /// How many of `free` permits the order budget lets us use. Jobs in flight may not
@@ -132,7 +140,7 @@ impl Worker {
         if free == 0 {
             return Ok(0);
         }
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let placed = self
             .store
             .orders_since(self.budget.window_start(now))
@@ -164,10 +172,11 @@ impl Worker {
     }
 }
 
-fn until(when: Option<OffsetDateTime>) -> Duration {
+/// How long from `now` until `when` (or [`IDLE_POLL`] when nothing is due).
+fn until(when: Option<OffsetDateTime>, now: OffsetDateTime) -> Duration {
     match when {
         Some(at) => {
-            let secs = (at - OffsetDateTime::now_utc()).as_seconds_f64();
+            let secs = (at - now).as_seconds_f64();
             // Due times have second resolution: wake just after, not spinning before.
             Duration::from_secs_f64(secs.max(0.0)) + Duration::from_millis(50)
         }
@@ -178,10 +187,11 @@ fn until(when: Option<OffsetDateTime>) -> Duration {
 /// One issuance attempt for one claimed domain.
 struct Job {
     store: Arc<dyn Store>,
-    issuer: Arc<Issuer>,
+    ca: Arc<dyn CertificateAuthority>,
     source: StoreSource,
     lease: Duration,
     backoff: Backoff,
+    clock: Clock,
 }
 
 impl Job {
@@ -202,7 +212,7 @@ impl Job {
             None
         };
         let outcome = tokio::select! {
-            outcome = self.issuer.issue(&claim.name, claim.key_type, current.as_ref()) => outcome,
+            outcome = self.ca.issue(&claim.name, claim.key_type, current.as_ref()) => outcome,
             () = self.heartbeat(&claim) => {
                 tracing::warn!(domain = %claim.name, "lease lost while ordering; order abandoned");
                 return;
@@ -225,7 +235,7 @@ impl Job {
         let beat = self.lease / 3;
         loop {
             tokio::time::sleep(beat).await;
-            let until = OffsetDateTime::now_utc() + self.lease;
+            let until = self.clock.now() + self.lease;
             match self.store.renew_lease(claim, until).await {
                 Ok(true) => {}
                 Ok(false) => return,
@@ -236,12 +246,8 @@ impl Job {
         }
     }
 
-    async fn succeeded(
-        &self,
-        claim: &Claim,
-        cert: crate::store::IssuedCertificate,
-    ) -> Result<(), StoreError> {
-        let now = OffsetDateTime::now_utc();
+    async fn succeeded(&self, claim: &Claim, cert: IssuedCertificate) -> Result<(), StoreError> {
+        let now = self.clock.now();
         let renew_at = self.renew_at(&cert, now).await;
         let stored = self
             .store
@@ -260,15 +266,19 @@ impl Job {
         Ok(())
     }
 
-    /// Inside the CA's ARI window when it offers one, else a share of the lifetime; a random
-    /// point either way, so certificates issued together renew apart.
-    async fn renew_at(
-        &self,
-        cert: &crate::store::IssuedCertificate,
-        now: OffsetDateTime,
-    ) -> OffsetDateTime {
+    /// Inside the CA's ARI window when it offers one, else a share of the lifetime (also
+    /// when the CA cannot be asked now); a random point either way, so certificates issued
+    /// together renew apart.
+    async fn renew_at(&self, cert: &IssuedCertificate, now: OffsetDateTime) -> OffsetDateTime {
         let jitter = rand::random::<f64>();
-        match self.issuer.renewal_window(&cert.chain_pem).await {
+        let window = match self.ca.renewal_window(&cert.chain_pem).await {
+            Ok(window) => window,
+            Err(e) => {
+                tracing::warn!(error = %e, "fetching renewal information");
+                None
+            }
+        };
+        match window {
             Some(w) => schedule::ari_renew_at(w.start, w.end, now, jitter),
             None => schedule::renew_at(cert.not_before, cert.not_after, jitter),
         }
@@ -276,7 +286,7 @@ impl Job {
 
     async fn failed(&self, claim: &Claim, failure: Failure) -> Result<(), StoreError> {
         let Failure { error, retry_after } = failure;
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let attempts = claim.attempts.saturating_add(1);
         // A CA that lost our account is not the domain's fault, and a new account is
         // registered at the next attempt: retry after the first step, not a longer one.
