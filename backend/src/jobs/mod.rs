@@ -14,7 +14,9 @@
 //! ([`schedule::Backoff`], or exactly the CA's Retry-After).
 //!
 //! Work is found in the store, not in memory, so a restart resumes it; the API only wakes the
-//! loop early. On shutdown the loop stops taking work and gives in-flight orders a bounded
+//! loop early. When work is due but held back (every permit taken, or the budget spent) the
+//! loop waits for a job to finish or for [`IDLE_POLL`], not for the due time, which has
+//! passed. On shutdown the loop stops taking work and gives in-flight orders a bounded
 //! grace period; orders cut short stay `validating` until their lease expires, then any
 //! replica (this one after a restart) takes them over.
 //!
@@ -40,7 +42,8 @@ use crate::store::{Claim, IssuedCertificate, Store, StoreError, source::StoreSou
 
 /// Longest sleep between looks at the store, even when nothing is due: another process (a
 /// later replica, an operator editing the database) may have added work without waking us.
-const IDLE_POLL: Duration = Duration::from_secs(30);
+/// Also the pause while the order budget is spent: the window slides a little each time.
+pub const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Pause after a storage error before looking again.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 
@@ -73,11 +76,13 @@ fn new_lease() -> String {
 
 impl Worker {
     /// Run until `shutdown` turns true, then drain.
+    /// Run until `shutdown` turns true (or its sender is gone), then drain.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.max_in_flight));
         let mut jobs = JoinSet::new();
+        let mut budget_spent = false;
         while !*shutdown.borrow() {
-            let wait = match self.start_due(&permits, &mut jobs).await {
+            let wait = match self.start_due(&permits, &mut jobs, &mut budget_spent).await {
                 Ok(wait) => wait,
                 Err(e) => {
                     tracing::error!(error = %e, "reading due work");
@@ -85,7 +90,10 @@ impl Worker {
                 }
             };
             tokio::select! {
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => if changed.is_err() {
+                    // Nobody can signal any more: stop rather than spin on the closed channel.
+                    break;
+                },
                 _ = self.wake.notified() => {}
                 Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -94,52 +102,68 @@ impl Worker {
         self.drain(jobs).await;
     }
 
-    /// Claim as much due work as there are free permits and start it; returns how long to
-    /// sleep before looking again.
+    /// Claim as much due work as there are free permits and budget, and start it; returns
+    /// how long to sleep before looking again.
     async fn start_due(
         &self,
         permits: &Arc<Semaphore>,
         jobs: &mut JoinSet<()>,
+        budget_spent: &mut bool,
     ) -> Result<Duration, StoreError> {
-        let free = self
-            .within_budget(permits.available_permits(), jobs.len())
-            .await?;
-        if free > 0 {
-            let now = self.clock.now();
-            let claims = self
-                .store
-                .claim_due(now, free, &new_lease(), now + self.lease)
-                .await?;
-            for claim in claims {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    break;
-                };
-                let job = Job {
-                    store: self.store.clone(),
-                    ca: self.ca.clone(),
-                    source: self.source.clone(),
-                    lease: self.lease,
-                    backoff: self.backoff,
-                    clock: self.clock,
-                };
-                jobs.spawn(async move {
-                    job.run(claim).await;
-                    drop(permit);
-                });
-            }
-        }
-        let next = self.store.next_due().await?;
         // Never longer than a lease between looks: another replica's claim made after our
         // last look, whose holder then died, is taken over within two lease durations.
-        Ok(until(next, self.clock.now()).min(IDLE_POLL).min(self.lease))
+        let idle = IDLE_POLL.min(self.lease);
+        let free = permits.available_permits();
+        if free == 0 {
+            // A job finishing wakes the loop.
+            return Ok(idle);
+        }
+        let allowed = self.within_budget(free, jobs.len(), budget_spent).await?;
+        let now = self.clock.now();
+        let claims = if allowed > 0 {
+            self.store
+                .claim_due(now, allowed, &new_lease(), now + self.lease)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let took_all_allowed = claims.len() == allowed;
+        for claim in claims {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            let job = Job {
+                store: self.store.clone(),
+                ca: self.ca.clone(),
+                source: self.source.clone(),
+                lease: self.lease,
+                backoff: self.backoff,
+                clock: self.clock,
+            };
+            jobs.spawn(async move {
+                job.run(claim).await;
+                drop(permit);
+            });
+        }
+        let next = self.store.next_due().await?;
+        if took_all_allowed && next.is_some_and(|at| at <= now) {
+            // More is due than the permits or the budget let us take: its due time has
+            // passed, so sleeping until it would spin. A finishing job or the sliding
+            // window frees room.
+            return Ok(idle);
+        }
+        Ok(until(next, self.clock.now()).min(idle))
     }
 
     /// How many of `free` permits the order budget lets us use. Jobs in flight may not
-    /// have logged their order yet: they count as placed, erring on the safe side.
-    async fn within_budget(&self, free: usize, in_flight: usize) -> Result<usize, StoreError> {
-        if free == 0 {
-            return Ok(0);
-        }
+    /// have logged their order yet: they count as placed, erring on the safe side. Says so
+    /// once when the budget runs out, and once when it has room again.
+    async fn within_budget(
+        &self,
+        free: usize,
+        in_flight: usize,
+        spent: &mut bool,
+    ) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let placed = self
             .store
@@ -147,8 +171,17 @@ impl Worker {
             .await?;
         let in_flight = u64::try_from(in_flight).unwrap_or(u64::MAX);
         let allowed = self.budget.allowance(placed.saturating_add(in_flight));
-        if allowed == 0 {
-            tracing::info!(placed, budget = self.budget.orders, window = ?self.budget.window, "order budget spent; due work waits");
+        if (allowed == 0) != *spent {
+            *spent = allowed == 0;
+            if *spent {
+                tracing::info!(placed, budget = self.budget.orders, window = ?self.budget.window, "order budget spent; due work waits");
+            } else {
+                tracing::info!(
+                    placed,
+                    budget = self.budget.orders,
+                    "order budget has room again"
+                );
+            }
         }
         Ok(free.min(allowed))
     }
