@@ -41,3 +41,5 @@ pub mod schedule;
 pub mod sds;
 pub mod service;
 pub mod store;
+#[cfg(test)]
+mod testing;

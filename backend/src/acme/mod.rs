@@ -24,6 +24,8 @@
 
 pub mod account;
 pub mod ari;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod http;
 pub mod keys;
 pub mod order;

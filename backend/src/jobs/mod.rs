@@ -40,6 +40,9 @@ use crate::metrics;
 use crate::schedule::{self, Backoff, Clock};
 use crate::store::{Claim, IssuedCertificate, Store, StoreError, source::StoreSource};
 
+#[cfg(test)]
+mod tests;
+
 /// Longest sleep between looks at the store, even when nothing is due: another process (a
 /// later replica, an operator editing the database) may have added work without waking us.
 /// Also the pause while the order budget is spent: the window slides a little each time.
