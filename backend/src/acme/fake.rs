@@ -151,6 +151,11 @@ impl FakeCa {
         self.state().ari.insert(name.to_owned(), ari);
     }
 
+    /// Make account requests fail with `error` (`None`: succeed).
+    pub fn set_account_error(&self, error: Option<&str>) {
+        self.state().account_error = error.map(str::to_owned);
+    }
+
     /// Every issuance call so far, in call order.
     pub fn issues(&self) -> Vec<IssueCall> {
         self.state().issues.clone()
@@ -167,6 +172,10 @@ impl FakeCa {
     /// The names whose renewal window was asked for, in call order, and when.
     pub fn window_calls(&self) -> Vec<(String, OffsetDateTime)> {
         self.state().window_calls.clone()
+    }
+
+    pub fn account_calls(&self) -> usize {
+        self.state().account_calls
     }
 
     /// A certificate for `name` from this CA, valid from `not_before` for `lifetime`.
