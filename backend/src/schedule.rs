@@ -56,7 +56,7 @@ pub const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Where the worker and the ARI walk read the current time.
 ///
-/// The system clock in the service. Tests use [`Clock::following_tokio`], which moves with
+/// The system clock in the service. Tests use `Clock::following_tokio`, which moves with
 /// tokio's clock: with `tokio::time::pause` a day of retries and leases runs in milliseconds,
 /// and the times the worker stores agree with the sleeps it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -11,7 +11,8 @@
 //! An attempt resumes the domain's open order when there is one ([`crate::acme::order`]), so
 //! a crash at any point costs no second certificate. Its outcome sets the next due time:
 //! the renewal time ([`schedule::renew_at`], or inside the CA's ARI window) or the retry time
-//! ([`schedule::Backoff`], or exactly the CA's Retry-After).
+//! ([`schedule::Backoff`], or the CA's Retry-After, kept to the second within
+//! [`schedule::MIN_RETRY_AFTER`] and the daily step).
 //!
 //! Work is found in the store, not in memory, so a restart resumes it; the API only wakes the
 //! loop early. When work is due but held back (every permit taken, or the budget spent) the
@@ -21,7 +22,7 @@
 //! replica (this one after a restart) takes them over.
 //!
 //! Leases: a claim lasts `storage.lease_secs`; while an order runs, its job renews the lease
-//! every third of that ([`Job::heartbeat`]). When a renewal finds the lease gone (the domain
+//! every third of that (`Job::heartbeat`). When a renewal finds the lease gone (the domain
 //! was disabled, or this replica was cut off long enough for another to take the domain
 //! over), the order is abandoned: its result would be discarded anyway.
 
