@@ -10,7 +10,8 @@
 //!   IPs refused with a reason), states, key types, the last error.
 //! - [`config`]: the TOML file and environment overrides, validated once at start-up.
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite by default.
-//! - [`acme`]: the ACME account and orders (instant-acme), certificate keys.
+//! - [`acme`]: the CA as the worker and the ARI walk see it ([`acme::CertificateAuthority`]),
+//!   and its ACME implementation: the account and orders (instant-acme), certificate keys.
 //! - [`schedule`]: when to renew (ARI window, or a share of the lifetime, with jitter) and
 //!   when to retry (backoff, the CA's Retry-After).
 //! - [`budget`]: the account-wide order budget over a sliding window.
@@ -77,3 +78,5 @@ pub mod schedule;
 pub mod sds;
 pub mod service;
 pub mod store;
+#[cfg(test)]
+mod testing;

@@ -2,7 +2,8 @@
 //!
 //! Everything here is a pure function of explicit inputs (the certificate's validity, the
 //! failure count, `now`, and a random fraction the caller draws), so that the policy is
-//! tested without clocks or a CA; the worker only stores the times it returns.
+//! tested without clocks or a CA; the worker only stores the times it returns. `now` itself
+//! comes from a [`Clock`]: the system's, or in tests one that follows tokio's paused time.
 //!
 //! # Renewal
 //!
@@ -19,7 +20,11 @@
 //!
 //! [`Backoff`]: Let's Encrypt's guidance of 1 minute, 10 minutes, 100 minutes, then daily,
 //! all scaled by one base (`acme.retry_base_secs`, 60 by default, shortened by tests). A
-//! `Retry-After` from the CA is honoured exactly ([`Backoff::retry_at`]). The first three
+//! `Retry-After` from the CA is honoured exactly ([`Backoff::retry_at`]), within two bounds:
+//! at least [`MIN_RETRY_AFTER`] (a `Retry-After: 0` would otherwise have the worker ask again
+//! at once, in a loop) and at most the daily step (a CA asking for a week, or a broken header,
+//! must not park a domain beyond our own longest wait). Retry times are rounded up to the
+//! second, the store's resolution, so a retry is never earlier than asked. The first three
 //! failures fall inside 11 minutes and the fourth a day later, so a name that keeps failing
 //! validation costs at most 3 failed validations per hour, under Let's Encrypt's limit of 5.
 
@@ -41,6 +46,48 @@ pub const JITTER_FRACTION: f64 = 0.05;
 pub const RETRY_MULTIPLES: [u32; 3] = [1, 10, 100];
 /// Multiple of the base from the 4th consecutive failure on (1440 minutes: a day).
 pub const DAILY_MULTIPLE: u32 = 1440;
+
+/// The shortest wait a CA's `Retry-After` may impose: `0`, or a date already past, would make
+/// the domain due again at once and the worker would ask the CA again in a tight loop.
+pub const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Where the worker and the ARI walk read the current time.
+///
+/// The system clock in the service. Tests use `Clock::following_tokio`, which moves with
+/// tokio's clock: with `tokio::time::pause` a day of retries and leases runs in milliseconds,
+/// and the times the worker stores agree with the sleeps it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Clock {
+    /// The time at a reading of tokio's clock; `None`: the system clock.
+    #[cfg(test)]
+    tokio: Option<(OffsetDateTime, tokio::time::Instant)>,
+}
+
+impl Clock {
+    /// The system's wall clock.
+    pub const fn system() -> Clock {
+        Clock {
+            #[cfg(test)]
+            tokio: None,
+        }
+    }
+
+    /// A clock that reads `at` now and then moves with tokio's (pausable) clock.
+    #[cfg(test)]
+    pub fn following_tokio(at: OffsetDateTime) -> Clock {
+        Clock {
+            tokio: Some((at, tokio::time::Instant::now())),
+        }
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        #[cfg(test)]
+        if let Some((at, origin)) = self.tokio {
+            return at + origin.elapsed();
+        }
+        OffsetDateTime::now_utc()
+    }
+}
 
 /// When to renew a certificate valid from `not_before` to `not_after` without ARI: a third
 /// of its lifetime before expiry (half for short-lived certificates), brought forward by
@@ -116,18 +163,37 @@ impl Backoff {
         self.base.saturating_mul(multiple)
     }
 
+    /// The longest delay: the daily step.
+    pub fn longest(&self) -> Duration {
+        self.base.saturating_mul(DAILY_MULTIPLE)
+    }
+
     /// When to retry: exactly when the CA asked (`Retry-After`, or a `rateLimited` problem's
-    /// hint) when it did, but not before `now`; otherwise after our backoff.
+    /// hint) when it did, but no sooner than [`MIN_RETRY_AFTER`] and no later than the daily
+    /// step from `now`; otherwise after our backoff. Rounded up to the second.
     pub fn retry_at(
         &self,
         now: OffsetDateTime,
         attempts: u32,
         ca_hint: Option<OffsetDateTime>,
     ) -> OffsetDateTime {
-        match ca_hint {
-            Some(hint) => hint.max(now),
+        let at = match ca_hint {
+            // Not `clamp`: with a base under a second the ceiling is below the floor.
+            Some(hint) => hint.min(now + self.longest()).max(now + MIN_RETRY_AFTER),
             None => now + self.delay(attempts),
-        }
+        };
+        up_to_second(at)
+    }
+}
+
+/// `at`, or the next whole second when it has a fraction: the store keeps due times in whole
+/// seconds (truncating), and a retry must not come before the time asked.
+fn up_to_second(at: OffsetDateTime) -> OffsetDateTime {
+    let fraction = time::Duration::nanoseconds(i64::from(at.nanosecond()));
+    if fraction.is_zero() {
+        at
+    } else {
+        at - fraction + time::Duration::SECOND
     }
 }
 
@@ -243,12 +309,45 @@ mod tests {
             soon,
             "sooner than our backoff too"
         );
+        assert_eq!(b.retry_at(now, 2, None), now + time::Duration::minutes(10));
+    }
+
+    #[test]
+    fn retry_after_is_at_least_a_second_and_at_most_the_daily_step() {
+        let b = Backoff::default();
+        let now = datetime!(2026-01-01 0:00 UTC);
+        let second = now + time::Duration::SECOND;
+        assert_eq!(b.retry_at(now, 1, Some(now)), second, "Retry-After: 0");
         assert_eq!(
             b.retry_at(now, 1, Some(now - days(1))),
-            now,
-            "never in the past"
+            second,
+            "a past date"
         );
-        assert_eq!(b.retry_at(now, 2, None), now + time::Duration::minutes(10));
+        assert_eq!(b.retry_at(now, 1, Some(now + days(7))), now + days(1));
+        let fast = Backoff {
+            base: Duration::from_secs(1),
+        };
+        assert_eq!(
+            fast.retry_at(now, 1, Some(now + days(1))),
+            now + time::Duration::seconds(1440),
+            "the daily step of the configured base"
+        );
+        let zero = Backoff {
+            base: Duration::ZERO,
+        };
+        assert_eq!(zero.retry_at(now, 1, Some(now + days(1))), second);
+    }
+
+    #[test]
+    fn retry_times_round_up_to_the_second() {
+        let b = Backoff::default();
+        let now = datetime!(2026-01-01 0:00:00.25 UTC);
+        let hint = now + time::Duration::minutes(5);
+        assert_eq!(
+            b.retry_at(now, 1, Some(hint)),
+            datetime!(2026-01-01 0:05:01 UTC)
+        );
+        assert_eq!(b.retry_at(now, 1, None), datetime!(2026-01-01 0:01:01 UTC));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use warp::Filter;
 
-use crate::acme::Issuer;
+use crate::acme::{CertificateAuthority, Issuer};
 use crate::api::{self, ApiState, auth::AdminToken, auth::TokenError};
 use crate::ari_refresh;
 use crate::budget::OrderBudget;
@@ -26,7 +26,7 @@ use crate::config::{Config, SdsConfig, SdsListen};
 use crate::jobs::Worker;
 use crate::listener;
 use crate::metrics::{self, MetricsError};
-use crate::schedule::Backoff;
+use crate::schedule::{Backoff, Clock};
 use crate::sds::{self, socket::SdsListener, socket::SocketError};
 use crate::store::{self, Store, StoreError, source::StoreSource};
 
@@ -190,16 +190,17 @@ impl Bound {
             metrics,
             metrics_require_token: self.config.admin.metrics_require_token,
         };
-        let issuer = Arc::new(Issuer::new(&self.config.acme, self.store.clone()));
+        let ca: Arc<dyn CertificateAuthority> =
+            Arc::new(Issuer::new(&self.config.acme, self.store.clone()));
         let ari_refresh = ari_refresh::run(
             self.store.clone(),
-            issuer.clone(),
+            ca.clone(),
             ari_refresh::Settings::from_config(&self.config.acme),
             stop.clone(),
         );
         let worker = Worker {
             store: self.store.clone(),
-            issuer,
+            ca,
             source: source.clone(),
             wake,
             max_in_flight: self.config.acme.max_in_flight_orders,
@@ -212,6 +213,7 @@ impl Bound {
                 orders: self.config.acme.order_budget,
                 window: self.config.acme.order_budget_window,
             },
+            clock: Clock::system(),
         };
         let announcer = source.clone();
 

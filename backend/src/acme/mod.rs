@@ -1,5 +1,14 @@
 //! Talking to the ACME CA: the account, and one order from "new" to a stored certificate.
 //!
+//! # The seam
+//!
+//! The issuance worker and the ARI walk see the CA only through [`CertificateAuthority`]:
+//! have an account, issue (or resume) an order for a name, and fetch a certificate's renewal
+//! window. [`Issuer`] implements it over ACME
+//! (instant-acme); the policies on the other side of it (order budget, leases, backoff,
+//! Retry-After, drain, ARI windows) are tested in-process against a scriptable fake
+//! (`acme::fake`, test code only), and the real protocol against Pebble in `tests/`.
+//!
 //! Every request to the CA is bounded by `acme.request_timeout_secs` (instant-acme has no
 //! timeout of its own), and polling is bounded in total, so a CA that stops answering fails
 //! the attempt instead of hanging a job.
@@ -15,6 +24,8 @@
 
 pub mod account;
 pub mod ari;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod http;
 pub mod keys;
 pub mod order;
@@ -23,13 +34,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use instant_acme::Problem;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use crate::config::AcmeConfig;
 use crate::model::{KeyType, LastError};
-use crate::store::{IssuedCertificate, Store, StoreError};
+use crate::store::{IssuedCertificate, Store, StoreError, StoredCertificate};
 
 pub use account::AccountSettings;
 
@@ -211,8 +223,34 @@ fn is_rate_limit(problem: &Problem) -> bool {
 /// A failed attempt, and when the CA asked us to come back, if it did.
 #[derive(Debug)]
 pub struct Failure {
+    /// Why: its [`AcmeError::reason`] and the CA's [`AcmeError::problem`].
     pub error: AcmeError,
     pub retry_after: Option<OffsetDateTime>,
+}
+
+/// What the issuance worker and the ARI walk need from a certificate authority (see the
+/// module docs). Implementations bound every request to the CA themselves: a call that hangs
+/// is cut only by the caller's lease or shutdown.
+#[async_trait]
+pub trait CertificateAuthority: Send + Sync + 'static {
+    /// Have an account with the CA: loaded from the store, or registered on first use.
+    async fn ensure_account(&self) -> Result<(), AcmeError>;
+
+    /// Obtain a certificate for `name` with a fresh `key_type` key, resuming the domain's
+    /// open order if it has one. A new order is logged in the store's order log when the CA
+    /// creates it (that log is what the order budget counts) and left open on success: the
+    /// caller closes it once the certificate is stored. `current` is the certificate stored
+    /// now when this is a renewal.
+    async fn issue(
+        &self,
+        name: &str,
+        key_type: KeyType,
+        current: Option<&StoredCertificate>,
+    ) -> Result<IssuedCertificate, Failure>;
+
+    /// The CA's suggested renewal window (ARI) for the leaf of `chain_pem`; `Ok(None)` when
+    /// the CA offers no ARI or the certificate cannot be identified.
+    async fn renewal_window(&self, chain_pem: &str) -> Result<Option<ari::Window>, AcmeError>;
 }
 
 /// An RFC 7807 problem document as JSON. instant-acme parses the CA's document into
@@ -328,28 +366,19 @@ impl Issuer {
             tracing::error!(error = %e, "forgetting the account");
         }
     }
+}
 
-    /// The CA's suggested renewal window for `chain_pem`; `None` without ARI, or when the CA
-    /// cannot be asked now (the scheduler then falls back to a share of the lifetime).
-    pub async fn renewal_window(&self, chain_pem: &str) -> Option<ari::Window> {
-        let account = self.account().await.ok()?;
-        match ari::window(&account, chain_pem, self.request_timeout).await {
-            Ok(window) => window,
-            Err(e) => {
-                tracing::warn!(error = %e, "fetching renewal information");
-                None
-            }
-        }
+#[async_trait]
+impl CertificateAuthority for Issuer {
+    async fn ensure_account(&self) -> Result<(), AcmeError> {
+        self.account().await.map(drop)
     }
 
-    /// Obtain a certificate for `name` with a fresh `key_type` key, resuming the domain's
-    /// open order if it has one. `current` is the certificate stored now (a renewal): with
-    /// ARI the new order names it as the one it replaces.
-    pub async fn issue(
+    async fn issue(
         &self,
         name: &str,
         key_type: KeyType,
-        current: Option<&crate::store::StoredCertificate>,
+        current: Option<&StoredCertificate>,
     ) -> Result<IssuedCertificate, Failure> {
         let attempt = async {
             let account = self.account().await?;
@@ -385,6 +414,11 @@ impl Issuer {
                 .or_else(|| error.retry_hint()),
             error,
         })
+    }
+
+    async fn renewal_window(&self, chain_pem: &str) -> Result<Option<ari::Window>, AcmeError> {
+        let account = self.account().await?;
+        ari::window(&account, chain_pem, self.request_timeout).await
     }
 }
 

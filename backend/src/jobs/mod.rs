@@ -3,18 +3,26 @@
 //! and within the account-wide order budget ([`crate::budget`]); the store hands out
 //! expiry-critical renewals first.
 //!
+//! The worker sees the CA through the [`CertificateAuthority`] seam ([`crate::acme::Issuer`]
+//! in the service) and reads the time from a [`Clock`], so that its policies (budget,
+//! leases, backoff, Retry-After, drain) are tested in-process against a fake CA on tokio's
+//! paused clock (`jobs::tests`).
+//!
 //! An attempt resumes the domain's open order when there is one ([`crate::acme::order`]), so
 //! a crash at any point costs no second certificate. Its outcome sets the next due time:
 //! the renewal time ([`schedule::renew_at`], or inside the CA's ARI window) or the retry time
-//! ([`schedule::Backoff`], or exactly the CA's Retry-After).
+//! ([`schedule::Backoff`], or the CA's Retry-After, kept to the second within
+//! [`schedule::MIN_RETRY_AFTER`] and the daily step).
 //!
 //! Work is found in the store, not in memory, so a restart resumes it; the API only wakes the
-//! loop early. On shutdown the loop stops taking work and gives in-flight orders a bounded
+//! loop early. When work is due but held back (every permit taken, or the budget spent) the
+//! loop waits for a job to finish or for [`IDLE_POLL`], not for the due time, which has
+//! passed. On shutdown the loop stops taking work and gives in-flight orders a bounded
 //! grace period; orders cut short stay `validating` until their lease expires, then any
 //! replica (this one after a restart) takes them over.
 //!
 //! Leases: a claim lasts `storage.lease_secs`; while an order runs, its job renews the lease
-//! every third of that ([`Job::heartbeat`]). When a renewal finds the lease gone (the domain
+//! every third of that (`Job::heartbeat`). When a renewal finds the lease gone (the domain
 //! was disabled, or this replica was cut off long enough for another to take the domain
 //! over), the order is abandoned: its result would be discarded anyway.
 
@@ -26,23 +34,27 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::acme::{Failure, Issuer};
+use crate::acme::{CertificateAuthority, Failure};
 use crate::budget::OrderBudget;
 use crate::certs::CertEvent;
 use crate::metrics;
-use crate::schedule::{self, Backoff};
-use crate::store::{Claim, Store, StoreError, source::StoreSource};
+use crate::schedule::{self, Backoff, Clock};
+use crate::store::{Claim, IssuedCertificate, Store, StoreError, source::StoreSource};
+
+#[cfg(test)]
+mod tests;
 
 /// Longest sleep between looks at the store, even when nothing is due: another process (a
 /// later replica, an operator editing the database) may have added work without waking us.
-const IDLE_POLL: Duration = Duration::from_secs(30);
+/// Also the pause while the order budget is spent: the window slides a little each time.
+pub const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Pause after a storage error before looking again.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 
 /// What the worker needs.
 pub struct Worker {
     pub store: Arc<dyn Store>,
-    pub issuer: Arc<Issuer>,
+    pub ca: Arc<dyn CertificateAuthority>,
     pub source: StoreSource,
     /// Notified by the API when it made work due now.
     pub wake: Arc<Notify>,
@@ -55,6 +67,8 @@ pub struct Worker {
     pub backoff: Backoff,
     /// New orders per sliding window, account-wide (`acme.order_budget`).
     pub budget: OrderBudget,
+    /// Where `now` comes from: [`Clock::system`] but in tests.
+    pub clock: Clock,
 }
 
 static LEASES: AtomicU64 = AtomicU64::new(0);
@@ -66,11 +80,13 @@ fn new_lease() -> String {
 
 impl Worker {
     /// Run until `shutdown` turns true, then drain.
+    /// Run until `shutdown` turns true (or its sender is gone), then drain.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.max_in_flight));
         let mut jobs = JoinSet::new();
+        let mut budget_spent = false;
         while !*shutdown.borrow() {
-            let wait = match self.start_due(&permits, &mut jobs).await {
+            let wait = match self.start_due(&permits, &mut jobs, &mut budget_spent).await {
                 Ok(wait) => wait,
                 Err(e) => {
                     tracing::error!(error = %e, "reading due work");
@@ -78,7 +94,10 @@ impl Worker {
                 }
             };
             tokio::select! {
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => if changed.is_err() {
+                    // Nobody can signal any more: stop rather than spin on the closed channel.
+                    break;
+                },
                 _ = self.wake.notified() => {}
                 Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -87,60 +106,86 @@ impl Worker {
         self.drain(jobs).await;
     }
 
-    /// Claim as much due work as there are free permits and start it; returns how long to
-    /// sleep before looking again.
+    /// Claim as much due work as there are free permits and budget, and start it; returns
+    /// how long to sleep before looking again.
     async fn start_due(
         &self,
         permits: &Arc<Semaphore>,
         jobs: &mut JoinSet<()>,
+        budget_spent: &mut bool,
     ) -> Result<Duration, StoreError> {
-        let free = self
-            .within_budget(permits.available_permits(), jobs.len())
-            .await?;
-        if free > 0 {
-            let now = OffsetDateTime::now_utc();
-            let claims = self
-                .store
-                .claim_due(now, free, &new_lease(), now + self.lease)
-                .await?;
-            for claim in claims {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    break;
-                };
-                let job = Job {
-                    store: self.store.clone(),
-                    issuer: self.issuer.clone(),
-                    source: self.source.clone(),
-                    lease: self.lease,
-                    backoff: self.backoff,
-                };
-                jobs.spawn(async move {
-                    job.run(claim).await;
-                    drop(permit);
-                });
-            }
-        }
-        let next = self.store.next_due().await?;
         // Never longer than a lease between looks: another replica's claim made after our
         // last look, whose holder then died, is taken over within two lease durations.
-        Ok(until(next).min(IDLE_POLL).min(self.lease))
+        let idle = IDLE_POLL.min(self.lease);
+        let free = permits.available_permits();
+        if free == 0 {
+            // A job finishing wakes the loop.
+            return Ok(idle);
+        }
+        let allowed = self.within_budget(free, jobs.len(), budget_spent).await?;
+        let now = self.clock.now();
+        let claims = if allowed > 0 {
+            self.store
+                .claim_due(now, allowed, &new_lease(), now + self.lease)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let took_all_allowed = claims.len() == allowed;
+        for claim in claims {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            let job = Job {
+                store: self.store.clone(),
+                ca: self.ca.clone(),
+                source: self.source.clone(),
+                lease: self.lease,
+                backoff: self.backoff,
+                clock: self.clock,
+            };
+            jobs.spawn(async move {
+                job.run(claim).await;
+                drop(permit);
+            });
+        }
+        let next = self.store.next_due().await?;
+        if took_all_allowed && next.is_some_and(|at| at <= now) {
+            // More is due than the permits or the budget let us take: its due time has
+            // passed, so sleeping until it would spin. A finishing job or the sliding
+            // window frees room.
+            return Ok(idle);
+        }
+        Ok(until(next, self.clock.now()).min(idle))
     }
 
     /// How many of `free` permits the order budget lets us use. Jobs in flight may not
-    /// have logged their order yet: they count as placed, erring on the safe side.
-    async fn within_budget(&self, free: usize, in_flight: usize) -> Result<usize, StoreError> {
-        if free == 0 {
-            return Ok(0);
-        }
-        let now = OffsetDateTime::now_utc();
+    /// have logged their order yet: they count as placed, erring on the safe side. Says so
+    /// once when the budget runs out, and once when it has room again.
+    async fn within_budget(
+        &self,
+        free: usize,
+        in_flight: usize,
+        spent: &mut bool,
+    ) -> Result<usize, StoreError> {
+        let now = self.clock.now();
         let placed = self
             .store
             .orders_since(self.budget.window_start(now))
             .await?;
         let in_flight = u64::try_from(in_flight).unwrap_or(u64::MAX);
         let allowed = self.budget.allowance(placed.saturating_add(in_flight));
-        if allowed == 0 {
-            tracing::info!(placed, budget = self.budget.orders, window = ?self.budget.window, "order budget spent; due work waits");
+        if (allowed == 0) != *spent {
+            *spent = allowed == 0;
+            if *spent {
+                tracing::info!(placed, budget = self.budget.orders, window = ?self.budget.window, "order budget spent; due work waits");
+            } else {
+                tracing::info!(
+                    placed,
+                    budget = self.budget.orders,
+                    "order budget has room again"
+                );
+            }
         }
         Ok(free.min(allowed))
     }
@@ -164,10 +209,11 @@ impl Worker {
     }
 }
 
-fn until(when: Option<OffsetDateTime>) -> Duration {
+/// How long from `now` until `when` (or [`IDLE_POLL`] when nothing is due).
+fn until(when: Option<OffsetDateTime>, now: OffsetDateTime) -> Duration {
     match when {
         Some(at) => {
-            let secs = (at - OffsetDateTime::now_utc()).as_seconds_f64();
+            let secs = (at - now).as_seconds_f64();
             // Due times have second resolution: wake just after, not spinning before.
             Duration::from_secs_f64(secs.max(0.0)) + Duration::from_millis(50)
         }
@@ -178,10 +224,11 @@ fn until(when: Option<OffsetDateTime>) -> Duration {
 /// One issuance attempt for one claimed domain.
 struct Job {
     store: Arc<dyn Store>,
-    issuer: Arc<Issuer>,
+    ca: Arc<dyn CertificateAuthority>,
     source: StoreSource,
     lease: Duration,
     backoff: Backoff,
+    clock: Clock,
 }
 
 impl Job {
@@ -202,7 +249,7 @@ impl Job {
             None
         };
         let outcome = tokio::select! {
-            outcome = self.issuer.issue(&claim.name, claim.key_type, current.as_ref()) => outcome,
+            outcome = self.ca.issue(&claim.name, claim.key_type, current.as_ref()) => outcome,
             () = self.heartbeat(&claim) => {
                 tracing::warn!(domain = %claim.name, "lease lost while ordering; order abandoned");
                 return;
@@ -225,7 +272,7 @@ impl Job {
         let beat = self.lease / 3;
         loop {
             tokio::time::sleep(beat).await;
-            let until = OffsetDateTime::now_utc() + self.lease;
+            let until = self.clock.now() + self.lease;
             match self.store.renew_lease(claim, until).await {
                 Ok(true) => {}
                 Ok(false) => return,
@@ -236,12 +283,8 @@ impl Job {
         }
     }
 
-    async fn succeeded(
-        &self,
-        claim: &Claim,
-        cert: crate::store::IssuedCertificate,
-    ) -> Result<(), StoreError> {
-        let now = OffsetDateTime::now_utc();
+    async fn succeeded(&self, claim: &Claim, cert: IssuedCertificate) -> Result<(), StoreError> {
+        let now = self.clock.now();
         let renew_at = self.renew_at(&cert, now).await;
         let stored = self
             .store
@@ -260,15 +303,19 @@ impl Job {
         Ok(())
     }
 
-    /// Inside the CA's ARI window when it offers one, else a share of the lifetime; a random
-    /// point either way, so certificates issued together renew apart.
-    async fn renew_at(
-        &self,
-        cert: &crate::store::IssuedCertificate,
-        now: OffsetDateTime,
-    ) -> OffsetDateTime {
+    /// Inside the CA's ARI window when it offers one, else a share of the lifetime (also
+    /// when the CA cannot be asked now); a random point either way, so certificates issued
+    /// together renew apart.
+    async fn renew_at(&self, cert: &IssuedCertificate, now: OffsetDateTime) -> OffsetDateTime {
         let jitter = rand::random::<f64>();
-        match self.issuer.renewal_window(&cert.chain_pem).await {
+        let window = match self.ca.renewal_window(&cert.chain_pem).await {
+            Ok(window) => window,
+            Err(e) => {
+                tracing::warn!(error = %e, "fetching renewal information");
+                None
+            }
+        };
+        match window {
             Some(w) => schedule::ari_renew_at(w.start, w.end, now, jitter),
             None => schedule::renew_at(cert.not_before, cert.not_after, jitter),
         }
@@ -276,7 +323,7 @@ impl Job {
 
     async fn failed(&self, claim: &Claim, failure: Failure) -> Result<(), StoreError> {
         let Failure { error, retry_after } = failure;
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let attempts = claim.attempts.saturating_add(1);
         // A CA that lost our account is not the domain's fault, and a new account is
         // registered at the next attempt: retry after the first step, not a longer one.

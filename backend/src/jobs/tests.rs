@@ -1,0 +1,718 @@
+//! The worker's policies, in-process: a fake CA ([`crate::acme::fake`]) scripted per domain,
+//! a real SQLite store on a temporary file, and tokio's paused clock, so that hours of
+//! retries, leases and budget windows run in milliseconds. Each test asserts what can be
+//! observed: the store's state, the calls the CA saw, and when.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::Worker;
+use crate::acme::fake::{self, Ari, Ended, FakeCa, Gate, Step};
+use crate::budget::OrderBudget;
+use crate::certs::{CertEvent, CertificateSource};
+use crate::model::{DomainState, KeyType};
+use crate::schedule::{self, Backoff, Clock};
+use crate::store::{Store, source::StoreSource};
+use crate::testing::{self, PausedStore, START};
+
+const LEASE: Duration = Duration::from_secs(60);
+const GRACE: Duration = Duration::from_secs(20);
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn mins(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}
+
+/// Time since [`START`] as a std duration (the tests never look before it).
+fn since_start(at: OffsetDateTime) -> Duration {
+    Duration::try_from(at - START).expect("after the start")
+}
+
+/// A database, a clock and a fake CA; what one backend process has.
+struct World {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    db: Arc<PausedStore>,
+    store: Arc<dyn Store>,
+    ca: Arc<FakeCa>,
+    clock: Clock,
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acme-edge.db");
+        let db = PausedStore::open(&path).await;
+        let store: Arc<dyn Store> = db.clone();
+        let clock = testing::clock();
+        let ca = FakeCa::new(store.clone(), clock);
+        World {
+            _dir: dir,
+            path,
+            db,
+            store,
+            ca,
+            clock,
+        }
+    }
+
+    /// The same database after a restart: a new store, the leases of the stopped process
+    /// released (as the service does at start-up), a new CA client.
+    async fn restart(self) -> World {
+        let World {
+            _dir,
+            path,
+            db,
+            store,
+            ca,
+            clock,
+        } = self;
+        // The database is this process's alone until every handle on it is gone.
+        drop((db, store, ca));
+        let db = PausedStore::open(&path).await;
+        let store: Arc<dyn Store> = db.clone();
+        store.release_in_flight(clock.now()).await.unwrap();
+        let ca = FakeCa::new(store.clone(), clock);
+        World {
+            _dir,
+            path,
+            db,
+            store,
+            ca,
+            clock,
+        }
+    }
+
+    async fn enable(&self, names: &[&str]) {
+        for name in names {
+            self.store
+                .enable_domain(name, KeyType::EcdsaP256, self.clock.now())
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn state(&self, name: &str) -> DomainState {
+        self.store.domain(name).await.unwrap().unwrap().state
+    }
+
+    /// A worker with room to spare; tests narrow what they test.
+    fn worker(&self) -> Worker {
+        Worker {
+            store: self.store.clone(),
+            ca: self.ca.clone(),
+            source: StoreSource::new(self.store.clone()),
+            wake: Arc::new(Notify::new()),
+            max_in_flight: 10,
+            lease: LEASE,
+            grace: GRACE,
+            backoff: Backoff::default(),
+            budget: OrderBudget {
+                orders: 100,
+                window: Duration::from_secs(3 * 3600),
+            },
+            clock: self.clock,
+        }
+    }
+}
+
+/// A worker running in the background.
+struct Running {
+    stop: watch::Sender<bool>,
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+fn start(worker: Worker) -> Running {
+    let (stop, shutdown) = watch::channel(false);
+    let wake = worker.wake.clone();
+    let task = tokio::spawn(worker.run(shutdown));
+    Running { stop, wake, task }
+}
+
+impl Running {
+    /// Signal shutdown and wait for the worker to return; how long that took.
+    async fn stop(self) -> Duration {
+        let asked = tokio::time::Instant::now();
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap();
+        asked.elapsed()
+    }
+}
+
+async fn run_for(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+/// At most `limit` new orders in any `window` (a sliding window, every start point).
+fn assert_budget_held(orders: &[OffsetDateTime], limit: usize, window: Duration) {
+    for start in orders {
+        let inside = orders
+            .iter()
+            .filter(|t| **t >= *start && **t < *start + window)
+            .count();
+        assert!(
+            inside <= limit,
+            "{inside} orders in the window from {start}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_order_budget_is_a_sliding_window() {
+    let w = World::new().await;
+    let mut worker = w.worker();
+    worker.budget = OrderBudget {
+        orders: 2,
+        window: Duration::from_secs(3600),
+    };
+    let running = start(worker);
+
+    w.enable(&["a.example"]).await;
+    running.wake.notify_one();
+    run_for(mins(30)).await;
+    w.enable(&["b.example"]).await;
+    running.wake.notify_one();
+    run_for(mins(1)).await;
+    w.enable(&["c.example", "d.example"]).await;
+    running.wake.notify_one();
+    run_for(mins(180)).await;
+    running.stop().await;
+
+    let calls = w.ca.issues();
+    let at = |name: &str| since_start(w.ca.issues_for(name)[0].at);
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.new_order && c.ended == Ended::Issued)
+    );
+    assert!(at("b.example") >= mins(30) && at("b.example") < mins(31));
+    // The window slides: c goes when a's order leaves it, d only when b's does (a fixed
+    // hourly window would have let both go at the hour).
+    let (c, d) = {
+        let (x, y) = (at("c.example"), at("d.example"));
+        (x.min(y), x.max(y))
+    };
+    assert!(c >= mins(60) && c <= mins(61), "{c:?}");
+    assert!(d >= mins(90) && d <= mins(91), "{d:?}");
+    let orders: Vec<_> = calls.iter().map(|c| c.at).collect();
+    assert_budget_held(&orders, 2, mins(60));
+    for name in ["a.example", "b.example", "c.example", "d.example"] {
+        assert_eq!(w.state(name).await, DomainState::Issued, "{name}");
+    }
+}
+
+/// Store calls while the worker waits `d` with due work held back: a look every
+/// [`IDLE_POLL`](super::IDLE_POLL) at most, not a spin on a due time that has passed.
+async fn calls_while_held_back(w: &World, d: Duration) -> u64 {
+    let before = w.db.calls();
+    run_for(d).await;
+    let calls = w.db.calls() - before;
+    let looks = d.as_secs() / super::IDLE_POLL.as_secs() + 1;
+    assert!(
+        calls <= 4 * looks,
+        "{calls} store calls in {d:?} with nothing to start"
+    );
+    calls
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_budget_leaves_due_work_waiting_without_spinning() {
+    let w = World::new().await;
+    w.enable(&["a.example", "b.example"]).await;
+    let mut worker = w.worker();
+    worker.budget = OrderBudget {
+        orders: 1,
+        window: Duration::from_secs(3600),
+    };
+    let running = start(worker);
+    run_for(secs(1)).await;
+    assert_eq!(w.ca.issues().len(), 1);
+    calls_while_held_back(&w, mins(50)).await;
+    assert_eq!(w.ca.issues().len(), 1);
+    // The budget has room again an hour after the first order; the worker sees it at its
+    // next look.
+    run_for(mins(10) + super::IDLE_POLL).await;
+    running.stop().await;
+    let calls = w.ca.issues();
+    assert_eq!(calls.len(), 2);
+    assert!(since_start(calls[1].at) >= mins(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_order_budget_holds_across_a_restart() {
+    let budget = OrderBudget {
+        orders: 2,
+        window: Duration::from_secs(3600),
+    };
+    let names = ["a.example", "b.example", "c.example"];
+    let w = World::new().await;
+    w.enable(&names).await;
+    let mut worker = w.worker();
+    worker.budget = budget;
+    let running = start(worker);
+    run_for(mins(10)).await;
+    running.stop().await;
+    assert_eq!(w.ca.issues().len(), 2, "the budget allows two");
+    let first = w.ca.issues();
+
+    // A new process on the same database: the log of orders placed is in the store.
+    let w = w.restart().await;
+    let mut worker = w.worker();
+    worker.budget = budget;
+    let running = start(worker);
+    run_for(mins(45)).await;
+    assert!(w.ca.issues().is_empty(), "{:?}", w.ca.issues());
+    run_for(mins(10)).await;
+    running.stop().await;
+
+    let second = w.ca.issues();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert!(second[0].new_order);
+    let at = since_start(second[0].at);
+    assert!(at >= mins(60) && at <= mins(61), "{at:?}");
+    let mut all: Vec<_> = first.iter().chain(&second).map(|c| c.at).collect();
+    all.sort();
+    assert_budget_held(&all, 2, mins(60));
+    for name in names {
+        assert_eq!(w.state(name).await, DomainState::Issued, "{name}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured_exactly() {
+    let w = World::new().await;
+    // A CA time with a fraction of a second, as `now + Retry-After` has.
+    run_for(Duration::from_millis(1500)).await;
+    w.ca.script(
+        "a.example",
+        [Step::Fail {
+            error: fake::problem("rateLimited", 429),
+            retry_after: Some(Duration::from_secs(2 * 3600)),
+        }],
+    );
+    w.enable(&["a.example"]).await;
+    let running = start(w.worker());
+    run_for(mins(119)).await;
+
+    let calls = w.ca.issues_for("a.example");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let Ended::Failed(Some(asked)) = calls[0].ended else {
+        panic!("{calls:?}");
+    };
+    let domain = w.store.domain("a.example").await.unwrap().unwrap();
+    assert_eq!(domain.state, DomainState::Failed);
+    let error = domain.last_error.unwrap();
+    assert_eq!(error.reason, "rate_limited");
+    assert_eq!(
+        error.problem.unwrap()["type"],
+        "urn:ietf:params:acme:error:rateLimited"
+    );
+    // The CA's time, to the second the store keeps, rounded up: not our 1-minute backoff.
+    let retry_at = domain.retry_at.unwrap();
+    assert!(
+        retry_at >= asked && retry_at - asked < time::Duration::SECOND,
+        "{retry_at} for {asked}"
+    );
+
+    run_for(mins(2)).await;
+    running.stop().await;
+    let calls = w.ca.issues_for("a.example");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[1].at >= asked,
+        "retried at {} before {asked}",
+        calls[1].at
+    );
+    assert!(calls[1].at - asked < time::Duration::seconds(2));
+    assert_eq!(w.state("a.example").await, DomainState::Issued);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_zero_waits_a_second() {
+    let w = World::new().await;
+    let zero = (0..20).map(|_| Step::Fail {
+        error: fake::problem("rateLimited", 429),
+        retry_after: Some(Duration::ZERO),
+    });
+    w.ca.script("a.example", zero);
+    w.enable(&["a.example"]).await;
+    let running = start(w.worker());
+    run_for(secs(5)).await;
+    running.stop().await;
+
+    let calls = w.ca.issues_for("a.example");
+    assert!(
+        (2..=6).contains(&calls.len()),
+        "{} attempts in 5 s",
+        calls.len()
+    );
+    for pair in calls.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= time::Duration::SECOND,
+            "{} then {}",
+            pair[0].at,
+            pair[1].at
+        );
+    }
+}
+
+/// The times between consecutive attempts.
+fn gaps(calls: &[fake::IssueCall]) -> Vec<Duration> {
+    calls
+        .windows(2)
+        .map(|p| Duration::try_from(p[1].at - p[0].at).unwrap())
+        .collect()
+}
+
+/// Each gap is its step, late by at most the rounding to the second and the wake-up margin.
+fn assert_steps(gaps: &[Duration], steps: &[Duration]) {
+    assert_eq!(gaps.len(), steps.len(), "{gaps:?}");
+    for (gap, step) in gaps.iter().zip(steps) {
+        assert!(
+            gap >= step && *gap < *step + secs(2),
+            "gap {gap:?} for step {step:?} in {gaps:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_back_off_1_10_100_base_units_then_daily() {
+    let w = World::new().await;
+    let failures = (0..5).map(|_| Step::fail(fake::validation_failed("connection")));
+    w.ca.script("a.example", failures);
+    w.enable(&["a.example"]).await;
+    // A short base, as the end-to-end tests use: 1 s, 10 s, 100 s, then 1440 s.
+    let base = secs(1);
+    let mut worker = w.worker();
+    worker.backoff = Backoff { base };
+    let running = start(worker);
+
+    run_for(secs(60)).await;
+    let domain = w.store.domain("a.example").await.unwrap().unwrap();
+    assert_eq!(domain.attempts, 3);
+    assert_eq!(domain.last_error.unwrap().reason, "validation_failed");
+
+    run_for(secs(2 * 1440 + 200)).await;
+    running.stop().await;
+    let calls = w.ca.issues_for("a.example");
+    assert_steps(
+        &gaps(&calls),
+        &[base, base * 10, base * 100, base * 1440, base * 1440],
+    );
+    // Each invalid order was closed: every attempt placed a new one.
+    assert!(calls.iter().all(|c| c.new_order), "{calls:?}");
+    let domain = w.store.domain("a.example").await.unwrap().unwrap();
+    assert_eq!(domain.state, DomainState::Issued);
+    assert_eq!(domain.attempts, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_account_is_retried_after_the_first_step() {
+    let w = World::new().await;
+    let lost = (0..3).map(|_| Step::fail(fake::problem("accountDoesNotExist", 400)));
+    w.ca.script("a.example", lost);
+    w.enable(&["a.example"]).await;
+    let running = start(w.worker());
+    run_for(mins(10)).await;
+    running.stop().await;
+
+    let base = Backoff::default().base;
+    assert_steps(&gaps(&w.ca.issues_for("a.example")), &[base, base, base]);
+    assert_eq!(w.state("a.example").await, DomainState::Issued);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lease_is_renewed_while_an_order_runs() {
+    let w = World::new().await;
+    let gate = Gate::default();
+    w.ca.script(
+        "a.example",
+        [Step::Wait(
+            gate.clone(),
+            Box::new(Step::Issue(fake::LIFETIME)),
+        )],
+    );
+    w.enable(&["a.example"]).await;
+    let running = start(w.worker());
+
+    for _ in 0..10 {
+        run_for(LEASE).await;
+        // The lease is always ahead: renewed every third of it.
+        let now = w.clock.now();
+        let expires = w.store.next_due().await.unwrap().unwrap();
+        assert!(
+            expires > now + LEASE / 2 && expires <= now + LEASE,
+            "lease expires at {expires}, now {now}"
+        );
+    }
+    // Ten leases on, nobody took the domain over (the worker itself would, as a stale
+    // claim, were the lease not renewed).
+    let calls = w.ca.issues();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].ended, Ended::Running);
+    assert_eq!(w.state("a.example").await, DomainState::Validating);
+
+    gate.open();
+    run_for(secs(1)).await;
+    running.stop().await;
+    assert_eq!(w.ca.issues()[0].ended, Ended::Issued);
+    assert_eq!(w.state("a.example").await, DomainState::Issued);
+    assert!(w.store.certificate("a.example").await.unwrap().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_domain_disabled_mid_order_is_abandoned() {
+    let w = World::new().await;
+    w.ca.script("a.example", [Step::Hang]);
+    w.enable(&["a.example"]).await;
+    let running = start(w.worker());
+    run_for(secs(5)).await;
+    let disabled_at = w.clock.now();
+    w.store
+        .disable_domain("a.example", disabled_at)
+        .await
+        .unwrap();
+    run_for(mins(5)).await;
+    running.stop().await;
+
+    let calls = w.ca.issues();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].ended, Ended::Cancelled, "the order was abandoned");
+    // At the next heartbeat, a third of the lease.
+    let abandoned = since_start(calls[0].ended_at.unwrap());
+    assert!(
+        abandoned <= since_start(disabled_at) + LEASE / 3,
+        "{abandoned:?}"
+    );
+    assert_eq!(w.state("a.example").await, DomainState::Disabled);
+    assert!(w.store.certificate("a.example").await.unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_certificate_for_a_lease_lost_meanwhile_is_discarded() {
+    let w = World::new().await;
+    let gate = Gate::default();
+    w.ca.script(
+        "a.example",
+        [Step::Wait(
+            gate.clone(),
+            Box::new(Step::Issue(fake::LIFETIME)),
+        )],
+    );
+    w.enable(&["a.example"]).await;
+    let worker = w.worker();
+    let mut events = worker.source.subscribe();
+    let running = start(worker);
+    run_for(secs(5)).await;
+    // Disabled, and the CA answers before the next heartbeat notices.
+    w.store
+        .disable_domain("a.example", w.clock.now())
+        .await
+        .unwrap();
+    gate.open();
+    run_for(secs(1)).await;
+    running.stop().await;
+
+    assert_eq!(w.ca.issues()[0].ended, Ended::Issued);
+    assert_eq!(w.state("a.example").await, DomainState::Disabled);
+    assert!(w.store.certificate("a.example").await.unwrap().is_none());
+    assert!(
+        events.try_recv().is_err(),
+        "nothing announced to the SDS side"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_in_flight_orders_finish_within_the_grace_period() {
+    let w = World::new().await;
+    let gate = Gate::default();
+    w.ca.script(
+        "a.example",
+        [Step::Wait(
+            gate.clone(),
+            Box::new(Step::Issue(fake::LIFETIME)),
+        )],
+    );
+    w.enable(&["a.example"]).await;
+    let running = start(w.worker());
+    run_for(secs(1)).await;
+
+    let stop = tokio::spawn(running.stop());
+    run_for(secs(1)).await;
+    // Work that comes due now waits for the next start.
+    w.enable(&["b.example"]).await;
+    run_for(secs(4)).await;
+    gate.open();
+    let took = stop.await.unwrap();
+
+    assert!(took >= secs(5) && took < GRACE, "{took:?}");
+    assert_eq!(w.state("a.example").await, DomainState::Issued);
+    assert!(w.ca.issues_for("b.example").is_empty());
+    assert_eq!(w.state("b.example").await, DomainState::Pending);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_cuts_orders_after_the_grace_period_and_they_stay_claimable() {
+    let w = World::new().await;
+    w.ca.script("a.example", [Step::Hang]);
+    w.enable(&["a.example"]).await;
+    let running = start(w.worker());
+    run_for(secs(1)).await;
+    let took = running.stop().await;
+
+    assert!(
+        took >= GRACE && took < GRACE + secs(1),
+        "in-flight orders get the grace period, no more: {took:?}"
+    );
+    let cut = w.ca.issues();
+    assert_eq!(cut.len(), 1);
+    assert_eq!(cut[0].ended, Ended::Cancelled);
+    assert!(cut[0].new_order);
+    assert_eq!(w.state("a.example").await, DomainState::Validating);
+
+    // Another worker on the database takes it over once the lease expires, and resumes the
+    // order instead of placing a second one.
+    let cut_at = w.clock.now();
+    let running = start(w.worker());
+    run_for(LEASE + secs(5)).await;
+    running.stop().await;
+    let calls = w.ca.issues();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(!calls[1].new_order, "the open order is resumed");
+    assert!(calls[1].at - cut_at <= time::Duration::try_from(LEASE).unwrap());
+    assert_eq!(w.state("a.example").await, DomainState::Issued);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_critical_renewals_are_claimed_first() {
+    let w = World::new().await;
+    let now = w.clock.now();
+    // A 6-day certificate with a day left: past its critical point (4.5 days).
+    let old = w.ca.certificate(
+        "critical.example",
+        now - time::Duration::days(5),
+        Duration::from_secs(6 * 86400),
+    );
+    let renew_at = now - time::Duration::minutes(1);
+    testing::issue_directly(w.store.as_ref(), "critical.example", &old, renew_at, now).await;
+    // New names due earlier than the renewal.
+    for name in ["new1.example", "new2.example", "new3.example"] {
+        w.store
+            .enable_domain(name, KeyType::EcdsaP256, now - time::Duration::minutes(10))
+            .await
+            .unwrap();
+    }
+    let mut worker = w.worker();
+    worker.budget = OrderBudget {
+        orders: 1,
+        window: Duration::from_secs(3600),
+    };
+    let running = start(worker);
+    run_for(mins(10)).await;
+    running.stop().await;
+
+    let calls = w.ca.issues();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].name, "critical.example");
+    assert!(calls[0].renewal);
+    let renewed = w
+        .store
+        .certificate("critical.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(renewed.version, old.version);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_more_orders_run_at_once_than_allowed() {
+    let w = World::new().await;
+    let names = [
+        "a.example",
+        "b.example",
+        "c.example",
+        "d.example",
+        "e.example",
+    ];
+    for name in names {
+        w.ca.script(name, [Step::Hang]);
+    }
+    w.enable(&names).await;
+    let mut worker = w.worker();
+    worker.max_in_flight = 2;
+    let running = start(worker);
+    run_for(secs(1)).await;
+    calls_while_held_back(&w, mins(10)).await;
+    assert_eq!(w.ca.issues().len(), 2, "{:?}", w.ca.issues());
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewal_is_inside_the_cas_window_or_at_a_share_of_the_lifetime() {
+    let w = World::new().await;
+    let now = w.clock.now();
+    let (start_, end) = (
+        now + time::Duration::days(20),
+        now + time::Duration::days(21),
+    );
+    w.ca.set_ari("ari.example", Ari::Window { start: start_, end });
+    w.ca.set_ari("broken.example", Ari::Error);
+    let names = ["ari.example", "plain.example", "broken.example"];
+    w.enable(&names).await;
+    let running = start(w.worker());
+    run_for(secs(10)).await;
+    running.stop().await;
+
+    let renew = |d: crate::model::Domain| d.renew_at.unwrap();
+    let ari = w.store.domain("ari.example").await.unwrap().unwrap();
+    let at = renew(ari);
+    assert!(at >= start_ - time::Duration::SECOND && at <= end, "{at}");
+    for name in ["plain.example", "broken.example"] {
+        let d = w.store.domain(name).await.unwrap().unwrap();
+        let (nb, na) = (d.not_before.unwrap(), d.not_after.unwrap());
+        let at = renew(d);
+        // Stored to the second.
+        let earliest = schedule::renew_at(nb, na, 1.0) - time::Duration::SECOND;
+        assert!(
+            at >= earliest && at <= schedule::renew_at(nb, na, 0.0),
+            "{name}: {at}"
+        );
+    }
+    let mut asked: Vec<_> = w.ca.window_calls().into_iter().map(|(n, _)| n).collect();
+    asked.sort();
+    assert_eq!(asked, ["ari.example", "broken.example", "plain.example"]);
+}
+
+#[tokio::test]
+async fn the_worker_stops_when_its_shutdown_sender_is_gone() {
+    let w = World::new().await;
+    let (stop, shutdown) = watch::channel(false);
+    drop(stop);
+    let ran = tokio::time::timeout(secs(10), w.worker().run(shutdown)).await;
+    assert!(ran.is_ok(), "the worker kept looping");
+}
+
+#[tokio::test(start_paused = true)]
+async fn announces_what_it_issued() {
+    let w = World::new().await;
+    w.enable(&["a.example"]).await;
+    let worker = w.worker();
+    let mut events = worker.source.subscribe();
+    let running = start(worker);
+    run_for(secs(5)).await;
+    running.stop().await;
+    assert_eq!(
+        events.try_recv().unwrap(),
+        CertEvent::Updated("a.example".into())
+    );
+}
