@@ -73,15 +73,17 @@ mod tests {
             )
             .await
             .unwrap();
-        store
-            .put_challenge(
-                "a.example",
-                "tok-1",
-                "tok-1.thumb",
-                OffsetDateTime::now_utc(),
-            )
+        let now = OffsetDateTime::now_utc();
+        let claims = store
+            .claim_due(now, 1, "L", now + time::Duration::seconds(30))
             .await
             .unwrap();
+        assert_eq!(claims.len(), 1);
+        let published = store
+            .put_challenge("a.example", "L", "tok-1", "tok-1.thumb", now)
+            .await
+            .unwrap();
+        assert!(published);
         let api = routes(store);
         let get = |path: String| warp::test::request().path(&path).reply(&api);
 

@@ -198,11 +198,12 @@ impl Store for PausedStore {
     async fn put_challenge(
         &self,
         host: &str,
+        lease: &str,
         token: &str,
         key_authorization: &str,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        held!(self.put_challenge(host, token, key_authorization, now))
+    ) -> Result<bool, StoreError> {
+        held!(self.put_challenge(host, lease, token, key_authorization, now))
     }
     async fn challenge(&self, host: &str, token: &str) -> Result<Option<String>, StoreError> {
         held!(self.challenge(host, token))

@@ -17,9 +17,8 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{AcmeError, CertificateAuthority, Failure, ari, order};
-use crate::model::KeyType;
 use crate::schedule::Clock;
-use crate::store::{IssuedCertificate, Store, StoredCertificate};
+use crate::store::{Claim, IssuedCertificate, Store, StoredCertificate};
 
 /// Lifetime of the certificates the fake issues unless a step says otherwise.
 pub const LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -275,10 +274,10 @@ impl CertificateAuthority for FakeCa {
 
     async fn issue(
         &self,
-        name: &str,
-        _key_type: KeyType,
+        claim: &Claim,
         current: Option<&StoredCertificate>,
     ) -> Result<IssuedCertificate, Failure> {
+        let name = claim.name.as_str();
         let (index, step) = {
             let mut state = self.state();
             let step = state

@@ -40,8 +40,8 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use crate::config::AcmeConfig;
-use crate::model::{KeyType, LastError};
-use crate::store::{IssuedCertificate, Store, StoreError, StoredCertificate};
+use crate::model::LastError;
+use crate::store::{Claim, IssuedCertificate, Store, StoreError, StoredCertificate};
 
 pub use account::AccountSettings;
 
@@ -84,6 +84,8 @@ pub enum AcmeError {
     Csr(#[from] rcgen::Error),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    #[error("the lease on {0} was lost (disabled or taken over meanwhile)")]
+    LeaseLost(String),
 }
 
 fn offered_list(offered: &[String]) -> String {
@@ -111,6 +113,7 @@ impl AcmeError {
             AcmeError::BadCertificate(_) => "bad_certificate",
             AcmeError::Account(_) => "account",
             AcmeError::Key(_) | AcmeError::Csr(_) | AcmeError::Store(_) => "internal",
+            AcmeError::LeaseLost(_) => "lease_lost",
         }
     }
 
@@ -236,15 +239,15 @@ pub trait CertificateAuthority: Send + Sync + 'static {
     /// Have an account with the CA: loaded from the store, or registered on first use.
     async fn ensure_account(&self) -> Result<(), AcmeError>;
 
-    /// Obtain a certificate for `name` with a fresh `key_type` key, resuming the domain's
-    /// open order if it has one. A new order is logged in the store's order log when the CA
+    /// Obtain a certificate for the claimed domain with a fresh key of its key type, resuming
+    /// the domain's open order if it has one; challenge tokens are published under the
+    /// claim's lease only. A new order is logged in the store's order log when the CA
     /// creates it (that log is what the order budget counts) and left open on success: the
     /// caller closes it once the certificate is stored. `current` is the certificate stored
     /// now when this is a renewal.
     async fn issue(
         &self,
-        name: &str,
-        key_type: KeyType,
+        claim: &Claim,
         current: Option<&StoredCertificate>,
     ) -> Result<IssuedCertificate, Failure>;
 
@@ -376,8 +379,7 @@ impl CertificateAuthority for Issuer {
 
     async fn issue(
         &self,
-        name: &str,
-        key_type: KeyType,
+        claim: &Claim,
         current: Option<&StoredCertificate>,
     ) -> Result<IssuedCertificate, Failure> {
         let attempt = async {
@@ -393,8 +395,9 @@ impl CertificateAuthority for Issuer {
                 None => None,
             };
             let request = order::Request {
-                name,
-                key_type,
+                name: &claim.name,
+                lease: &claim.lease,
+                key_type: claim.key_type,
                 limit: self.request_timeout,
                 current_version: current.map(|c| c.version.as_str()),
                 replaces,
@@ -426,6 +429,7 @@ impl CertificateAuthority for Issuer {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::model::KeyType;
     use crate::store::SqliteStore;
     use warp::Filter;
 
@@ -475,7 +479,15 @@ mod tests {
         let issuer = Issuer::new(&config.acme, store);
 
         let before = OffsetDateTime::now_utc();
-        let Err(failure) = issuer.issue("a.example", KeyType::EcdsaP256, None).await else {
+        let claim = Claim {
+            name: "a.example".into(),
+            key_type: KeyType::EcdsaP256,
+            lease: "L".into(),
+            attempts: 0,
+            renewal: false,
+            resumed: false,
+        };
+        let Err(failure) = issuer.issue(&claim, None).await else {
             panic!("a rate-limited account cannot issue");
         };
         assert_eq!(failure.error.reason(), "rate_limited", "{}", failure.error);

@@ -35,6 +35,8 @@ const POLL_MAX_DELAY: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
     pub name: &'a str,
+    /// The worker's lease on the domain: tokens are published only while it holds.
+    pub lease: &'a str,
     pub key_type: KeyType,
     /// Bound on each request to the CA.
     pub limit: Duration,
@@ -174,9 +176,9 @@ async fn complete(
     request: &Request<'_>,
     key_pem: Option<String>,
 ) -> Result<IssuedCertificate, AcmeError> {
-    let Request { name, limit, .. } = *request;
+    let name = request.name;
     if order.state().status == OrderStatus::Pending {
-        let validated = validate(order, store, name, limit).await;
+        let validated = validate(order, store, request).await;
         let cleaned = store.remove_challenges(name).await;
         validated?;
         cleaned?;
@@ -188,10 +190,10 @@ async fn complete(
 async fn validate(
     order: &mut Order,
     store: &dyn Store,
-    name: &str,
-    limit: Duration,
+    request: &Request<'_>,
 ) -> Result<(), AcmeError> {
-    publish_challenges(order, store, name, limit).await?;
+    let limit = request.limit;
+    publish_challenges(order, store, request).await?;
     match poll_order(order, limit, |s| !matches!(s, OrderStatus::Pending)).await? {
         OrderStatus::Invalid => Err(invalid_order(order, limit).await),
         _ => Ok(()),
@@ -201,9 +203,9 @@ async fn validate(
 async fn publish_challenges(
     order: &mut Order,
     store: &dyn Store,
-    name: &str,
-    limit: Duration,
+    request: &Request<'_>,
 ) -> Result<(), AcmeError> {
+    let Request { name, limit, .. } = *request;
     let mut authorizations = order.authorizations();
     loop {
         let next = tokio::time::timeout(limit, authorizations.next())
@@ -229,14 +231,18 @@ async fn publish_challenges(
             .challenge(ChallengeType::Http01)
             .ok_or_else(|| AcmeError::NoHttp01Challenge(name.to_owned()))?;
         let key_authorization = challenge.key_authorization();
-        store
+        let published = store
             .put_challenge(
                 name,
+                request.lease,
                 &challenge.token,
                 key_authorization.as_str(),
                 OffsetDateTime::now_utc(),
             )
             .await?;
+        if !published {
+            return Err(AcmeError::LeaseLost(name.to_owned()));
+        }
         // A resumed order may have told the CA already; its validation needs the token
         // published again, but a second "ready" would be refused.
         if challenge.status == instant_acme::ChallengeStatus::Pending {

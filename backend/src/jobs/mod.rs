@@ -234,11 +234,9 @@ struct Job {
 impl Job {
     async fn run(self, claim: Claim) {
         if claim.resumed {
+            // The stopped worker's tokens stay published: the CA may be validating one, and
+            // resuming its order publishes the same tokens again under this lease.
             tracing::info!(domain = %claim.name, "resuming orders interrupted by a stopped worker (its lease expired)");
-            // The stopped worker's tokens belong to an order nobody finishes.
-            if let Err(e) = self.store.remove_challenges(&claim.name).await {
-                tracing::warn!(domain = %claim.name, error = %e, "dropping stale challenges");
-            }
         }
         tracing::info!(domain = %claim.name, renewal = claim.renewal, attempt = claim.attempts + 1, "ordering");
         // A renewal names the certificate it replaces (ARI), and an open order that already
@@ -249,7 +247,7 @@ impl Job {
             None
         };
         let outcome = tokio::select! {
-            outcome = self.ca.issue(&claim.name, claim.key_type, current.as_ref()) => outcome,
+            outcome = self.ca.issue(&claim, current.as_ref()) => outcome,
             () = self.heartbeat(&claim) => {
                 tracing::warn!(domain = %claim.name, "lease lost while ordering; order abandoned");
                 return;

@@ -243,8 +243,8 @@ pub trait Store: orders::OrderLog + Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
     /// At start-up: domains left `validating` whose lease expired by `now` (their worker
-    /// stopped) become due `now`, and their challenges are dropped (the CA will hand out new
-    /// ones). Leases still live belong to running replicas and are left alone, unless the
+    /// stopped) become due `now`; their challenge tokens stay answerable (the CA may be
+    /// validating one; the resumed order publishes the same ones). Leases still live belong to running replicas and are left alone, unless the
     /// store is this process's alone ([`engine::Engine::EXCLUSIVE`]): then every lease is
     /// stale.
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
@@ -271,13 +271,16 @@ pub trait Store: orders::OrderLog + Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     // ---- challenges
+    /// Publish `token` for `host`, only while `lease` still holds the domain; `false` when the
+    /// lease was lost (the domain was disabled or taken over): the token is not written.
     async fn put_challenge(
         &self,
         host: &str,
+        lease: &str,
         token: &str,
         key_authorization: &str,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// The key authorization for `token`, only if it was issued for `host`.
     async fn challenge(&self, host: &str, token: &str) -> Result<Option<String>, StoreError>;
     async fn remove_challenges(&self, host: &str) -> Result<(), StoreError>;

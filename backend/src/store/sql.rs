@@ -405,16 +405,8 @@ where
         if names.is_empty() {
             return Ok(0);
         }
-        // The CA hands out new challenges when the order is resumed.
-        let drop_challenges = format!(
-            "DELETE FROM challenges WHERE host IN {}",
-            placeholders(1, names.len())
-        );
-        let mut drop_challenges = sqlx::query(&drop_challenges);
-        for name in &names {
-            drop_challenges = drop_challenges.bind(name.as_str());
-        }
-        drop_challenges.execute(&mut *tx).await?;
+        // Their tokens stay published: the CA may be validating one right now, and the
+        // resumed order (same authorizations, same tokens) publishes them again anyway.
         let release = format!(
             "UPDATE domains SET state = 'pending', due_at = $1, lease = NULL, \
              lease_expires_at = NULL, updated_at = $1 WHERE name IN {}",
@@ -475,22 +467,25 @@ where
     async fn put_challenge(
         &self,
         host: &str,
+        lease: &str,
         token: &str,
         key_authorization: &str,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "INSERT INTO challenges (host, token, key_authorization, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (host, token) \
-             DO UPDATE SET key_authorization = excluded.key_authorization",
+             SELECT $1, $2, $3, $4 WHERE EXISTS \
+             (SELECT 1 FROM domains WHERE name = $1 AND lease = $5) \
+             ON CONFLICT (host, token) DO UPDATE SET key_authorization = excluded.key_authorization",
         )
         .bind(host)
         .bind(token)
         .bind(key_authorization)
         .bind(ts(now))
+        .bind(lease)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(DB::rows_affected(&done) == 1)
     }
 
     async fn challenge(&self, host: &str, token: &str) -> Result<Option<String>, StoreError> {

@@ -159,9 +159,16 @@ mod tests {
             s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
                 .await
                 .unwrap();
-            s.put_challenge("a.example", "tok", "tok.thumb", NOW)
+            let claims = s
+                .claim_due(NOW, 1, "L", NOW + time::Duration::seconds(30))
                 .await
                 .unwrap();
+            assert_eq!(claims.len(), 1);
+            assert!(
+                s.put_challenge("a.example", "L", "tok", "tok.thumb", NOW)
+                    .await
+                    .unwrap()
+            );
         }
         let s = SqliteStore::open(&path).await.unwrap();
         assert_eq!(

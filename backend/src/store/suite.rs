@@ -262,7 +262,7 @@ async fn release_in_flight_takes_back_only_expired_leases<DB: Engine>(s: Arc<dyn
     let live = claim_one(&*s, NOW, "live-replica").await;
     assert!(s.renew_lease(&live, NOW + secs(120)).await.unwrap());
     for claim in [&dead, &live] {
-        s.put_challenge(&claim.name, "tok", "tok.thumb", NOW)
+        s.put_challenge(&claim.name, &claim.lease, "tok", "tok.thumb", NOW)
             .await
             .unwrap();
     }
@@ -273,7 +273,11 @@ async fn release_in_flight_takes_back_only_expired_leases<DB: Engine>(s: Arc<dyn
         for claim in [&dead, &live] {
             let domain = s.domain(&claim.name).await.unwrap();
             assert_eq!(domain.map(|d| d.state), Some(DomainState::Pending));
-            assert_eq!(s.challenge(&claim.name, "tok").await.unwrap(), None);
+            assert_eq!(
+                s.challenge(&claim.name, "tok").await.unwrap().as_deref(),
+                Some("tok.thumb"),
+                "a stopped worker's tokens stay answerable until the order is resumed"
+            );
         }
         return;
     }
@@ -287,7 +291,11 @@ async fn release_in_flight_takes_back_only_expired_leases<DB: Engine>(s: Arc<dyn
         state(s.domain(&live.name).await.unwrap()),
         Some(DomainState::Validating)
     );
-    assert_eq!(s.challenge(&dead.name, "tok").await.unwrap(), None);
+    assert_eq!(
+        s.challenge(&dead.name, "tok").await.unwrap().as_deref(),
+        Some("tok.thumb"),
+        "a dead replica's tokens stay answerable until the order is resumed"
+    );
     assert_eq!(
         s.challenge(&live.name, "tok").await.unwrap().as_deref(),
         Some("tok.thumb"),
@@ -342,12 +350,14 @@ async fn challenges_are_per_host(s: Arc<dyn Store>) {
     s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
         .await
         .unwrap();
-    s.put_challenge("a.example", "tok", "tok.thumb", NOW)
-        .await
-        .unwrap();
-    s.put_challenge("a.example", "tok", "tok.thumb2", NOW)
-        .await
-        .unwrap();
+    let claim = claim_one(&*s, NOW, "L1").await;
+    for answer in ["tok.thumb", "tok.thumb2"] {
+        assert!(
+            s.put_challenge("a.example", &claim.lease, "tok", answer, NOW)
+                .await
+                .unwrap()
+        );
+    }
     assert_eq!(
         s.challenge("a.example", "tok").await.unwrap().as_deref(),
         Some("tok.thumb2")
@@ -359,33 +369,40 @@ async fn challenges_are_per_host(s: Arc<dyn Store>) {
 
 async fn challenges_are_answered_only_while_an_order_can_use_them(s: Arc<dyn Store>) {
     let answer = |s: Arc<dyn Store>| async move { s.challenge("a.example", "tok").await.unwrap() };
-    // No such domain: a token nobody enabled is never answered.
-    s.put_challenge("a.example", "tok", "tok.thumb", NOW)
-        .await
-        .unwrap();
-    assert_eq!(answer(s.clone()).await, None);
+    let put = |s: Arc<dyn Store>, lease: &'static str| async move {
+        s.put_challenge("a.example", lease, "tok", "tok.thumb", NOW)
+            .await
+            .unwrap()
+    };
+    // No such domain, or no claim on it: nothing is written.
+    assert!(!put(s.clone(), "L1").await);
     s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
         .await
         .unwrap();
-    assert_eq!(answer(s.clone()).await.as_deref(), Some("tok.thumb"));
+    assert!(!put(s.clone(), "L1").await);
+    assert_eq!(answer(s.clone()).await, None);
+    // Under the worker's lease: written and answered.
     let claim = claim_one(&*s, NOW, "L1").await;
+    assert!(
+        !put(s.clone(), "someone-else").await,
+        "only under a matching lease"
+    );
+    assert!(put(s.clone(), "L1").await);
     assert_eq!(answer(s.clone()).await.as_deref(), Some("tok.thumb"));
-    // Issued: the order is done, whatever is left of its tokens is not answered.
+    // Issued: the order is done; whatever is left of its tokens is not answered.
     assert!(
         s.record_issued(&claim, &cert("01"), NOW + secs(3600), NOW)
             .await
             .unwrap()
     );
     assert_eq!(answer(s.clone()).await, None);
-    // Disabled: never answered.
+    // Disabled mid-order: the lease is gone, so is the answer.
     s.request_renewal("a.example", NOW).await.unwrap();
-    s.put_challenge("a.example", "tok", "tok.thumb", NOW)
-        .await
-        .unwrap();
+    claim_one(&*s, NOW, "L2").await;
+    assert!(put(s.clone(), "L2").await);
+    assert_eq!(answer(s.clone()).await.as_deref(), Some("tok.thumb"));
     s.disable_domain("a.example", NOW).await.unwrap();
-    s.put_challenge("a.example", "tok", "tok.thumb", NOW)
-        .await
-        .unwrap();
+    assert!(!put(s.clone(), "L2").await);
     assert_eq!(answer(s.clone()).await, None);
 }
 
