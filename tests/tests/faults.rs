@@ -91,11 +91,10 @@ impl Database {
 
     /// Orders whose CSR was sent, i.e. certificates the CA may have issued, per domain.
     async fn certificates_ordered(&self) -> Result<BTreeMap<String, i64>> {
-        let rows = sqlx::query(
-            "SELECT name, COUNT(*) AS n FROM orders WHERE key_pem IS NOT NULL GROUP BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT name, COUNT(*) AS n FROM orders WHERE key_made GROUP BY name")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("name")?, r.try_get("n")?)))
             .collect()

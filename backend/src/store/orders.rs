@@ -85,7 +85,7 @@ where
     }
 
     async fn set_order_key(&self, order_url: &str, key_pem: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET key_pem = $1 WHERE order_url = $2")
+        sqlx::query("UPDATE orders SET key_pem = $1, key_made = TRUE WHERE order_url = $2")
             .bind(key_pem)
             .bind(order_url)
             .execute(&self.pool)

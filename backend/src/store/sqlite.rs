@@ -195,6 +195,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(keys, 0);
+        // That the order got as far as a key (and maybe a certificate) is kept.
+        let made: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE key_made")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(made, 1);
     }
 
     #[tokio::test]
