@@ -8,7 +8,10 @@
 //! - the CA's `Retry-After` on an error answer (rate limits, maintenance). It is noted for
 //!   the job whose request got it, so the retry is scheduled no earlier than the CA asked.
 //!   The note lives in a task-local slot: each job runs its order inside
-//!   [`noting_retry_after`], and requests made from that task write to that job's slot only.
+//!   [`noting_retry_after`], and requests made from that task write to that job's slot only;
+//! - a problem document for "not found" answers that carry none (Pebble answers an order it
+//!   does not know, after a restart, with a bare 404): the ACME client then reports the CA's
+//!   word, "gone", instead of a body it could not parse.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -120,6 +123,16 @@ impl HttpClient for CaClient {
                     .into_bytes()
                     .await
                     .map_err(instant_acme::Error::Other)?;
+                let body = match gone_without_problem(&response.parts, &body) {
+                    Some(problem) => {
+                        response.parts.headers.insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/problem+json"),
+                        );
+                        problem
+                    }
+                    None => body,
+                };
                 BytesResponse {
                     parts: response.parts,
                     body: Box::new(body),
@@ -140,6 +153,20 @@ impl HttpClient for CaClient {
             Ok(response)
         })
     }
+}
+
+/// For a 404 or 410 answer without a body, the RFC 7807 document it should have had.
+fn gone_without_problem(parts: &http::response::Parts, body: &Bytes) -> Option<Bytes> {
+    let status = parts.status;
+    if !matches!(status.as_u16(), 404 | 410) || !body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let problem = serde_json::json!({
+        "type": "about:blank",
+        "status": status.as_u16(),
+        "detail": format!("HTTP {status} with no problem document: the CA does not know it"),
+    });
+    Some(Bytes::from(problem.to_string()))
 }
 
 /// `Retry-After: <seconds>` or `Retry-After: <HTTP-date>` (RFC 9110 section 10.2.3).

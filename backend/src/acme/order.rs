@@ -123,8 +123,12 @@ async fn resume(
     .await;
     let mut order = match fetched {
         Ok(order) => order,
-        // The CA refuses the order (gone, another account): it is of no more use.
-        Err(AcmeError::Problem { .. }) => return abandon(store, request.name, &order_url).await,
+        // The CA's own word that the order is of no more use (gone, another account); not a
+        // passing trouble of its (a 5xx, a bad nonce, a rate limit), after which the same
+        // order is resumed next time.
+        Err(AcmeError::Problem { problem, .. }) if !is_transient(&problem) => {
+            return abandon(store, request.name, &order_url).await;
+        }
         Err(e) => return Err(e),
     };
     let usable = match order.state().status {
@@ -141,6 +145,15 @@ async fn resume(
     }
     tracing::info!(domain = %request.name, order = %order_url, status = ?order.state().status, "resuming the open order");
     Ok(Some((order, key_pem)))
+}
+
+/// A problem that says "not now" rather than "never".
+fn is_transient(problem: &instant_acme::Problem) -> bool {
+    let kind = problem.r#type.as_deref().unwrap_or_default();
+    problem.status.is_some_and(|s| s >= 500)
+        || ["serverInternal", "badNonce", "rateLimited"]
+            .iter()
+            .any(|t| kind == format!("urn:ietf:params:acme:error:{t}"))
 }
 
 async fn abandon<T>(
