@@ -32,6 +32,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use warp::filters::BoxedFilter;
+
+use crate::config::TlsIdentity;
 use warp::reply::Response;
 
 /// How long open connections may finish their requests after shutdown is signalled.
@@ -40,36 +42,46 @@ pub const DRAIN: Duration = Duration::from_secs(5);
 /// loop does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Defaults for both listeners: far more connections than a fleet of Envoys or operators
-/// opens, and a file-descriptor budget a stock system allows (the process raises its soft
-/// limit to the hard one at start-up); headers arrive in milliseconds from a real client;
-/// Envoy's connection pool to the backend idles out after 30 s (`envoy/edge.yaml`), before
-/// this side would close it under a request in flight.
-pub const DEFAULT_LIMITS: Limits = Limits {
-    max_connections: 4096,
-    header_read_timeout: Duration::from_secs(10),
-    idle_timeout: Duration::from_secs(120),
-};
+/// The bounds of one listener (`[admin]` and `[challenge]` each configure theirs).
+pub use crate::config::ListenerLimits as Limits;
 
-/// The bounds of one listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Connections open at once.
-    pub max_connections: usize,
-    /// Time allowed for a request's headers to arrive.
-    pub header_read_timeout: Duration,
-    /// A connection without any traffic for this long is closed.
-    pub idle_timeout: Duration,
+/// A listener's TLS identity could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS identity: {0}")]
+pub struct TlsError(String);
+
+/// A TLS server configuration for `identity` (HTTP/2 and HTTP/1.1), or an error naming what
+/// is wrong with it.
+pub fn tls_config(identity: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .map_err(|e| TlsError(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
-/// Serve `routes` on `listener` within `limits` until `shutdown` completes, then drain.
+/// Serve `routes` on `listener` within `limits` (over TLS with `tls`) until `shutdown`
+/// completes, then drain.
 pub async fn serve(
     what: &'static str,
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -91,10 +103,10 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let activity = Activity::new();
-        let io = TokioIo::new(Tracked {
+        let stream = Tracked {
             inner: stream,
             activity: activity.clone(),
-        });
+        };
         let service = TowerToHyperService::new(warp::service(routes.clone()));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -102,9 +114,28 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout);
         builder.http2().timer(TokioTimer::new());
-        let connection = builder.serve_connection(io, service).into_owned();
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let connection = async {
+                match tls {
+                    None => {
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                    Some(acceptor) => {
+                        // The handshake is part of reading the request's headers.
+                        let handshake = acceptor.accept(stream);
+                        let stream =
+                            tokio::time::timeout(limits.header_read_timeout, handshake).await;
+                        let Ok(Ok(stream)) = stream else {
+                            return Ok(());
+                        };
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                }
+            };
             tokio::select! {
                 served = connection => {
                     if let Err(e) = served {
@@ -244,7 +275,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let routes = warp::any().map(|| "ok".into_response()).boxed();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(serve("test", listener, routes, limits, async {
+        tokio::spawn(serve("test", listener, routes, limits, None, async {
             let _ = stopped.await;
         }));
         (addr, stop)
@@ -323,6 +354,59 @@ mod tests {
             started.elapsed() >= Duration::from_millis(300),
             "answered after {:?}, while both slots were taken",
             started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn over_tls_only_a_tls_client_is_answered() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["admin.test".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let identity = TlsIdentity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let routes = warp::any().map(|| "ok".into_response()).boxed();
+        let tls = Some(tls_config(&identity).unwrap());
+        let (_stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(serve("test", listener, routes, TEST_LIMITS, tls, async {
+            let _ = stopped.await;
+        }));
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("admin.test").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        tls.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+        // Plain HTTP gets no answer: the handshake fails and the connection is closed.
+        let mut plain = TcpStream::connect(addr).await.unwrap();
+        let _ = plain
+            .write_all(b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+            .await;
+        let mut answer = Vec::new();
+        let _ = plain.read_to_end(&mut answer).await;
+        assert!(
+            !answer.starts_with(b"HTTP/"),
+            "answered in plain text: {}",
+            String::from_utf8_lossy(&answer)
         );
     }
 

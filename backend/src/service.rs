@@ -44,6 +44,8 @@ pub enum ServiceError {
     Token(#[from] TokenError),
     #[error("{0}")]
     Metrics(#[from] MetricsError),
+    #[error("admin API: {0}")]
+    AdminTls(#[from] listener::TlsError),
     #[error("SDS socket: {0}")]
     SdsSocket(#[from] SocketError),
     #[error("listening on {addr} ({what}): {source}")]
@@ -62,6 +64,7 @@ pub struct Bound {
     admin: TcpListener,
     challenge: TcpListener,
     sds: SdsListener,
+    admin_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Bind and serve until `shutdown` completes.
@@ -84,6 +87,19 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
         );
     }
     let token = AdminToken::resolve(&config)?;
+    let admin_tls = config
+        .admin
+        .tls
+        .as_ref()
+        .map(listener::tls_config)
+        .transpose()?;
+    if admin_tls.is_none() && !config.admin.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.admin.listen,
+            "the admin API listens beyond loopback without TLS: its bearer token and every \
+             request travel in plain text; keep it on loopback or behind a TLS proxy"
+        );
+    }
     let admin = listen("admin API", config.admin.listen).await?;
     let challenge = listen("challenge lookup", config.challenge.listen).await?;
     let sds = bind_sds(&config.sds).await?;
@@ -94,6 +110,7 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
         admin,
         challenge,
         sds,
+        admin_tls,
     })
 }
 
@@ -225,18 +242,21 @@ impl Bound {
             directory = %self.config.acme.directory_url,
             "acme-edge serving"
         );
+        let admin_tls = self.admin_tls.clone();
         let admin = listener::serve(
             "admin API",
             self.admin,
             api::routes(api_state).boxed(),
-            listener::DEFAULT_LIMITS,
+            self.config.admin.limits,
+            admin_tls,
             stopped(stop.clone()),
         );
         let lookups = listener::serve(
             "challenge lookup",
             self.challenge,
             challenge::routes(self.store.clone()).boxed(),
-            listener::DEFAULT_LIMITS,
+            self.config.challenge.limits,
+            None,
             stopped(stop.clone()),
         );
         let sds = async {
@@ -299,7 +319,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let token = "in-process-token-0123456789";
         let text = format!(
-            "[acme]\nterms_agreed = true\ndirectory_url = \"http://127.0.0.1:1/dir\"\n\
+            "[acme]\nterms_agreed = true\ndirectory_url = \"https://127.0.0.1:1/dir\"\n\
              [storage]\nurl = \"sqlite://{}\"\n\
              [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\n\
              [challenge]\nlisten = \"127.0.0.1:0\"\n[sds]\nlisten = \"127.0.0.1:0\"\n",

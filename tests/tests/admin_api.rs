@@ -203,6 +203,8 @@ async fn a_bad_configuration_is_refused_with_every_problem_and_exit_64() -> Resu
         unknown_key = 1
         [admin]
         listen = "not an address"
+        [sds]
+        listen = "0.0.0.0:18000"
         [surprise]
     "#;
     let (code, stderr) = serve_once(config, dir.path()).await?;
@@ -212,9 +214,14 @@ async fn a_bad_configuration_is_refused_with_every_problem_and_exit_64() -> Resu
         "acme.max_in_flight_orders",
         "acme.unknown_key",
         "admin.listen",
+        "sds.listen",
         "surprise",
     ] {
         assert!(stderr.contains(key), "{key} not reported:\n{stderr}");
+    }
+    // Private keys in plain text off loopback: refused, with the ways to fix it.
+    for fix in ["sds.tls_cert_file", "unix:", "sds.insecure_plaintext"] {
+        assert!(stderr.contains(fix), "{fix} not named:\n{stderr}");
     }
     assert!(!dir.path().join("acme-edge.db").exists(), "nothing started");
     Ok(())

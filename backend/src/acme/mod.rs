@@ -472,7 +472,10 @@ mod tests {
     #[tokio::test]
     async fn the_cas_retry_after_and_problem_reach_the_failure() {
         let directory = rate_limiting_ca().await;
-        let text = format!("[acme]\nterms_agreed = true\ndirectory_url = \"{directory}\"\n");
+        let text = format!(
+            "[acme]\nterms_agreed = true\ndirectory_url = \"{directory}\"\n\
+             allow_insecure_directory = true\n"
+        );
         let config = Config::parse(&text, |_| None).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());

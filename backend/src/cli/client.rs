@@ -16,6 +16,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum ClientError {
     #[error("invalid API URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
+    #[error("the CA file (--cacert): {0}")]
+    BadCaFile(String),
     #[error("cannot reach the admin API at {url}: {source}")]
     Unreachable {
         url: String,
@@ -41,7 +43,8 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(base: &str, token: &str) -> Result<ApiClient, ClientError> {
+    /// A client of the API at `base`, trusting `ca_pem` (PEM) besides the platform's roots.
+    pub fn new(base: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<ApiClient, ClientError> {
         let bad = |reason: String| ClientError::BadUrl {
             url: base.to_owned(),
             reason,
@@ -50,10 +53,18 @@ impl ApiClient {
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             return Err(bad("expected an http:// or https:// URL".into()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let mut http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::BadCaFile(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ClientError::BadCaFile("no PEM certificate in it".into()));
+            }
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| bad(e.to_string()))?;
         Ok(ApiClient {
             http,
             base,
@@ -202,7 +213,7 @@ mod tests {
 
     #[test]
     fn urls_are_built_and_escaped() {
-        let c = ApiClient::new("http://127.0.0.1:8080/", "t").unwrap();
+        let c = ApiClient::new("http://127.0.0.1:8080/", "t", None).unwrap();
         let u = c
             .url(&["domains", "bücher.example"], &[("state", "issued")])
             .unwrap();
@@ -210,7 +221,7 @@ mod tests {
             u.as_str(),
             "http://127.0.0.1:8080/v1/domains/b%C3%BCcher.example?state=issued"
         );
-        let c = ApiClient::new("https://admin.internal/edge", "t").unwrap();
+        let c = ApiClient::new("https://admin.internal/edge", "t", None).unwrap();
         let u = c.url(&["domains", "a.example", "renew"], &[]).unwrap();
         assert_eq!(
             u.as_str(),
@@ -221,11 +232,11 @@ mod tests {
     #[test]
     fn bad_urls_are_refused() {
         assert!(matches!(
-            ApiClient::new("not a url", "t"),
+            ApiClient::new("not a url", "t", None),
             Err(ClientError::BadUrl { .. })
         ));
         assert!(matches!(
-            ApiClient::new("ftp://x", "t"),
+            ApiClient::new("ftp://x", "t", None),
             Err(ClientError::BadUrl { .. })
         ));
     }

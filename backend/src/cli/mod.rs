@@ -59,6 +59,10 @@ pub struct CliArgs {
         conflicts_with = "token"
     )]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the admin API's TLS certificate (`admin.tls_cert_file`),
+    /// trusted besides the platform's roots.
+    #[arg(long, env = "ACME_EDGE_CA_FILE", global = true)]
+    pub cacert: Option<PathBuf>,
     /// Print the API's JSON instead of tables, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
@@ -134,7 +138,15 @@ pub async fn run(args: CliArgs) -> anyhow::Result<ExitCode> {
             "no admin token: pass --token or --token-file, or set ACME_EDGE_ADMIN_TOKEN"
         ),
     };
-    let client = ApiClient::new(&args.api_url, &token)?;
+    let ca_pem = args
+        .cacert
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("reading the CA file {}: {e}", path.display()))
+        })
+        .transpose()?;
+    let client = ApiClient::new(&args.api_url, &token, ca_pem.as_deref())?;
     match execute(&client, args.command, args.json).await {
         Ok(code) => Ok(code),
         Err(e) => {

@@ -91,6 +91,9 @@ pub(super) struct AcmeSection {
     /// Directory URL, or a shortcut ([`DIRECTORY_SHORTCUTS`]). Default
     /// [`DEFAULT_DIRECTORY_URL`].
     directory_url: Option<String>,
+    /// Accept a plain `http://` directory URL (a test CA on the same host). Default: https
+    /// only, since the account key and every order travel over this connection.
+    allow_insecure_directory: Option<bool>,
     /// Contact e-mail addresses for the account (`mailto:` is added). Default: none.
     contact: Option<Vec<String>>,
     /// The operator has read and accepts the CA's terms of service; required.
@@ -157,15 +160,19 @@ pub struct AcmeConfig {
 pub struct DirectoryUrl(String);
 
 impl DirectoryUrl {
-    fn parse(url: &str) -> Result<DirectoryUrl, &'static str> {
-        let wrong = "must be an http(s) URL, `letsencrypt` or `letsencrypt-staging`";
+    /// An https URL with a host (or http, when `allow_http`).
+    fn parse(url: &str, allow_http: bool) -> Result<DirectoryUrl, &'static str> {
+        let wrong = "must be an https URL, `letsencrypt` or `letsencrypt-staging`";
         let uri: http::Uri = url.parse().map_err(|_| wrong)?;
-        let web = matches!(uri.scheme_str(), Some("https" | "http"));
         let host = uri.host().is_some_and(|host| !host.is_empty());
-        if web && host {
-            Ok(DirectoryUrl(url.to_owned()))
-        } else {
-            Err(wrong)
+        match uri.scheme_str() {
+            Some("https") if host => Ok(DirectoryUrl(url.to_owned())),
+            Some("http") if host && allow_http => Ok(DirectoryUrl(url.to_owned())),
+            Some("http") if host => Err(
+                "is plain http: the account key and every order would travel unprotected; use \
+                 https (acme.allow_insecure_directory = true allows http for a test CA)",
+            ),
+            _ => Err(wrong),
         }
     }
 
@@ -209,7 +216,9 @@ impl AcmeConfig {
                 )),
             },
         );
-        let directory_url = problems.check("acme.directory_url", DirectoryUrl::parse(url));
+        let allow_http = s.allow_insecure_directory.unwrap_or(false);
+        let directory_url =
+            problems.check("acme.directory_url", DirectoryUrl::parse(url, allow_http));
 
         let contact = s.contact.unwrap_or_default();
         let mut contacts_ok = true;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Problems, Secret, StorageConfig};
+use super::{ListenerLimits, Problems, Secret, StorageConfig, TlsIdentity};
 
 /// Default `admin.listen`: loopback only, the API is for operators on the host.
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
@@ -32,6 +32,13 @@ pub(super) struct AdminSection {
     token_file: Option<PathBuf>,
     /// Require the token on `/metrics` too. Default [`DEFAULT_METRICS_REQUIRE_TOKEN`].
     metrics_require_token: Option<bool>,
+    /// TLS for the admin API (both or neither): its PEM certificate chain and key.
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    /// The listener's bounds ([`ListenerLimits`]).
+    max_connections: Option<usize>,
+    header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
 }
 
 impl AdminSection {
@@ -47,6 +54,9 @@ pub struct AdminConfig {
     /// `token`, or `token_file` (by default next to the SQLite database).
     pub token: TokenSource,
     pub metrics_require_token: bool,
+    pub limits: ListenerLimits,
+    /// What `tls_cert_file` and `tls_key_file` hold: the API is served over TLS.
+    pub tls: Option<TlsIdentity>,
 }
 
 /// Where the admin API's bearer token comes from.
@@ -96,8 +106,22 @@ impl AdminConfig {
                 Some(TokenSource::File(dir.join(DEFAULT_TOKEN_FILE_NAME)))
             }
         };
+        let limits = ListenerLimits::from_keys(
+            "admin",
+            s.max_connections,
+            s.header_read_timeout_secs,
+            s.idle_timeout_secs,
+            problems,
+        );
+        let tls = super::tls::load_identity(
+            ("admin.tls_cert_file", &s.tls_cert_file),
+            ("admin.tls_key_file", &s.tls_key_file),
+            problems,
+        );
         Some(AdminConfig {
             listen,
+            limits: limits?,
+            tls: tls?,
             token: token?,
             metrics_require_token: s
                 .metrics_require_token

@@ -4,6 +4,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use serde::Deserialize;
 
+use super::{ListenerLimits, Problems};
+
 /// Default `challenge.listen`: Envoy on the same host reaches it over loopback.
 pub const DEFAULT_CHALLENGE_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8081));
@@ -14,6 +16,10 @@ pub const DEFAULT_CHALLENGE_LISTEN: SocketAddr =
 pub(super) struct ChallengeSection {
     /// Default [`DEFAULT_CHALLENGE_LISTEN`].
     listen: Option<SocketAddr>,
+    /// The listener's bounds ([`ListenerLimits`]).
+    max_connections: Option<usize>,
+    header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
 }
 
 impl ChallengeSection {
@@ -26,10 +32,24 @@ impl ChallengeSection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeConfig {
     pub listen: SocketAddr,
+    pub limits: ListenerLimits,
 }
 
 impl ChallengeConfig {
-    pub(super) fn from_section(s: ChallengeSection) -> ChallengeConfig {
-        ChallengeConfig { listen: s.listen() }
+    pub(super) fn from_section(
+        s: ChallengeSection,
+        problems: &mut Problems,
+    ) -> Option<ChallengeConfig> {
+        let limits = ListenerLimits::from_keys(
+            "challenge",
+            s.max_connections,
+            s.header_read_timeout_secs,
+            s.idle_timeout_secs,
+            problems,
+        )?;
+        Some(ChallengeConfig {
+            listen: s.listen(),
+            limits,
+        })
     }
 }

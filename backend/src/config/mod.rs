@@ -23,11 +23,13 @@ pub mod admin;
 pub mod challenge;
 pub mod env;
 mod file;
+pub mod limits;
 pub mod sds;
 mod secret;
 pub mod storage;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::fmt::Display;
 use std::ops::RangeInclusive;
@@ -37,9 +39,11 @@ use std::time::Duration;
 pub use acme::{AcmeConfig, DirectoryUrl, ExternalAccountBinding};
 pub use admin::{AdminConfig, TokenSource};
 pub use challenge::ChallengeConfig;
+pub use limits::ListenerLimits;
 pub use sds::{SdsConfig, SdsListen, ServerTls};
 pub use secret::Secret;
 pub use storage::{StorageConfig, StorageUrl};
+pub use tls::TlsIdentity;
 
 use file::ConfigFile;
 
@@ -74,11 +78,13 @@ impl Config {
         let acme = AcmeConfig::from_section(file.acme, &mut problems);
         let storage = StorageConfig::from_section(file.storage, &mut problems);
         let admin = AdminConfig::from_section(file.admin, storage.as_ref(), &mut problems);
-        let challenge = ChallengeConfig::from_section(file.challenge);
+        let challenge = ChallengeConfig::from_section(file.challenge, &mut problems);
         let sds = SdsConfig::from_section(file.sds, &mut problems);
         // A section is `None` only after reporting why, so no problems means all are here.
-        match (acme, storage, admin, sds) {
-            (Some(acme), Some(storage), Some(admin), Some(sds)) if problems.0.is_empty() => {
+        match (acme, storage, admin, challenge, sds) {
+            (Some(acme), Some(storage), Some(admin), Some(challenge), Some(sds))
+                if problems.0.is_empty() =>
+            {
                 Ok(Config {
                     acme,
                     storage,

@@ -2,12 +2,12 @@
 //! files, read and checked here once so that the service only uses what was loaded.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 use super::Problems;
+use super::tls::{key_matches, pem_certificates, pem_private_key};
 
 /// Default `sds.listen`: a Unix domain socket, since the service hands out private keys and
 /// the file system can say who may connect (mode 0660, `sds.socket_group`). The directory is
@@ -244,58 +244,4 @@ fn load_tls(s: &SdsSection, problems: &mut Problems) -> Option<Option<ServerTls>
         key_pem,
         client_ca_pem,
     }))
-}
-
-/// The file's text and the certificates in it (at least one).
-fn pem_certificates(
-    key: &str,
-    path: &Path,
-    problems: &mut Problems,
-) -> Option<(String, Vec<CertificateDer<'static>>)> {
-    use rustls::pki_types::pem::PemObject;
-    let text = read_pem_file(key, path, problems)?;
-    let certs = match CertificateDer::pem_slice_iter(text.as_bytes()).collect::<Result<Vec<_>, _>>()
-    {
-        Ok(certs) if certs.is_empty() => Err(format!("{}: no PEM certificate", path.display())),
-        Ok(certs) => Ok(certs),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    };
-    problems.check(key, certs).map(|certs| (text, certs))
-}
-
-/// The file's text and the private key in it.
-fn pem_private_key(
-    key: &str,
-    path: &Path,
-    problems: &mut Problems,
-) -> Option<(String, PrivateKeyDer<'static>)> {
-    use rustls::pki_types::pem::PemObject;
-    let text = read_pem_file(key, path, problems)?;
-    let private_key = PrivateKeyDer::from_pem_slice(text.as_bytes())
-        .map_err(|e| format!("{}: no usable PEM private key ({e})", path.display()));
-    problems
-        .check(key, private_key)
-        .map(|private_key| (text, private_key))
-}
-
-fn read_pem_file(key: &str, path: &Path, problems: &mut Problems) -> Option<String> {
-    problems.check(
-        key,
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())),
-    )
-}
-
-/// The private key is the one the chain's first certificate was issued for.
-fn key_matches(
-    chain: Vec<CertificateDer<'static>>,
-    private_key: PrivateKeyDer<'static>,
-) -> Result<(), String> {
-    let provider = rustls::crypto::ring::default_provider();
-    let signing_key = provider
-        .key_provider
-        .load_private_key(private_key)
-        .map_err(|e| format!("unusable private key: {e}"))?;
-    rustls::sign::CertifiedKey::new(chain, signing_key)
-        .keys_match()
-        .map_err(|e| format!("does not belong to the certificate in sds.tls_cert_file ({e})"))
 }

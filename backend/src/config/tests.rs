@@ -346,13 +346,22 @@ fn every_key_has_an_environment_override() {
         "ACME_EDGE_ACME_ORDER_BUDGET",
         "ACME_EDGE_ACME_ORDER_BUDGET_WINDOW_SECS",
         "ACME_EDGE_ACME_ARI_CHECK_INTERVAL_SECS",
+        "ACME_EDGE_ACME_ALLOW_INSECURE_DIRECTORY",
         "ACME_EDGE_STORAGE_URL",
         "ACME_EDGE_STORAGE_LEASE_SECS",
         "ACME_EDGE_ADMIN_LISTEN",
         "ACME_EDGE_ADMIN_TOKEN",
         "ACME_EDGE_ADMIN_TOKEN_FILE",
         "ACME_EDGE_ADMIN_METRICS_REQUIRE_TOKEN",
+        "ACME_EDGE_ADMIN_TLS_CERT_FILE",
+        "ACME_EDGE_ADMIN_TLS_KEY_FILE",
+        "ACME_EDGE_ADMIN_MAX_CONNECTIONS",
+        "ACME_EDGE_ADMIN_HEADER_READ_TIMEOUT_SECS",
+        "ACME_EDGE_ADMIN_IDLE_TIMEOUT_SECS",
         "ACME_EDGE_CHALLENGE_LISTEN",
+        "ACME_EDGE_CHALLENGE_MAX_CONNECTIONS",
+        "ACME_EDGE_CHALLENGE_HEADER_READ_TIMEOUT_SECS",
+        "ACME_EDGE_CHALLENGE_IDLE_TIMEOUT_SECS",
         "ACME_EDGE_SDS_INSECURE_PLAINTEXT",
         "ACME_EDGE_SDS_LISTEN",
         "ACME_EDGE_SDS_SOCKET_GROUP",
@@ -454,6 +463,22 @@ fn directory_url_is_a_web_url_kept_as_written() {
     ] {
         assert_eq!(parse(bad).unwrap_err(), ["acme.directory_url"], "{bad}");
     }
+}
+
+#[test]
+fn a_plain_http_directory_needs_an_explicit_setting() {
+    let text = format!("{MINIMAL}directory_url = \"http://127.0.0.1:14000/dir\"\n");
+    let refused = Config::parse(&text, no_env).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("acme.allow_insecure_directory"),
+        "the message names the setting: {refused}"
+    );
+    assert_eq!(keys(refused), ["acme.directory_url"]);
+    let allowed = format!("{text}allow_insecure_directory = true\n");
+    let c = Config::parse(&allowed, no_env).unwrap();
+    assert_eq!(c.acme.directory_url.as_str(), "http://127.0.0.1:14000/dir");
 }
 
 /// Each named limit holds at both ends: its bounds pass, one beyond fails under the key.
@@ -566,5 +591,63 @@ fn the_socket_group_is_resolved_and_only_for_a_socket() {
     assert_eq!(
         keys(Config::parse(&tcp, no_env).unwrap_err()),
         ["sds.socket_group"]
+    );
+}
+
+#[test]
+fn listener_limits_default_and_are_checked_per_listener() {
+    let c = Config::parse(MINIMAL, no_env).unwrap();
+    assert_eq!(c.admin.limits, ListenerLimits::default());
+    assert_eq!(c.challenge.limits, ListenerLimits::default());
+    let text = format!(
+        "{MINIMAL}[challenge]\nmax_connections = 10\nidle_timeout_secs = 5\n\
+         [admin]\nheader_read_timeout_secs = 0\nmax_connections = 0\n"
+    );
+    let mut got = keys(Config::parse(&text, no_env).unwrap_err());
+    got.sort();
+    assert_eq!(
+        got,
+        ["admin.header_read_timeout_secs", "admin.max_connections"]
+    );
+    let text = format!("{MINIMAL}[challenge]\nmax_connections = 10\nidle_timeout_secs = 5\n");
+    let c = Config::parse(&text, no_env).unwrap();
+    assert_eq!(c.challenge.limits.max_connections, 10);
+    assert_eq!(c.challenge.limits.idle_timeout, Duration::from_secs(5));
+    assert_eq!(c.admin.limits, ListenerLimits::default());
+}
+
+#[test]
+fn admin_tls_files_are_both_or_neither_and_must_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let [cert, key, _ca, other_key] = sds_tls_files(dir.path());
+    let with = |cert: Option<&Path>, key: Option<&Path>| {
+        let mut text = format!("{MINIMAL}[admin]\n");
+        if let Some(cert) = cert {
+            text.push_str(&format!("tls_cert_file = {cert:?}\n"));
+        }
+        if let Some(key) = key {
+            text.push_str(&format!("tls_key_file = {key:?}\n"));
+        }
+        Config::parse(&text, no_env)
+    };
+    let c = with(Some(&cert), Some(&key)).unwrap();
+    let tls = c.admin.tls.as_ref().unwrap();
+    assert!(tls.cert_pem.contains("BEGIN CERTIFICATE"));
+    assert!(
+        !format!("{tls:?}").contains("PRIVATE"),
+        "the key never prints"
+    );
+    assert_eq!(with(None, None).unwrap().admin.tls, None);
+    assert_eq!(
+        keys(with(Some(&cert), None).unwrap_err()),
+        ["admin.tls_key_file"]
+    );
+    assert_eq!(
+        keys(with(None, Some(&key)).unwrap_err()),
+        ["admin.tls_cert_file"]
+    );
+    assert_eq!(
+        keys(with(Some(&cert), Some(&other_key)).unwrap_err()),
+        ["admin.tls_key_file"]
     );
 }
