@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use acme_edge::{cli, config::Config, service};
+use acme_edge::config::{Config, LogFormat};
+use acme_edge::{cli, listener, service};
 use clap::{Parser, Subcommand};
 
 /// sysexits.h EX_USAGE: the configuration is wrong, restarting will not help.
@@ -29,6 +30,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check a configuration file as `serve` would, without binding a port or contacting the
+    /// CA: exit 0 when it is valid, 64 with every problem listed when it is not.
+    CheckConfig {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Manage domains through the admin API.
     Domains(cli::CliArgs),
 }
@@ -44,6 +52,7 @@ fn main() -> ExitCode {
     };
     match args.command {
         Command::Serve { config } => serve(&runtime, &config),
+        Command::CheckConfig { config } => check_config(&config),
         Command::Domains(cli_args) => runtime.block_on(cli::run(cli_args)).unwrap_or_else(|e| {
             eprintln!("acme-edge: {e:#}");
             ExitCode::FAILURE
@@ -52,8 +61,6 @@ fn main() -> ExitCode {
 }
 
 fn serve(runtime: &tokio::runtime::Runtime, path: &std::path::Path) -> ExitCode {
-    init_tracing();
-    prepare_process();
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
@@ -61,6 +68,8 @@ fn serve(runtime: &tokio::runtime::Runtime, path: &std::path::Path) -> ExitCode 
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    init_tracing(config.log.format);
+    prepare_process();
     match runtime.block_on(service::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -93,13 +102,40 @@ fn prepare_process() {
     }
 }
 
-fn init_tracing() {
+/// What `serve` checks before it binds anything: the file and the environment, the TLS files
+/// it names (read and matched), the admin API's TLS set-up.
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let checked = Config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| match &config.admin.tls {
+            Some(identity) => listener::tls_config(identity)
+                .map(drop)
+                .map_err(|e| format!("admin.tls_cert_file: {e}")),
+            None => Ok(()),
+        });
+    match checked {
+        Ok(()) => {
+            println!("{}: configuration OK", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprintln!("acme-edge: {}: {problems}", path.display());
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
+}
+
+/// Log to standard error, levels from `RUST_LOG` (default `info`), as text or JSON lines.
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// SIGTERM or SIGINT.

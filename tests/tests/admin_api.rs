@@ -172,10 +172,20 @@ async fn enabling_is_idempotent_and_disabling_stops_serving() -> Result<()> {
 
 /// Run `acme-edge serve` on `config` and return (exit code, stderr), bounded.
 async fn serve_once(config: &str, dir: &std::path::Path) -> Result<(Option<i32>, String)> {
+    run_once("serve", config, dir).await
+}
+
+/// `acme-edge COMMAND --config FILE` with `config` in `FILE`: its exit code and standard
+/// error (standard output appended).
+async fn run_once(
+    command: &str,
+    config: &str,
+    dir: &std::path::Path,
+) -> Result<(Option<i32>, String)> {
     let path = dir.join("bad.toml");
     std::fs::write(&path, config)?;
     let child = tokio::process::Command::new(tools::backend_bin()?)
-        .args(["serve", "--config"])
+        .args([command, "--config"])
         .arg(&path)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -185,11 +195,36 @@ async fn serve_once(config: &str, dir: &std::path::Path) -> Result<(Option<i32>,
         .spawn()?;
     let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
-        .context("acme-edge serve did not exit on a bad configuration")??;
+        .with_context(|| format!("acme-edge {command} did not exit"))??;
     Ok((
         output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        ),
     ))
+}
+
+/// `check-config` says what `serve` would, without starting anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_reports_every_problem_and_starts_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let good = "[acme]\nterms_agreed = true\n[sds]\nlisten = \"127.0.0.1:0\"\n";
+    let (code, out) = run_once("check-config", good, dir.path()).await?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("configuration OK"), "{out}");
+    let bad = "[acme]\nterms_agreed = false\n[admin]\nlisten = \"nowhere\"\n[sds]\nlisten = \"0.0.0.0:1\"\n";
+    let (code, out) = run_once("check-config", bad, dir.path()).await?;
+    assert_eq!(code, Some(64), "{out}");
+    for key in ["acme.terms_agreed", "admin.listen", "sds.listen"] {
+        assert!(out.contains(key), "{key} not reported:\n{out}");
+    }
+    assert!(
+        !dir.path().join("acme-edge.db").exists(),
+        "check-config created the database"
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use super::acme::AcmeSection;
 use super::admin::AdminSection;
 use super::challenge::ChallengeSection;
 use super::env;
+use super::log::LogSection;
 use super::sds::SdsSection;
 use super::storage::StorageSection;
 
@@ -24,6 +25,7 @@ pub(super) struct ConfigFile {
     pub admin: AdminSection,
     pub challenge: ChallengeSection,
     pub sds: SdsSection,
+    pub log: LogSection,
 }
 
 impl ConfigFile {
@@ -42,6 +44,7 @@ impl ConfigFile {
             admin: read_section(&mut table, "admin", env, problems),
             challenge: read_section(&mut table, "challenge", env, problems),
             sds: read_section(&mut table, "sds", env, problems),
+            log: read_section(&mut table, "log", env, problems),
         };
         for unknown in table.keys() {
             problems.push(unknown, "unknown section");

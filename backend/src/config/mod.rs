@@ -10,7 +10,7 @@
 //!    every key optional, the environment's overrides ([`env`]: `ACME_EDGE_<SECTION>_<KEY>`
 //!    for every key) applied on top. Each key that does not parse is reported on its own.
 //! 2. The typed configuration, one module per section ([`acme`], [`storage`], [`admin`],
-//!    [`challenge`], [`sds`]): each names its keys' defaults and limits as constants, with
+//!    [`challenge`], [`sds`], [`log`]): each names its keys' defaults and limits as constants, with
 //!    the reasons for their values, and turns its section into typed values: `Duration`s,
 //!    paths, checked URLs, files read, secrets in a [`Secret`] that never prints. Each
 //!    value that makes no sense is reported under its key.
@@ -24,6 +24,7 @@ pub mod challenge;
 pub mod env;
 mod file;
 pub mod limits;
+pub mod log;
 pub mod sds;
 mod secret;
 pub mod storage;
@@ -40,6 +41,7 @@ pub use acme::{AcmeConfig, DirectoryUrl, ExternalAccountBinding};
 pub use admin::{AdminConfig, TokenSource};
 pub use challenge::ChallengeConfig;
 pub use limits::ListenerLimits;
+pub use log::{LogConfig, LogFormat};
 pub use sds::{SdsConfig, SdsListen, ServerTls};
 pub use secret::Secret;
 pub use storage::{StorageConfig, StorageUrl};
@@ -55,6 +57,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub challenge: ChallengeConfig,
     pub sds: SdsConfig,
+    pub log: LogConfig,
 }
 
 impl Config {
@@ -76,10 +79,12 @@ impl Config {
         };
         check_listeners(&file, &mut problems);
         let acme = AcmeConfig::from_section(file.acme, &mut problems);
-        let storage = StorageConfig::from_section(file.storage, &mut problems);
+        let storage =
+            StorageConfig::from_section(file.storage, env("STATE_DIRECTORY"), &mut problems);
         let admin = AdminConfig::from_section(file.admin, storage.as_ref(), &mut problems);
         let challenge = ChallengeConfig::from_section(file.challenge, &mut problems);
         let sds = SdsConfig::from_section(file.sds, &mut problems);
+        let log = LogConfig::from_section(file.log);
         // A section is `None` only after reporting why, so no problems means all are here.
         match (acme, storage, admin, challenge, sds) {
             (Some(acme), Some(storage), Some(admin), Some(challenge), Some(sds))
@@ -91,6 +96,7 @@ impl Config {
                     admin,
                     challenge,
                     sds,
+                    log,
                 })
             }
             _ => Err(problems.into_error()),

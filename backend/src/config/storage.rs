@@ -8,8 +8,12 @@ use serde::Deserialize;
 
 use super::{Problems, Secret, secs_between};
 
-/// Default `storage.url`: a SQLite file in the working directory.
+/// Default `storage.url`: a SQLite file in the working directory, or in the service's state
+/// directory when a service manager names one (`STATE_DIRECTORY`, systemd's
+/// `StateDirectory=`): under systemd the working directory is `/`.
 pub const DEFAULT_STORAGE_URL: &str = "sqlite://acme-edge.db";
+/// The database's file name in the state directory.
+pub const DEFAULT_DATABASE_FILE: &str = "acme-edge.db";
 
 /// Default `storage.lease_secs`: how long a worker's claim on a domain lasts unless renewed.
 /// The worker renews it every third of that while the order runs, so a replica must lose
@@ -84,14 +88,28 @@ impl StorageConfig {
     }
 
     /// The section's values, defaults filled in; `None` when one of them is reported.
+    /// `state_directory`: the service manager's `STATE_DIRECTORY`, when it sets one (the
+    /// first, if it lists several).
     pub(super) fn from_section(
         s: StorageSection,
+        state_directory: Option<String>,
         problems: &mut Problems,
     ) -> Option<StorageConfig> {
-        let url = s
-            .url
-            .as_ref()
-            .map_or(DEFAULT_STORAGE_URL, |url| url.expose());
+        let in_state_directory = state_directory
+            .as_deref()
+            .and_then(|dirs| dirs.split(':').next())
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| {
+                format!(
+                    "sqlite://{}",
+                    Path::new(dir).join(DEFAULT_DATABASE_FILE).display()
+                )
+            });
+        let url = match (&s.url, &in_state_directory) {
+            (Some(url), _) => url.expose().as_str(),
+            (None, Some(url)) => url.as_str(),
+            (None, None) => DEFAULT_STORAGE_URL,
+        };
         let url = problems.check("storage.url", StorageUrl::parse(url));
         let lease = problems.check(
             "storage.lease_secs",

@@ -362,12 +362,15 @@ fn every_key_has_an_environment_override() {
         "ACME_EDGE_CHALLENGE_MAX_CONNECTIONS",
         "ACME_EDGE_CHALLENGE_HEADER_READ_TIMEOUT_SECS",
         "ACME_EDGE_CHALLENGE_IDLE_TIMEOUT_SECS",
+        "ACME_EDGE_LOG_FORMAT",
         "ACME_EDGE_SDS_INSECURE_PLAINTEXT",
         "ACME_EDGE_SDS_LISTEN",
         "ACME_EDGE_SDS_SOCKET_GROUP",
         "ACME_EDGE_SDS_TLS_CERT_FILE",
         "ACME_EDGE_SDS_TLS_KEY_FILE",
         "ACME_EDGE_SDS_CLIENT_CA_FILE",
+        // Not an override: where a service manager keeps the service's state.
+        "STATE_DIRECTORY",
     ];
     want.sort();
     assert_eq!(asked, want);
@@ -650,4 +653,48 @@ fn admin_tls_files_are_both_or_neither_and_must_match() {
         keys(with(Some(&cert), Some(&other_key)).unwrap_err()),
         ["admin.tls_key_file"]
     );
+}
+
+#[test]
+fn the_log_format_is_text_or_json() {
+    assert_eq!(
+        Config::parse(MINIMAL, no_env).unwrap().log.format,
+        LogFormat::Text
+    );
+    let json = format!("{MINIMAL}[log]\nformat = \"json\"\n");
+    assert_eq!(
+        Config::parse(&json, no_env).unwrap().log.format,
+        LogFormat::Json
+    );
+    let env = |name: &str| (name == "ACME_EDGE_LOG_FORMAT").then(|| "json".to_owned());
+    assert_eq!(
+        Config::parse(MINIMAL, env).unwrap().log.format,
+        LogFormat::Json
+    );
+    let bad = format!("{MINIMAL}[log]\nformat = \"xml\"\n");
+    assert_eq!(
+        keys(Config::parse(&bad, no_env).unwrap_err()),
+        ["log.format"]
+    );
+}
+
+#[test]
+fn under_a_service_manager_the_database_is_in_its_state_directory() {
+    let env = |name: &str| (name == "STATE_DIRECTORY").then(|| "/var/lib/acme-edge".to_owned());
+    let c = Config::parse(MINIMAL, env).unwrap();
+    assert_eq!(
+        c.storage.sqlite_path(),
+        Some(Path::new("/var/lib/acme-edge/acme-edge.db"))
+    );
+    // The generated admin token goes next to it.
+    assert_eq!(
+        c.admin.token,
+        TokenSource::File(PathBuf::from("/var/lib/acme-edge/admin-token"))
+    );
+    // A configured URL wins; without a state directory, the working directory.
+    let explicit = format!("{MINIMAL}[storage]\nurl = \"sqlite:///srv/db.sqlite\"\n");
+    let c = Config::parse(&explicit, env).unwrap();
+    assert_eq!(c.storage.sqlite_path(), Some(Path::new("/srv/db.sqlite")));
+    let c = Config::parse(MINIMAL, no_env).unwrap();
+    assert_eq!(c.storage.sqlite_path(), Some(Path::new("acme-edge.db")));
 }
