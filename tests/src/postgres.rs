@@ -62,6 +62,19 @@ impl TempDatabase {
             .await
             .with_context(|| format!("connect to {}", self.name))
     }
+
+    /// The database's name (as `pg_stat_activity.datname` shows its sessions).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A connection to the server's own database, to watch or end this database's sessions
+    /// from outside.
+    pub async fn server(&self) -> Result<sqlx::PgConnection> {
+        sqlx::PgConnection::connect(&self.server)
+            .await
+            .with_context(|| format!("connect to {}", self.server))
+    }
 }
 
 impl Drop for TempDatabase {

@@ -1,14 +1,14 @@
 //! The storage test suite: every test is written once over `&dyn Store` and runs against
 //! SQLite (a temporary file) and PostgreSQL (a database created for the test and dropped
-//! after it, on the server `ACME_EDGE_TEST_POSTGRES_URL` names, by default
-//! [`DEFAULT_POSTGRES_URL`]; `cargo xtask test` starts PostgreSQL when it is not running).
+//! after it by the end-to-end harness's `TempDatabase`, on the server
+//! `ACME_EDGE_TEST_POSTGRES_URL` names, by default the local one; `cargo xtask test` starts
+//! PostgreSQL when it is not running).
 //! A test whose expectations differ by design between engines is also told the engine.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use sqlx::Connection;
+use acme_edge_tests::postgres::TempDatabase;
 use time::OffsetDateTime;
 use time::macros::datetime;
 use tokio::sync::{broadcast, watch};
@@ -20,9 +20,6 @@ use super::{
 };
 use crate::certs::{CertEvent, CertificateSource};
 use crate::model::{DomainState, KeyType, LastError};
-
-/// The server the PostgreSQL half of the suite creates its databases on.
-pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 const LEASE: time::Duration = time::Duration::seconds(30);
@@ -696,15 +693,15 @@ macro_rules! suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let db = super::TempDatabase::create().await;
-                    super::$test(db.store().await).await;
+                    let db = super::temp_database().await;
+                    super::$test(super::pg_store(&db).await).await;
                 }
             )*
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $engine_test() {
-                    let db = super::TempDatabase::create().await;
-                    super::$engine_test::<sqlx::Postgres>(db.store().await).await;
+                    let db = super::temp_database().await;
+                    super::$engine_test::<sqlx::Postgres>(super::pg_store(&db).await).await;
                 }
             )*
         }
@@ -771,12 +768,12 @@ impl Follower {
 /// Issued, renewed and disabled on one replica, announced on another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_changes_reach_the_other_replicas() {
-    let db = TempDatabase::create().await;
-    let (a, b) = (db.store().await, db.store().await);
+    let db = temp_database().await;
+    let (a, b) = (pg_store(&db).await, pg_store(&db).await);
     let follower = Follower::start(b.clone());
     let mut events = follower.source.subscribe();
     // Subscribed before the listener runs: wait until it is listening.
-    db.wait_for_listener().await;
+    wait_for_listener(&db).await;
 
     a.enable_domain("a.example", KeyType::EcdsaP256, NOW)
         .await
@@ -826,8 +823,8 @@ async fn postgres_changes_reach_the_other_replicas() {
 /// Changes made while a replica was not listening are announced once it listens again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_listener_catches_up_after_losing_its_connection() {
-    let db = TempDatabase::create().await;
-    let (a, b) = (db.store().await, db.store().await);
+    let db = temp_database().await;
+    let (a, b) = (pg_store(&db).await, pg_store(&db).await);
     let now = OffsetDateTime::now_utc();
     a.enable_domain("before.example", KeyType::EcdsaP256, now)
         .await
@@ -849,8 +846,8 @@ async fn postgres_listener_catches_up_after_losing_its_connection() {
     );
 
     // The database drops the listening connection (a restart, a network cut).
-    db.wait_for_listener().await;
-    db.terminate_listeners().await;
+    wait_for_listener(&db).await;
+    terminate_listeners(&db).await;
     a.enable_domain("after.example", KeyType::EcdsaP256, now)
         .await
         .unwrap();
@@ -882,109 +879,46 @@ async fn sqlite_store() -> (tempfile::TempDir, Arc<dyn Store>) {
     (dir, Arc::new(store))
 }
 
-/// A database of its own for one test, dropped (connections and all) when the test ends,
-/// even when it fails.
-struct TempDatabase {
-    server: String,
-    name: String,
+/// A PostgreSQL database of its own for one test (the end-to-end harness's), dropped with its
+/// connections when the test ends, even when it fails.
+async fn temp_database() -> TempDatabase {
+    TempDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-static DATABASES: AtomicU32 = AtomicU32::new(0);
+async fn pg_store(db: &TempDatabase) -> Arc<dyn Store> {
+    Arc::new(PgStore::connect(&db.url().unwrap()).await.unwrap())
+}
 
-impl TempDatabase {
-    async fn create() -> TempDatabase {
-        let server =
-            std::env::var("ACME_EDGE_TEST_POSTGRES_URL").unwrap_or(DEFAULT_POSTGRES_URL.into());
-        let name = format!(
-            "acme_edge_test_{}_{}_{}",
-            std::process::id(),
-            DATABASES.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u32>()
-        );
-        let mut admin = sqlx::PgConnection::connect(&server)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL at {server}: {e}. Start it with `cargo xtask install` (or \
-                 pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start), \
-                 or point ACME_EDGE_TEST_POSTGRES_URL at a server"
-                )
-            });
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        TempDatabase { server, name }
-    }
-
-    fn url(&self) -> String {
-        match self.server.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{}", self.name),
-            None => panic!("database URL without a path: {}", self.server),
-        }
-    }
-
-    async fn store(&self) -> Arc<dyn Store> {
-        Arc::new(PgStore::connect(&self.url()).await.unwrap())
-    }
-
-    async fn admin(&self) -> sqlx::PgConnection {
-        sqlx::PgConnection::connect(&self.server).await.unwrap()
-    }
-
-    /// Until a session of this database is listening on the change channel.
-    async fn wait_for_listener(&self) {
-        let mut admin = self.admin().await;
-        let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
-        loop {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
-            )
-            .bind(&self.name)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
-            if n > 0 {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "nobody listens");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn terminate_listeners(&self) {
-        let mut admin = self.admin().await;
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND query LIKE 'LISTEN%'",
+/// Until a session of `db` is listening on the change channel.
+async fn wait_for_listener(db: &TempDatabase) {
+    let mut server = db.server().await.unwrap();
+    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+    loop {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
         )
-        .bind(&self.name)
-        .execute(&mut admin)
+        .bind(db.name())
+        .fetch_one(&mut server)
         .await
         .unwrap();
+        if n > 0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nobody listens");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-impl Drop for TempDatabase {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        // Drop runs outside any async context it could use: a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut admin)
-                            .await;
-                }
-            });
-        })
-        .join();
-    }
+async fn terminate_listeners(db: &TempDatabase) {
+    let mut server = db.server().await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND query LIKE 'LISTEN%'",
+    )
+    .bind(db.name())
+    .execute(&mut server)
+    .await
+    .unwrap();
 }
