@@ -143,6 +143,27 @@ pub fn write_private(path: &Path, text: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_the_owners_alone_even_when_they_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let fresh = dir.path().join("fresh.env");
+        write_private(&fresh, "SECRET=1\n").unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        let existing = dir.path().join("existing.toml");
+        std::fs::write(&existing, "old").unwrap();
+        std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&existing, "token = \"x\"\n").unwrap();
+        assert_eq!(mode(&existing), 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&existing).unwrap(),
+            "token = \"x\"\n"
+        );
+    }
+
     use super::*;
 
     #[test]

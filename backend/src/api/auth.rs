@@ -217,6 +217,25 @@ mod tests {
         assert!(refused.to_string().contains("chmod 600"));
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn refuses_a_token_file_another_user_owns() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path());
+        AdminToken::resolve(&config).unwrap();
+        let path = dir.path().join("admin-token");
+        // Only root can hand a file to another user; elsewhere there is nothing to test.
+        if std::os::unix::fs::chown(&path, Some(4242), None).is_err() {
+            eprintln!("not root: cannot make a file another user owns; skipped");
+            return;
+        }
+        let refused = AdminToken::resolve(&config).unwrap_err();
+        assert!(
+            matches!(refused, TokenError::ForeignOwner { owner: 4242, .. }),
+            "{refused}"
+        );
+    }
+
     #[test]
     fn checks_the_header() {
         let t = AdminToken::new("0123456789abcdef");
