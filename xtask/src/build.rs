@@ -3,56 +3,73 @@
 
 use std::path::PathBuf;
 
-use acme_edge_tests::tools;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 
 use crate::install::{self, WASM_TARGET};
+use crate::paths;
 use crate::shell::Cmd;
 
-/// What a build produced, plus the Envoy that runs the filter: everything the harness needs.
+/// What a build produced.
 #[derive(Debug, Clone)]
 pub struct Artifacts {
     pub filter_wasm: PathBuf,
     pub backend_bin: PathBuf,
-    pub envoy: PathBuf,
-    pub pebble: PathBuf,
-    pub challtestsrv: PathBuf,
 }
 
 impl Artifacts {
-    /// The environment the harness reads (`acme_edge_tests::tools`), so tests find exactly
-    /// these files.
-    pub fn env(&self) -> Vec<(&'static str, PathBuf)> {
-        vec![
-            (tools::ENVOY_ENV, self.envoy.clone()),
-            (tools::FILTER_WASM_ENV, self.filter_wasm.clone()),
-            (tools::BACKEND_BIN_ENV, self.backend_bin.clone()),
-            (tools::PEBBLE_ENV, self.pebble.clone()),
-            (tools::CHALLTESTSRV_ENV, self.challtestsrv.clone()),
-        ]
+    /// The environment the harness reads (`acme_edge_tests::tools`), so tests, the demo and
+    /// the benchmarks find exactly these files and this machine's tools.
+    pub fn harness_env(&self) -> Result<Vec<(&'static str, PathBuf)>> {
+        let envoy = paths::envoy().context("Envoy not found: run `cargo xtask install`")?;
+        Ok(vec![
+            (paths::ENVOY_ENV, envoy),
+            (paths::FILTER_WASM_ENV, self.filter_wasm.clone()),
+            (paths::BACKEND_BIN_ENV, self.backend_bin.clone()),
+            (paths::PEBBLE_ENV, PathBuf::from(paths::PEBBLE_BIN)),
+            (
+                paths::CHALLTESTSRV_ENV,
+                PathBuf::from(paths::CHALLTESTSRV_BIN),
+            ),
+        ])
     }
 
-    /// Export [`env`](Self::env) into this process, for the harness used in-process (demo).
-    pub fn export(&self) {
-        for (key, value) in self.env() {
-            // SAFETY (of the call's contract): the task runner is single-threaded here; no
-            // other thread reads the environment while it is written.
-            #[allow(unsafe_code)]
-            unsafe {
-                std::env::set_var(key, value)
-            };
+    /// `cmd` with [`harness_env`](Self::harness_env) set.
+    pub fn with_harness_env(&self, mut cmd: Cmd) -> Result<Cmd> {
+        for (key, value) in self.harness_env()? {
+            cmd = cmd.env(key, value);
         }
+        Ok(cmd)
     }
 }
 
-/// Install, then build.
+/// Install what building needs, then build.
 pub fn run() -> Result<Artifacts> {
-    install::run()?;
-    build()
+    install::run(install::BUILD)?;
+    let artifacts = build()?;
+    println!("xtask: filter  {}", artifacts.filter_wasm.display());
+    println!("xtask: backend {}", artifacts.backend_bin.display());
+    Ok(artifacts)
 }
 
-/// Build only (the machine is known to be ready).
+/// Build only (the machine is known to be ready): the filter (release, as Envoy loads it) and
+/// the backend (debug, as the tests run it).
 pub fn build() -> Result<Artifacts> {
+    let filter_wasm = build_filter()?;
+    Cmd::cargo()
+        .args(["build", "-p", "acme-edge", "--bin", paths::BACKEND_BIN_FILE])
+        .run()?;
+    let backend_bin = paths::target_dir()
+        .join("debug")
+        .join(paths::BACKEND_BIN_FILE);
+    ensure!(backend_bin.is_file(), "{} not built", backend_bin.display());
+    Ok(Artifacts {
+        filter_wasm,
+        backend_bin,
+    })
+}
+
+/// The filter for wasm32-wasip1, release: the `.wasm` Envoy loads.
+pub fn build_filter() -> Result<PathBuf> {
     Cmd::cargo()
         .args([
             "build",
@@ -63,25 +80,10 @@ pub fn build() -> Result<Artifacts> {
             "--release",
         ])
         .run()?;
-    Cmd::cargo()
-        .args(["build", "-p", "acme-edge", "--bin", "acme-edge"])
-        .run()?;
-    let artifacts = locate()?;
-    println!("xtask: filter  {}", artifacts.filter_wasm.display());
-    println!("xtask: backend {}", artifacts.backend_bin.display());
-    println!("xtask: envoy   {}", artifacts.envoy.display());
-    Ok(artifacts)
-}
-
-fn locate() -> Result<Artifacts> {
-    Ok(Artifacts {
-        filter_wasm: tools::filter_wasm()?,
-        backend_bin: tools::backend_bin()?,
-        envoy: match std::env::var_os(tools::ENVOY_ENV) {
-            Some(path) => PathBuf::from(path),
-            None => install::envoy_path().context("Envoy not found after install")?,
-        },
-        pebble: tools::pebble()?,
-        challtestsrv: tools::challtestsrv()?,
-    })
+    let wasm = paths::target_dir()
+        .join(WASM_TARGET)
+        .join("release")
+        .join(paths::FILTER_WASM_FILE);
+    ensure!(wasm.is_file(), "{} not built", wasm.display());
+    Ok(wasm)
 }

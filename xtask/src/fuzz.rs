@@ -7,10 +7,10 @@
 //! in `fuzz/artifacts/<target>/`, the corpus in `fuzz/corpus/<target>/` (both ignored by git);
 //! `fuzz/seeds/<target>/` holds committed starting inputs.
 
-use acme_edge_tests::tools;
 use anyhow::{Context, Result};
 use clap::Parser;
 
+use crate::paths;
 use crate::shell::Cmd;
 
 #[derive(Debug, Parser)]
@@ -27,7 +27,7 @@ struct Args {
 /// Run the fuzz task with `args` (after `cargo xtask fuzz`).
 pub fn run(args: Vec<String>) -> Result<()> {
     let args = Args::try_parse_from(std::iter::once("fuzz".to_owned()).chain(args))?;
-    let root = tools::workspace_root();
+    let root = paths::workspace_root();
     ensure_cargo_fuzz()?;
     let fuzz_dir = root.join("fuzz");
     let corpus = fuzz_dir.join("corpus").join(&args.target);

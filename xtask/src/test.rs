@@ -41,7 +41,7 @@ pub struct TestArgs {
 }
 
 pub fn run(args: TestArgs) -> Result<ExitCode> {
-    install::run()?;
+    install::run(install::TEST)?;
     let lint_ok = args.skip_lint || lint_passes();
     let artifacts = build::build()?;
     let tests_ok = run_tests(&args, &artifacts)?;
@@ -79,12 +79,12 @@ fn run_tests(args: &TestArgs, artifacts: &Artifacts) -> Result<bool> {
         let docs_ok = with_env(
             Cmd::cargo().args(["test", "--workspace", "--doc"]),
             artifacts,
-        )
+        )?
         .status()?;
-        let tests_ok = with_env(nextest_cmd(args), artifacts).status()?;
+        let tests_ok = with_env(nextest_cmd(args), artifacts)?.status()?;
         Ok(docs_ok && tests_ok)
     } else {
-        with_env(cargo_test_cmd(args), artifacts).status()
+        with_env(cargo_test_cmd(args), artifacts)?.status()
     }
 }
 
@@ -103,9 +103,6 @@ fn cargo_test_cmd(args: &TestArgs) -> Cmd {
         .arg(format!("--test-threads={TEST_THREADS}"))
 }
 
-fn with_env(mut cmd: Cmd, artifacts: &Artifacts) -> Cmd {
-    for (key, value) in artifacts.env() {
-        cmd = cmd.env(key, value);
-    }
-    cmd
+fn with_env(cmd: Cmd, artifacts: &Artifacts) -> Result<Cmd> {
+    artifacts.with_harness_env(cmd)
 }

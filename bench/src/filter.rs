@@ -12,7 +12,7 @@
 //!   first. Ideally 1.000; its spread shows how much of the other rows is the machine's noise.
 //!
 //! Then the same comparisons in instructions per request, Envoy under valgrind's callgrind
-//! ([`super::instructions`]): a count that repeats run after run, so it shows the filter's
+//! ([`crate::instructions`]): a count that repeats run after run, so it shows the filter's
 //! cost where the machine's noise hides it in throughput. The ratio is baseline / measured
 //! instructions, comparable with a throughput ratio.
 //!
@@ -27,9 +27,7 @@ use acme_edge_tests::fixture::ChallengeBackend;
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 
-use super::instructions::{self, CallgrindEnvoy};
-use crate::install::{self, WASM_TARGET};
-use crate::shell::Cmd;
+use crate::instructions::{self, CallgrindEnvoy};
 
 const HOST: &str = "bench.example";
 const TOKEN: &str = "bench_token-0123456789";
@@ -70,18 +68,6 @@ pub fn run(args: Vec<String>) -> Result<()> {
         args.rounds > 0 && args.seconds > 0,
         "--rounds and --seconds must be positive"
     );
-    install::run()?;
-    Cmd::cargo()
-        .args([
-            "build",
-            "-p",
-            "acme-edge-filter",
-            "--target",
-            WASM_TARGET,
-            "--release",
-        ])
-        .run()?;
-
     let backend = ChallengeBackend::start()?;
     backend.insert(HOST, TOKEN, KEY_AUTHORIZATION);
     // Two configurations from the same template, each on its own ports.
@@ -279,7 +265,7 @@ fn wrk(args: &Args, envoy: &Envoy, path: &str, host: &str, duration: Duration) -
 
 /// One wrk run (one thread) against `path` on 127.0.0.1:`port`; its output. Fails if any
 /// answer was not 2xx/3xx or a socket failed.
-pub(super) fn run_wrk(
+pub(crate) fn run_wrk(
     port: u16,
     connections: u32,
     path: &str,
@@ -306,7 +292,7 @@ pub(super) fn run_wrk(
 }
 
 /// The `N requests in T` line of wrk's output.
-pub(super) fn parse_requests(wrk_output: &str) -> Option<u64> {
+pub(crate) fn parse_requests(wrk_output: &str) -> Option<u64> {
     wrk_output.lines().find_map(|l| {
         let (count, rest) = l.trim().split_once(' ')?;
         rest.starts_with("requests in")

@@ -1,14 +1,18 @@
-//! Benchmarks that print ratios against a baseline measured in the same run.
+//! `acme-edge-bench`: benchmarks that print ratios against a baseline measured in the same
+//! run. `cargo xtask bench <name>` installs what they need, builds the filter and runs this
+//! binary with the harness's tool paths in its environment.
 
-pub mod filter;
+mod filter;
 mod instructions;
-pub mod sds;
+mod sds;
 
-use anyhow::Result;
+use std::process::ExitCode;
 
-/// `cargo xtask bench <name>`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Bench {
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask bench", about = "acme-edge benchmarks")]
+enum Bench {
     /// Envoy throughput with the challenge filter against the same Envoy without it, and
     /// challenge answers against a direct response.
     Filter {
@@ -25,9 +29,16 @@ pub enum Bench {
     },
 }
 
-pub fn run(bench: Bench) -> Result<()> {
-    match bench {
+fn main() -> ExitCode {
+    let outcome = match Bench::parse() {
         Bench::Filter { args } => filter::run(args),
         Bench::Sds { args } => sds::run(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
