@@ -25,6 +25,7 @@
 //! - [`listener`]: the HTTP listeners' bounds (connections, header and idle timeouts).
 //! - [`metrics`]: Prometheus counters and gauges.
 //! - [`certs`]: the seam between issuance and serving; [`sds`] serves certificates to Envoy.
+//! - [`health`]: readiness checks the components report to (`/readyz`).
 //! - [`service`]: everything wired together, with graceful shutdown.
 //! - [`cli`]: the operator CLI, a client of the admin API.
 
@@ -70,6 +71,7 @@ pub mod certs;
 pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod jobs;
 pub mod listener;
 pub mod metrics;

@@ -8,6 +8,9 @@ use acme_edge::config::{Config, LogFormat};
 use acme_edge::{cli, listener, service};
 use clap::{Parser, Subcommand};
 
+/// sysexits.h EX_SOFTWARE: a component (a listener, the SDS server, the worker) failed while
+/// serving; the others were drained. A restart is the remedy: the service manager's job.
+const EXIT_COMPONENT_FAILED: u8 = 70;
 /// sysexits.h EX_USAGE: the configuration is wrong, restarting will not help.
 const EXIT_BAD_CONFIG: u8 = 64;
 
@@ -75,7 +78,10 @@ fn serve(runtime: &tokio::runtime::Runtime, path: &std::path::Path) -> ExitCode 
         Err(e) => {
             tracing::error!(error = %e, "acme-edge failed");
             eprintln!("acme-edge: {e}");
-            ExitCode::FAILURE
+            match e {
+                service::ServiceError::Component(_) => ExitCode::from(EXIT_COMPONENT_FAILED),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -5,6 +5,12 @@
 //! [`run`] takes the shutdown signal as a parameter, so tests run the whole service
 //! in-process. On shutdown the listeners stop accepting, the worker stops taking work and
 //! in-flight orders get [`SHUTDOWN_GRACE`] to finish.
+//!
+//! Each component runs as a supervised task (`supervise`): one that fails or ends before
+//! shutdown stops the service with [`ServiceError::Component`] (the process exits 70). Each
+//! reports its readiness to a [`Readiness`] that `/readyz` reads: the listeners once they
+//! serve, the ACME account once loaded (retried from [`ACCOUNT_RETRY_FIRST`] up to
+//! [`ACCOUNT_RETRY_MAX`] apart while the CA is unreachable).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +29,7 @@ use crate::budget::OrderBudget;
 use crate::certs::CertificateSource;
 use crate::challenge;
 use crate::config::{Config, SdsConfig, SdsListen};
+use crate::health::{Check, Readiness};
 use crate::jobs::Worker;
 use crate::listener;
 use crate::metrics::{self, MetricsError};
@@ -30,9 +37,17 @@ use crate::schedule::{Backoff, Clock};
 use crate::sds::{self, socket::SdsListener, socket::SocketError};
 use crate::store::{self, Store, StoreError, source::StoreSource};
 
+mod supervise;
+pub use supervise::ComponentFailed;
+use supervise::{Work, supervise};
+
 /// How long in-flight orders may run on after a shutdown signal. A healthy order completes
 /// in seconds; process supervisors commonly wait 30 s before SIGKILL, so finish well inside.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// First pause before loading the ACME account again after the CA could not be reached.
+pub const ACCOUNT_RETRY_FIRST: Duration = Duration::from_secs(15);
+/// Longest pause between attempts to load the ACME account.
+pub const ACCOUNT_RETRY_MAX: Duration = Duration::from_secs(10 * 60);
 
 /// The service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +63,8 @@ pub enum ServiceError {
     AdminTls(#[from] listener::TlsError),
     #[error("SDS socket: {0}")]
     SdsSocket(#[from] SocketError),
+    #[error("{0}")]
+    Component(#[from] ComponentFailed),
     #[error("listening on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -72,7 +89,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    bind(config).await?.serve(shutdown).await;
+    bind(config).await?.serve(shutdown).await?;
     Ok(())
 }
 
@@ -180,14 +197,44 @@ impl Bound {
         }
     }
 
-    /// Serve until `shutdown` completes, then drain.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+    /// Serve until `shutdown` completes, then drain. A component that fails on the way stops
+    /// the service too (the others drain) and is returned.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ComponentFailed> {
         let (stop_tx, stop) = watch::channel(false);
-        tokio::spawn(async move {
+        let stop_tx = Arc::new(stop_tx);
+        let on_signal = stop_tx.clone();
+        let signal = tokio::spawn(async move {
             shutdown.await;
-            let _ = stop_tx.send(true);
+            on_signal.send_replace(true);
         });
+        let readiness = Readiness::new();
+        tracing::info!(
+            admin = ?self.admin.local_addr().ok(),
+            challenge = ?self.challenge.local_addr().ok(),
+            sds = %self.sds.describe(),
+            sds_mutual_tls = self.config.sds.tls.is_some(),
+            directory = %self.config.acme.directory_url,
+            "acme-edge serving"
+        );
+        let components = self.components(&readiness, &stop);
+        let outcome = supervise(components, stop_tx).await;
+        signal.abort();
+        match &outcome {
+            Ok(()) => tracing::info!("acme-edge stopped"),
+            Err(e) => tracing::error!(error = %e, "acme-edge stopped: a component failed"),
+        }
+        outcome
+    }
 
+    /// Every component, each registering its readiness check.
+    fn components(
+        self,
+        readiness: &Readiness,
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<(&'static str, Work)> {
         let source = StoreSource::new(self.store.clone());
         let wake = Arc::new(Notify::new());
         let metrics = match metrics::install() {
@@ -217,7 +264,7 @@ impl Bound {
         );
         let worker = Worker {
             store: self.store.clone(),
-            ca,
+            ca: ca.clone(),
             source: source.clone(),
             wake,
             max_in_flight: self.config.acme.max_in_flight_orders,
@@ -232,66 +279,131 @@ impl Bound {
             },
             clock: Clock::system(),
         };
-        let announcer = source.clone();
-
-        tracing::info!(
-            admin = ?self.admin.local_addr().ok(),
-            challenge = ?self.challenge.local_addr().ok(),
-            sds = %self.sds.describe(),
-            sds_mutual_tls = self.config.sds.tls.is_some(),
-            directory = %self.config.acme.directory_url,
-            "acme-edge serving"
+        let admin_routes = api::ready::routes(readiness.clone(), self.store.clone())
+            .or(api::routes(api_state))
+            .unify()
+            .boxed();
+        let admin = listening(
+            readiness.check("admin_api", "not listening yet"),
+            listener::serve(
+                "admin API",
+                self.admin,
+                admin_routes,
+                self.config.admin.limits,
+                self.admin_tls,
+                stopped(stop.clone()),
+            ),
         );
-        let admin_tls = self.admin_tls.clone();
-        let admin = listener::serve(
-            "admin API",
-            self.admin,
-            api::routes(api_state).boxed(),
-            self.config.admin.limits,
-            admin_tls,
-            stopped(stop.clone()),
+        let lookups = listening(
+            readiness.check("challenge_listener", "not listening yet"),
+            listener::serve(
+                "challenge lookup",
+                self.challenge,
+                challenge::routes(self.store.clone()).boxed(),
+                self.config.challenge.limits,
+                None,
+                stopped(stop.clone()),
+            ),
         );
-        let lookups = listener::serve(
-            "challenge lookup",
-            self.challenge,
-            challenge::routes(self.store.clone()).boxed(),
-            self.config.challenge.limits,
-            None,
-            stopped(stop.clone()),
+        let sds = serve_sds(
+            self.sds,
+            self.config.sds.tls.clone(),
+            Arc::new(source.clone()),
+            readiness.check("sds", "not serving yet"),
+            stop.clone(),
         );
-        let sds = async {
-            let source: Arc<dyn CertificateSource> = Arc::new(source);
-            let served = match (self.sds, &self.config.sds.tls) {
-                (SdsListener::Tcp(listener), Some(tls)) => {
-                    sds::serve_tls_on(listener, source, tls, stopped(stop.clone())).await
-                }
-                (SdsListener::Tcp(listener), None) => {
-                    sds::serve_on(listener, source, stopped(stop.clone())).await
-                }
-                (SdsListener::Unix(socket), _) => {
-                    sds::serve_unix_on(socket, source, stopped(stop.clone())).await
-                }
-            };
-            if let Err(e) = served {
-                tracing::error!(error = %e, "SDS server failed");
-            }
-        };
         // Certificates other replicas issue (PostgreSQL) reach this replica's SDS clients.
-        let changes = async {
-            if let Err(e) = self.store.follow_changes(announcer, stop.clone()).await {
-                tracing::error!(error = %e, "following other replicas' changes failed");
-            }
+        let (store, follow_stop) = (self.store.clone(), stop.clone());
+        let changes = async move {
+            store
+                .follow_changes(source, follow_stop)
+                .await
+                .map_err(|e| format!("following other replicas' changes: {e}"))
         };
-        tokio::join!(
-            admin,
-            lookups,
-            sds,
-            worker.run(stop.clone()),
-            ari_refresh,
-            changes
+        let account = load_account(
+            ca,
+            readiness.check("acme_account", "not loaded yet"),
+            stop.clone(),
         );
-        tracing::info!("acme-edge stopped");
+        let worker_stop = stop.clone();
+        vec![
+            ("admin API", Box::pin(admin)),
+            ("challenge lookup listener", Box::pin(lookups)),
+            ("SDS server", Box::pin(sds)),
+            (
+                "issuance worker",
+                Box::pin(async move {
+                    worker.run(worker_stop).await;
+                    Ok(())
+                }),
+            ),
+            (
+                "ARI refresh",
+                Box::pin(async move {
+                    ari_refresh.await;
+                    Ok(())
+                }),
+            ),
+            ("change follower", Box::pin(changes)),
+            ("ACME account", Box::pin(account)),
+        ]
     }
+}
+
+/// A listener's work: ready once it serves.
+async fn listening(check: Check, serve: impl Future<Output = ()>) -> Result<(), String> {
+    check.ready();
+    serve.await;
+    check.not_ready("stopped");
+    Ok(())
+}
+
+async fn serve_sds(
+    listener: SdsListener,
+    tls: Option<sds::ServerTls>,
+    source: Arc<dyn CertificateSource>,
+    check: Check,
+    stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    check.ready();
+    let served = match (listener, &tls) {
+        (SdsListener::Tcp(listener), Some(tls)) => {
+            sds::serve_tls_on(listener, source, tls, stopped(stop)).await
+        }
+        (SdsListener::Tcp(listener), None) => sds::serve_on(listener, source, stopped(stop)).await,
+        (SdsListener::Unix(socket), _) => sds::serve_unix_on(socket, source, stopped(stop)).await,
+    };
+    check.not_ready("stopped");
+    served.map_err(|e| e.to_string())
+}
+
+/// Load the ACME account (or register it) at start-up, so `/readyz` can say whether issuance
+/// can work; retried with a growing pause while the CA is unreachable, until shutdown.
+async fn load_account(
+    ca: Arc<dyn CertificateAuthority>,
+    check: Check,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let mut pause = ACCOUNT_RETRY_FIRST;
+    loop {
+        match ca.ensure_account().await {
+            Ok(()) => {
+                check.ready();
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?pause, "ACME account not loaded");
+                check.not_ready(format!("not loaded: {e}"));
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(ACCOUNT_RETRY_MAX);
+    }
+    let _ = stop.wait_for(|stopped| *stopped).await;
+    Ok(())
 }
 
 /// Completes once the shutdown flag is set (or its sender is gone).
@@ -332,6 +444,12 @@ mod tests {
         let server = tokio::spawn(bound.serve(async {
             let _ = stopped.await;
         }));
+        let ready = get(admin, "/readyz", None).await;
+        assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+        assert!(
+            ready.contains("acme_account"),
+            "the CA is unreachable: {ready}"
+        );
 
         assert!(
             get(admin, "/healthz", None)

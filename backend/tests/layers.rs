@@ -15,8 +15,10 @@ const LAYERS: &[&[&str]] = &[
     // The configuration, parsed and typed once.
     &["config"],
     // Policy and seams: when to renew and retry, the order budget's arithmetic, the
-    // listeners' bounds, metrics, the seam between issuance and serving.
-    &["schedule", "budget", "listener", "metrics", "certs"],
+    // listeners' bounds, metrics, readiness checks, the seam between issuance and serving.
+    &[
+        "schedule", "budget", "listener", "metrics", "certs", "health",
+    ],
     // Durable state.
     &["store"],
     // The CA client.

@@ -1,5 +1,5 @@
-//! The admin API (warp): JSON under `/v1/` behind a bearer token, plus `/healthz` and
-//! Prometheus `/metrics`.
+//! The admin API (warp): JSON under `/v1/` behind a bearer token, plus `/healthz`, `/readyz`
+//! ([`ready`]) and Prometheus `/metrics`.
 //!
 //! | method and path                     | answer                                        |
 //! |-------------------------------------|-----------------------------------------------|
@@ -19,11 +19,13 @@
 //! - [`auth`]: the bearer token.
 //! - [`error`]: error codes and statuses, in one place.
 //! - [`domains`]: the handlers.
+//! - [`ready`]: `/readyz`, from the components' readiness checks.
 
 pub mod auth;
 pub mod domains;
 pub mod error;
 pub mod model;
+pub mod ready;
 
 use std::convert::Infallible;
 use std::sync::Arc;
