@@ -316,9 +316,12 @@ impl Bound {
         let (store, follow_stop) = (self.store.clone(), stop.clone());
         let changes = async move {
             store
-                .follow_changes(source, follow_stop)
+                .follow_changes(source, follow_stop.clone())
                 .await
-                .map_err(|e| format!("following other replicas' changes: {e}"))
+                .map_err(|e| format!("following other replicas' changes: {e}"))?;
+            // A store without replicas (SQLite) has nothing to follow and returns at once.
+            stopped(follow_stop).await;
+            Ok(())
         };
         let account = load_account(
             ca,

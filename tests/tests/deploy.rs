@@ -46,3 +46,199 @@ fn the_systemd_unit_verifies_without_warnings() -> Result<()> {
     }
     Ok(())
 }
+
+/// The container image of `deploy/Containerfile` (built from `cargo xtask dist`'s layout: the
+/// backend, the filter, `rootfs/`), built with podman and inspected without running it (the
+/// file system exported from a created container): the backend runs `--version` from it, the
+/// filter and the CA roots are there, the user is not root, the state directory is a volume
+/// the user owns. Skipped, saying so, where podman is not installed (`cargo xtask install`
+/// installs it).
+#[test]
+fn the_container_image_holds_the_backend_the_filter_and_ca_roots_for_a_non_root_user() -> Result<()>
+{
+    if Command::new("podman").arg("--version").output().is_err() {
+        eprintln!("skipped: podman is not installed (cargo xtask install installs it)");
+        return Ok(());
+    }
+    let context = tempfile::tempdir()?;
+    dist_layout(context.path())?;
+    let image = Image::build(context.path())?;
+
+    let config = podman(&[
+        "image",
+        "inspect",
+        &image.tag,
+        "--format",
+        "{{.Config.User}} {{json .Config.Volumes}} {{json .Config.Entrypoint}}",
+    ])?;
+    ensure!(
+        config.starts_with("65532:65532 "),
+        "numeric non-root user: {config}"
+    );
+    ensure!(
+        config.contains(r#""/var/lib/acme-edge":{}"#),
+        "the state directory is a volume: {config}"
+    );
+    ensure!(
+        config.contains(r#"["/usr/local/bin/acme-edge"]"#),
+        "the backend is the entrypoint: {config}"
+    );
+
+    let rootfs = tempfile::tempdir()?;
+    image.export_to(rootfs.path())?;
+    let root = rootfs.path();
+    let version = Command::new(root.join("usr/local/bin/acme-edge"))
+        .arg("--version")
+        .output()
+        .context("run the image's acme-edge --version")?;
+    let version = String::from_utf8_lossy(&version.stdout);
+    ensure!(
+        version.starts_with(&format!("acme-edge {}", env!("CARGO_PKG_VERSION"))),
+        "the image's backend says {version:?}"
+    );
+    let filter = std::fs::read(root.join("usr/share/acme-edge/acme_edge_filter.wasm"))?;
+    ensure!(filter.starts_with(b"\0asm"), "the filter is a wasm module");
+    let roots = std::fs::read_to_string(root.join("etc/ssl/certs/ca-certificates.crt"))?;
+    ensure!(
+        roots.matches("BEGIN CERTIFICATE").count() > 10,
+        "the CA roots are there"
+    );
+    let passwd = std::fs::read_to_string(root.join("etc/passwd"))?;
+    ensure!(
+        passwd.contains("acme-edge:x:65532:65532:"),
+        "the user has a name: {passwd}"
+    );
+    let listing = podman_export_listing(&image)?;
+    ensure!(
+        listing
+            .lines()
+            .any(|l| l.contains("65532/65532") && l.trim_end().ends_with("var/lib/acme-edge/")),
+        "the user owns its state directory:\n{listing}"
+    );
+    Ok(())
+}
+
+/// The files `cargo xtask dist` puts in `dist/` that the Containerfile copies, from the
+/// builds under test (xtask/src/dist.rs makes the same layout from release builds).
+fn dist_layout(dir: &std::path::Path) -> Result<()> {
+    let root = tools::workspace_root();
+    let copy = |from: &std::path::Path, to: &str| -> Result<()> {
+        let to = dir.join(to);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(from, &to).with_context(|| format!("copy {}", from.display()))?;
+        Ok(())
+    };
+    copy(&root.join("deploy/Containerfile"), "Containerfile")?;
+    copy(&tools::backend_bin()?, "acme-edge")?;
+    copy(&tools::filter_wasm()?, "acme_edge_filter.wasm")?;
+    copy(
+        &root.join("backend/acme-edge.example.toml"),
+        "acme-edge.example.toml",
+    )?;
+    for file in ["etc/passwd", "etc/group"] {
+        copy(
+            &root.join("deploy/rootfs").join(file),
+            &format!("rootfs/{file}"),
+        )?;
+    }
+    copy(
+        std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"),
+        "rootfs/etc/ssl/certs/ca-certificates.crt",
+    )?;
+    for empty in ["rootfs/var/lib/acme-edge", "rootfs/run/acme-edge"] {
+        std::fs::create_dir_all(dir.join(empty))?;
+    }
+    Ok(())
+}
+
+/// An image built for one test, removed with its containers on drop.
+struct Image {
+    tag: String,
+}
+
+impl Image {
+    fn build(context: &std::path::Path) -> Result<Image> {
+        let tag = format!("localhost/acme-edge-test-{}", std::process::id());
+        let context = context.display().to_string();
+        podman(&["build", "--quiet", "--tag", &tag, &context])?;
+        Ok(Image { tag })
+    }
+
+    /// The image's file system, unpacked into `dir`.
+    fn export_to(&self, dir: &std::path::Path) -> Result<()> {
+        let tar = self.export()?;
+        let mut untar = Command::new("tar")
+            .arg("-x")
+            .arg("-C")
+            .arg(dir)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .context("run tar")?;
+        use std::io::Write;
+        untar.stdin.take().context("tar's stdin")?.write_all(&tar)?;
+        ensure!(untar.wait()?.success(), "tar -x failed");
+        Ok(())
+    }
+
+    /// `podman create` (nothing runs) then `podman export`: the file system as a tar stream.
+    fn export(&self) -> Result<Vec<u8>> {
+        let container = podman(&["create", &self.tag])?;
+        let container = container.trim();
+        let out = Command::new("podman")
+            .args(["export", container])
+            .output()
+            .context("run podman export");
+        let _ = podman(&["rm", "--force", container]);
+        let out = out?;
+        ensure!(
+            out.status.success(),
+            "podman export: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(out.stdout)
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = podman(&["rmi", "--force", &self.tag]);
+    }
+}
+
+/// `tar -tv` of the image's file system (owners and modes).
+fn podman_export_listing(image: &Image) -> Result<String> {
+    let tar = image.export()?;
+    let mut list = Command::new("tar")
+        .arg("-tv")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("run tar")?;
+    let mut stdin = list.stdin.take().context("tar's stdin")?;
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&tar)
+    });
+    let out = list.wait_with_output()?;
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writing to tar panicked"))??;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Run podman; its stdout, or an error with its stderr.
+fn podman(args: &[&str]) -> Result<String> {
+    let out = Command::new("podman")
+        .args(args)
+        .output()
+        .context("run podman")?;
+    ensure!(
+        out.status.success(),
+        "podman {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

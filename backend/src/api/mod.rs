@@ -154,5 +154,31 @@ async fn render_metrics(
     let earliest_expiry = store.earliest_expiry().await?;
     crate::metrics::set_fleet_gauges(&counts, earliest_expiry);
     handle.run_upkeep();
-    Ok(handle.render())
+    let text = handle.render();
+    // Nothing served: no earliest expiry, rather than the last one's stale value.
+    Ok(match earliest_expiry {
+        Some(_) => text,
+        None => without_metric(&text, EARLIEST_EXPIRY_METRIC),
+    })
+}
+
+/// The gauge of the earliest certificate expiry, absent while no certificate is served.
+const EARLIEST_EXPIRY_METRIC: &str = "acme_edge_earliest_expiry_seconds";
+
+/// `text` (Prometheus exposition) without the samples and comments of metric `name`.
+fn without_metric(text: &str, name: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        let is_metric = body
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with([' ', '{', '\n']) || rest.is_empty());
+        if !is_metric {
+            out.push_str(line);
+        }
+    }
+    out
 }

@@ -273,3 +273,20 @@ async fn a_body_without_a_length_is_cut_off_at_the_cap() {
         Err(super::error::ApiError::PayloadTooLarge)
     ));
 }
+
+#[test]
+fn the_earliest_expiry_is_left_out_when_nothing_is_served() {
+    let text = "# HELP acme_edge_earliest_expiry_seconds Seconds until the first expiry\n\
+                # TYPE acme_edge_earliest_expiry_seconds gauge\n\
+                acme_edge_earliest_expiry_seconds 5000\n\
+                # TYPE acme_edge_earliest_expiry_seconds_other gauge\n\
+                acme_edge_earliest_expiry_seconds_other 1\n\
+                acme_edge_domains{state=\"issued\"} 0\n";
+    let out = super::without_metric(text, super::EARLIEST_EXPIRY_METRIC);
+    assert_eq!(
+        out,
+        "# TYPE acme_edge_earliest_expiry_seconds_other gauge\n\
+         acme_edge_earliest_expiry_seconds_other 1\n\
+         acme_edge_domains{state=\"issued\"} 0\n"
+    );
+}
