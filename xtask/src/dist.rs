@@ -75,7 +75,7 @@ pub fn run(args: DistArgs) -> Result<()> {
 
     let bootstrap = out.join("envoy-edge.yaml");
     example_envoy_bootstrap_from_template(&root, &bootstrap)?;
-    validate_bootstrap(&bootstrap)?;
+    validate_bootstrap(&bootstrap, &out.join(paths::FILTER_WASM_FILE))?;
 
     let sums = write_sha256sums(&out)?;
     println!("\nxtask: {} files in {}:", sums, out.display());
@@ -233,6 +233,9 @@ fn example_envoy_bootstrap_from_template(root: &Path, to: &Path) -> Result<()> {
     fs::write(to, text).with_context(|| format!("write {}", to.display()))
 }
 
+/// Where the example bootstrap expects the filter.
+const EXAMPLE_FILTER_PATH: &str = "/etc/envoy/acme_edge_filter.wasm";
+
 /// The example's values for `envoy/edge.yaml`'s placeholders.
 const EXAMPLE_BOOTSTRAP_VARS: &[(&str, &str)] = &[
     ("HTTP_ADDRESS", "0.0.0.0"),
@@ -240,7 +243,7 @@ const EXAMPLE_BOOTSTRAP_VARS: &[(&str, &str)] = &[
     ("ADMIN_PORT", "9901"),
     ("BACKEND_CHALLENGE_HOST", "127.0.0.1"),
     ("BACKEND_CHALLENGE_PORT", "8081"),
-    ("FILTER_WASM", "/etc/envoy/acme_edge_filter.wasm"),
+    ("FILTER_WASM", EXAMPLE_FILTER_PATH),
     ("FILTER_CONFIG_JSON", "\"\""),
     ("HTTPS_REDIRECT_PERCENT", "100"),
     ("HTTPS_ADDRESS", "0.0.0.0"),
@@ -270,14 +273,34 @@ fn render_template(template: &str, vars: &[(&str, &str)]) -> Result<String> {
 }
 
 /// `envoy --mode validate`: the bootstrap parses and every listener, cluster and filter
-/// configuration is accepted.
-fn validate_bootstrap(bootstrap: &Path) -> Result<()> {
+/// configuration is accepted. Envoy loads the filter while validating, and the example names
+/// where it is installed, not where it is now: the check runs on a copy naming `filter`,
+/// otherwise identical.
+fn validate_bootstrap(bootstrap: &Path, filter: &Path) -> Result<()> {
     let envoy = paths::envoy().context("Envoy not found: run `cargo xtask install --for dist`")?;
-    Cmd::new(envoy)
+    let text =
+        fs::read_to_string(bootstrap).with_context(|| format!("read {}", bootstrap.display()))?;
+    let installed = format!("filename: {EXAMPLE_FILTER_PATH}");
+    ensure!(
+        text.contains(&installed),
+        "{} does not name the filter at {EXAMPLE_FILTER_PATH}",
+        bootstrap.display()
+    );
+    let dir = std::env::temp_dir().join(format!("acme-edge-dist-{}", std::process::id()));
+    fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let copy = dir.join("envoy-edge.yaml");
+    fs::write(
+        &copy,
+        text.replace(&installed, &format!("filename: {}", filter.display())),
+    )
+    .with_context(|| format!("write {}", copy.display()))?;
+    let validated = Cmd::new(envoy)
         .args(["--mode", "validate", "--log-level", "warn", "-c"])
-        .arg(bootstrap)
+        .arg(&copy)
         .run()
-        .context("the example Envoy bootstrap does not validate")
+        .context("the example Envoy bootstrap does not validate");
+    let _ = fs::remove_dir_all(&dir);
+    validated
 }
 
 /// `SHA256SUMS` over every file in `dir` (sorted, paths relative to it), in `sha256sum`'s

@@ -60,16 +60,3 @@ fn envoy_from_python() -> Option<PathBuf> {
         .probe()?;
     Some(Path::new(dir.trim()).join("_bin").join("envoy"))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_absolute_target_dir_is_kept() {
-        assert_eq!(
-            workspace_root().join("/work/target"),
-            PathBuf::from("/work/target")
-        );
-    }
-}
