@@ -411,6 +411,21 @@ mod tests {
     }
 
     #[test]
+    fn each_task_installs_only_what_it_needs() {
+        for tool in [Tool::Postgres, Tool::Wrk, Tool::Podman, Tool::Nextest] {
+            assert!(!DEMO.contains(&tool), "the demo does not need {tool:?}");
+        }
+        for tool in [Tool::Envoy, Tool::Pebble, Tool::Postgres] {
+            assert!(!BUILD.contains(&tool), "building does not need {tool:?}");
+        }
+        // The whole suite needs every tool any task needs.
+        for list in [BUILD, DEMO, DIST, BENCH] {
+            assert!(list.iter().all(|tool| TEST.contains(tool)));
+        }
+        assert_eq!(For::Demo.tools(), DEMO);
+    }
+
+    #[test]
     fn nothing_to_do_is_success() {
         let machine = Machine {
             root: false,

@@ -98,14 +98,8 @@ mod tests {
     #[tokio::test]
     async fn a_panic_or_an_early_return_is_a_failure() {
         let stop = Arc::new(watch::channel(false).0);
-        let components: Vec<(&'static str, Work)> = vec![(
-            "worker",
-            Box::pin(async {
-                let nothing: Option<()> = None;
-                nothing.expect("broken on purpose");
-                Ok(())
-            }),
-        )];
+        let components: Vec<(&'static str, Work)> =
+            vec![("worker", Box::pin(async { panic!("broken on purpose") }))];
         let failed = supervise(components, stop).await.unwrap_err();
         assert_eq!(failed.component, "worker");
         assert!(failed.reason.contains("panicked: broken on purpose"));
