@@ -396,7 +396,10 @@ fn sds_cluster(sds: &Sds) -> Value {
     if let Some(tls) = tls {
         cluster.insert("transport_socket".into(), sds_client_tls(tls));
     }
-    cluster.insert("load_assignment".into(), load_assignment(SDS_CLUSTER, address));
+    cluster.insert(
+        "load_assignment".into(),
+        load_assignment(SDS_CLUSTER, address),
+    );
     Value::Object(cluster)
 }
 

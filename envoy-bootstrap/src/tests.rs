@@ -44,7 +44,10 @@ fn filter_settings_are_a_json_string() {
         settings,
     });
     let yaml = b.to_yaml();
-    assert!(yaml.contains(r#"value: "{\"on_miss\":\"pass\"}""#), "{yaml}");
+    assert!(
+        yaml.contains(r#"value: "{\"on_miss\":\"pass\"}""#),
+        "{yaml}"
+    );
     assert_eq!(Filter::parse_settings("").unwrap().len(), 0);
     assert_eq!(
         Filter::parse_settings("[1]"),
@@ -62,8 +65,7 @@ fn remote_filter_has_its_digest_retries_and_cluster() {
     let sha = "AB".repeat(32);
     b.filter = Some(Filter {
         source: FilterSource::Remote {
-            url: RemoteUrl::parse("http://backend.internal:8081/acme-edge/v1/filter.wasm")
-                .unwrap(),
+            url: RemoteUrl::parse("http://backend.internal:8081/acme-edge/v1/filter.wasm").unwrap(),
             sha256: Sha256::parse(&sha).unwrap(),
         },
         settings: Default::default(),

@@ -96,8 +96,7 @@ fn is_plain(s: &str) -> bool {
         return false;
     };
     (first.is_ascii_alphabetic() || first == '_' || first == '/')
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c))
         && !WORDS.contains(&s.to_ascii_lowercase().as_str())
 }

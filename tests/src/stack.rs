@@ -132,7 +132,7 @@ impl StackBuilder {
 }
 
 /// The Envoy configuration a stack starts with (before [`StackBuilder::envoy`] adjusts it):
-/// `envoy/edge.yaml` with its challenge cluster at `challenge_addr`, its SDS cluster at
+/// The edge bootstrap with its challenge cluster at `challenge_addr`, its SDS cluster at
 /// `sds` and its HTTPS listener on `https_port`. Nothing in it depends on the domains
 /// served, which tests check by rendering it again.
 pub fn edge_config(
@@ -142,7 +142,7 @@ pub fn edge_config(
 ) -> Result<EnvoyConfig> {
     Ok(EnvoyConfig::edge(challenge_addr)?
         .sds(sds)
-        .var("HTTPS_PORT", https_port.to_string()))
+        .with_https_port(https_port))
 }
 
 /// A running stack.
