@@ -213,10 +213,12 @@ fn wasm_filter(filter: &Filter) -> Value {
             },
             // Code with any other digest is refused: every proxy runs the same build.
             "sha256": sha256.as_str(),
-            // The backend may start after Envoy: keep trying for about a minute.
+            // The backend may start a little after Envoy: up to 5 more tries over at most
+            // 23 s (then the filter stays unloaded and challenges get 503 until a restart;
+            // a wrong digest is retried too, then refused the same way).
             "retry_policy": {
-                "retry_back_off": {"base_interval": "1s", "max_interval": "10s"},
-                "num_retries": 10,
+                "retry_back_off": {"base_interval": "1s", "max_interval": "8s"},
+                "num_retries": 5,
             },
         }}),
     };

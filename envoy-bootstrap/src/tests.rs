@@ -1,3 +1,5 @@
+#![allow(clippy::field_reassign_with_default)]
+
 use std::path::PathBuf;
 
 use serde_json::json;
@@ -76,7 +78,7 @@ fn remote_filter_has_its_digest_retries_and_cluster() {
     let remote = &filter["typed_config"]["config"]["vm_config"]["code"]["remote"];
     assert_eq!(remote["sha256"], sha.to_ascii_lowercase());
     assert_eq!(remote["http_uri"]["cluster"], "acme_filter_source");
-    assert_eq!(remote["retry_policy"]["num_retries"], 10);
+    assert_eq!(remote["retry_policy"]["num_retries"], 5);
     let clusters = value["static_resources"]["clusters"].as_array().unwrap();
     let source = clusters
         .iter()
