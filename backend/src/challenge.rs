@@ -6,7 +6,17 @@
 //! 404                                    (anything else)
 //! ```
 //!
-//! The path is defined once, in `acme_edge_contract::lookup`. A token is answered only
+//! With `challenge.filter_wasm_file` set, the same listener serves the filter build Envoys
+//! load (`acme-edge envoy-config --filter-url`), read once at start-up:
+//!
+//! ```text
+//! GET /acme-edge/v1/filter.wasm          200 application/wasm   the build
+//! GET /acme-edge/v1/filter.wasm.sha256   200 text/plain         its SHA-256, hex
+//! ```
+//!
+//! These paths are outside the challenge prefix: the filter never sees them.
+//!
+//! The lookup path is defined once, in `acme_edge_contract::lookup`. A token is answered only
 //! for the host it was issued for: a DNS name pointed at our proxies by someone else cannot
 //! read another domain's key authorization (DNS-rebinding guard).
 
@@ -17,17 +27,42 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::config::challenge::FilterBuild;
 use crate::store::Store;
 
-/// The lookup route; every other request gets a 404.
+/// Where the filter build is served.
+pub const FILTER_WASM_PATH: &str = "/acme-edge/v1/filter.wasm";
+/// Where its SHA-256 is served.
+pub const FILTER_SHA256_PATH: &str = "/acme-edge/v1/filter.wasm.sha256";
+
+/// The lookup route and the filter build; every other request gets a 404.
 pub fn routes(
     store: Arc<dyn Store>,
+    filter: Option<FilterBuild>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let filter = filter.map(Arc::new);
     warp::get()
         .and(warp::path::full())
         .then(move |path: warp::path::FullPath| {
             let store = store.clone();
-            async move { lookup(store.as_ref(), path.as_str()).await }
+            let filter = filter.clone();
+            async move {
+                match (path.as_str(), filter.as_deref()) {
+                    (FILTER_WASM_PATH, Some(build)) => warp::reply::with_header(
+                        build.bytes.to_vec(),
+                        "content-type",
+                        "application/wasm",
+                    )
+                    .into_response(),
+                    (FILTER_SHA256_PATH, Some(build)) => warp::reply::with_header(
+                        format!("{}\n", build.sha256),
+                        "content-type",
+                        "text/plain",
+                    )
+                    .into_response(),
+                    (path, _) => lookup(store.as_ref(), path).await,
+                }
+            }
         })
         .recover(|_| async { Ok::<_, Infallible>(not_found()) })
         .unify()
@@ -84,7 +119,7 @@ mod tests {
             .await
             .unwrap();
         assert!(published);
-        let api = routes(store);
+        let api = routes(store, None);
         let get = |path: String| warp::test::request().path(&path).reply(&api);
 
         let ok = get(acme_edge_contract::lookup_path("a.example", "tok-1")).await;
@@ -107,5 +142,35 @@ mod tests {
             .reply(&api)
             .await;
         assert_eq!(post.status(), 404);
+        assert_eq!(get(FILTER_WASM_PATH.to_owned()).await.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn serves_the_filter_build_and_its_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let bytes: &[u8] = b"\0asm\x01\0\0\0";
+        let build = FilterBuild {
+            path: "/f.wasm".into(),
+            bytes: bytes::Bytes::from_static(bytes),
+            sha256: crate::config::challenge::sha256_hex(bytes),
+        };
+        let api = routes(store, Some(build.clone()));
+        let wasm = warp::test::request()
+            .path(FILTER_WASM_PATH)
+            .reply(&api)
+            .await;
+        assert_eq!(wasm.status(), 200);
+        assert_eq!(wasm.body().as_ref(), bytes);
+        assert_eq!(wasm.headers()["content-type"], "application/wasm");
+        let sha = warp::test::request()
+            .path(FILTER_SHA256_PATH)
+            .reply(&api)
+            .await;
+        assert_eq!(
+            sha.body().as_ref(),
+            format!("{}\n", build.sha256).as_bytes()
+        );
     }
 }

@@ -42,6 +42,8 @@ enum Command {
     },
     /// Manage domains through the admin API.
     Domains(cli::CliArgs),
+    /// Print an Envoy bootstrap for one proxy (YAML; `--json` for JSON).
+    EnvoyConfig(Box<cli::envoy_config::EnvoyConfigArgs>),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,16 @@ fn main() -> ExitCode {
     match args.command {
         Command::Serve { config } => serve(&runtime, &config),
         Command::CheckConfig { config } => check_config(&config),
+        Command::EnvoyConfig(args) => match cli::envoy_config::render(*args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("acme-edge envoy-config: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Command::Domains(cli_args) => runtime.block_on(cli::run(cli_args)).unwrap_or_else(|e| {
             eprintln!("acme-edge: {e:#}");
             ExitCode::FAILURE

@@ -214,6 +214,7 @@ impl Bound {
         tracing::info!(
             admin = ?self.admin.local_addr().ok(),
             challenge = ?self.challenge.local_addr().ok(),
+            filter_sha256 = self.config.challenge.filter.as_ref().map(|f| f.sha256.as_str()),
             sds = %self.sds.describe(),
             sds_mutual_tls = self.config.sds.tls.is_some(),
             directory = %self.config.acme.directory_url,
@@ -299,7 +300,7 @@ impl Bound {
             listener::serve(
                 "challenge lookup",
                 self.challenge,
-                challenge::routes(self.store.clone()).boxed(),
+                challenge::routes(self.store.clone(), self.config.challenge.filter.clone()).boxed(),
                 self.config.challenge.limits,
                 None,
                 stopped(stop.clone()),

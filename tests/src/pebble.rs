@@ -50,6 +50,7 @@ pub struct PebbleBuilder {
     va_sleep: bool,
     nonce_reject_percent: u8,
     dir: Option<PathBuf>,
+    ipv6_only: bool,
 }
 
 impl PebbleBuilder {
@@ -69,6 +70,13 @@ impl PebbleBuilder {
     /// Reject this percentage of valid nonces with `badNonce` (Pebble's own default is 5).
     pub fn nonce_reject_percent(mut self, percent: u8) -> Self {
         self.nonce_reject_percent = percent.min(100);
+        self
+    }
+
+    /// Every name resolves to `::1` only (an AAAA record and no A record), so Pebble
+    /// validates over IPv6, as Let's Encrypt does for a name with an AAAA record.
+    pub fn ipv6_only(mut self) -> Self {
+        self.ipv6_only = true;
         self
     }
 
@@ -113,7 +121,11 @@ impl PebbleBuilder {
         Ok(Spawn::new("challtestsrv", tools::challtestsrv()?)
             .args(["-dns01", &addrs.dns.to_string()])
             .args(["-management", &addrs.dns_management.to_string()])
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(if self.ipv6_only {
+                ["-defaultIPv4", "", "-defaultIPv6", "::1"]
+            } else {
+                ["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""]
+            })
             .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
             .log_dir(dir.join("logs")))
     }
@@ -168,6 +180,7 @@ impl Pebble {
             va_sleep: false,
             nonce_reject_percent: 0,
             dir: None,
+            ipv6_only: false,
         }
     }
 

@@ -2,9 +2,9 @@
 //! wired together. Used by the end-to-end tests and by `cargo xtask demo`.
 //!
 //! The wiring is circular on paper (Pebble must know Envoy's HTTP port to validate through
-//! it, the backend must know Pebble, Envoy must know the backend), so the backend's
-//! addresses are allocated first and Envoy starts before the others: its challenge cluster
-//! simply has no healthy endpoint until the backend is up.
+//! it, the backend must know Pebble, Envoy must know the backend), so every address is
+//! allocated first; Pebble, then the backend, then Envoy start (Envoy may fetch the filter
+//! from the backend).
 //!
 //! Fields drop in order: Envoy, then the backend, then Pebble.
 
@@ -93,12 +93,8 @@ impl StackBuilder {
         if let Some(f) = self.envoy {
             envoy_config = f(envoy_config);
         }
-        // Envoy's start-up polls synchronously; keep it off the async workers.
-        let envoy = tokio::task::spawn_blocking(move || envoy_config.start())
-            .await
-            .context("envoy start-up panicked")??;
 
-        let mut pebble = Pebble::builder(envoy.http_port());
+        let mut pebble = Pebble::builder(envoy_config.http_port());
         if let Some(dir) = &self.dir {
             pebble = pebble.dir(dir.join("pebble"));
         }
@@ -121,6 +117,12 @@ impl StackBuilder {
             .start()
             .await?;
 
+        // Envoy last: it may fetch the filter from the backend's challenge listener.
+        // Its start-up polls synchronously; keep it off the async workers.
+        let envoy = tokio::task::spawn_blocking(move || envoy_config.start())
+            .await
+            .context("envoy start-up panicked")??;
+
         Ok(Stack {
             envoy,
             https_port,
@@ -132,7 +134,7 @@ impl StackBuilder {
 }
 
 /// The Envoy configuration a stack starts with (before [`StackBuilder::envoy`] adjusts it):
-/// `envoy/edge.yaml` with its challenge cluster at `challenge_addr`, its SDS cluster at
+/// The edge bootstrap with its challenge cluster at `challenge_addr`, its SDS cluster at
 /// `sds` and its HTTPS listener on `https_port`. Nothing in it depends on the domains
 /// served, which tests check by rendering it again.
 pub fn edge_config(
@@ -142,7 +144,7 @@ pub fn edge_config(
 ) -> Result<EnvoyConfig> {
     Ok(EnvoyConfig::edge(challenge_addr)?
         .sds(sds)
-        .var("HTTPS_PORT", https_port.to_string()))
+        .with_https_port(https_port))
 }
 
 /// A running stack.

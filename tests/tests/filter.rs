@@ -11,9 +11,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::time::Duration;
 
-use acme_edge_tests::envoy::{self, Envoy, EnvoyConfig, HttpResponse};
+use acme_edge_tests::envoy::{Envoy, EnvoyConfig, HttpResponse};
 use acme_edge_tests::fixture::{Behavior, ChallengeBackend};
-use acme_edge_tests::tools;
 use anyhow::{Context, Result};
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
@@ -23,7 +22,7 @@ fn counter_name(name: &str) -> String {
     format!("wasmcustom.acme_edge.{name}")
 }
 
-/// A fake backend and an Envoy running `envoy/edge.yaml` with the given filter settings.
+/// A fake backend and an Envoy running the edge bootstrap with the given filter settings.
 fn start(settings: &str) -> Result<(ChallengeBackend, Envoy)> {
     let backend = ChallengeBackend::start()?;
     let envoy = EnvoyConfig::edge(backend.addr())
@@ -369,31 +368,24 @@ fn request_with_headers(
 
 #[test]
 fn client_address_is_the_peer_not_x_forwarded_for() -> Result<()> {
-    // `edge.yaml` with its normal route showing what Envoy made of the client's address: the
-    // address it trusts, and the `x-forwarded-for` an upstream would receive.
-    const NORMAL_ROUTE: &str =
-        "              - match: { prefix: \"/\" }\n                direct_response:\n";
-    const SHOW: &str = "                response_headers_to_add:
-                - header: { key: x-test-client, value: \"%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%\" }
-                - header: { key: x-test-xff, value: \"%REQ(X-FORWARDED-FOR)%\" }
-";
-    let template = std::fs::read_to_string(envoy::template_path("edge.yaml"))?;
-    let template = envoy::strip_section(&template, "https listener")?;
-    assert_eq!(
-        template.matches(NORMAL_ROUTE).count(),
-        1,
-        "normal route changed shape"
-    );
-    let (head, tail) = template.split_at(template.find(NORMAL_ROUTE).unwrap_or_default());
-    let (route, rest) = tail.split_at(NORMAL_ROUTE.find('\n').unwrap_or_default() + 1);
-    let template = format!("{head}{route}{SHOW}{rest}");
+    // The edge bootstrap with its normal route showing what Envoy made of the client's
+    // address: the address it trusts, and the `x-forwarded-for` an upstream would receive.
+    fn show_client(bootstrap: &mut serde_json::Value) {
+        let routes = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+            [0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
+        let normal = routes
+            .as_array_mut()
+            .and_then(|routes| routes.last_mut())
+            .expect("the HTTP listener has routes");
+        normal["response_headers_to_add"] = serde_json::json!([
+            {"header": {"key": "x-test-client", "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"}},
+            {"header": {"key": "x-test-xff", "value": "%REQ(X-FORWARDED-FOR)%"}},
+        ]);
+    }
     let backend = ChallengeBackend::start()?;
-    let envoy = EnvoyConfig::from_template(template)
-        .var("HTTP_ADDRESS", "127.0.0.1")
-        .var("FILTER_WASM", tools::filter_wasm()?.display().to_string())
-        .var("HTTPS_REDIRECT_PERCENT", "0")
-        .filter_settings("")
-        .backend(backend.addr())
+    let envoy = EnvoyConfig::edge(backend.addr())?
+        .http_only()?
+        .adjust(show_client)
         .start()?;
 
     let forged = "203.0.113.7";

@@ -158,7 +158,7 @@ impl Fleet {
 async fn start_envoy(challenge: SocketAddr, sds: SocketAddr, https_port: u16) -> Result<Envoy> {
     let config = EnvoyConfig::edge(challenge)?
         .sds(sds)
-        .var("HTTPS_PORT", https_port.to_string());
+        .with_https_port(https_port);
     // Envoy's start-up polls synchronously. Not on `spawn_blocking`: Envoy is sent SIGTERM
     // when the thread that started it exits (parent-death signal), and tokio retires idle
     // blocking threads after 10 s. A runtime worker thread lives as long as the test.

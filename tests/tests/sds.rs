@@ -522,7 +522,7 @@ async fn handshake_within(
     Ok(leaf.context("no certificate presented")?.to_vec())
 }
 
-/// `envoy/edge.yaml` itself: the HTTPS listener next to the challenge filter, and the
+/// The edge bootstrap itself: the HTTPS listener next to the challenge filter, and the
 /// redirect of plain HTTP as a setting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
@@ -533,8 +533,8 @@ async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
     let challenge_backend = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let config = EnvoyConfig::edge(challenge_backend)?
         .sds(sds.addr)
-        .var("HTTPS_PORT", https_port.to_string())
-        .var("HTTPS_REDIRECT_PERCENT", "100");
+        .with_https_port(https_port)
+        .https_redirect(true);
     let envoy = tokio::task::spawn_blocking(move || config.start()).await??;
     let https = SocketAddr::from(([127, 0, 0, 1], https_port));
 
@@ -573,7 +573,7 @@ async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
     // the normal routes over plain HTTP: still never redirected.
     let passing = EnvoyConfig::edge(challenge_backend)?
         .sds(sds.addr)
-        .var("HTTPS_REDIRECT_PERCENT", "100")
+        .https_redirect(true)
         .filter_settings(r#"{"on_miss":"pass","on_error":"pass"}"#);
     let envoy = tokio::task::spawn_blocking(move || passing.start()).await??;
     let http_port = envoy.http_port();
@@ -596,7 +596,7 @@ async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
 async fn pebble_issued_certificates_are_served_renewed_and_removed() -> Result<()> {
     let https_port = free_port();
     let stack = Stack::builder()
-        .envoy(move |c| c.var("HTTPS_PORT", https_port.to_string()))
+        .envoy(move |c| c.with_https_port(https_port))
         .start()
         .await?;
     let https = SocketAddr::from(([127, 0, 0, 1], https_port));

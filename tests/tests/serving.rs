@@ -290,8 +290,8 @@ async fn two_hundred_issued_domains_served_by_one_constant_configuration() -> Re
         stack.backend.sds().clone(),
         stack.https_port,
     )?
-    .var("HTTP_PORT", stack.envoy.http_port().to_string())
-    .var("ADMIN_PORT", stack.envoy.admin_port().to_string())
+    .with_http_port(stack.envoy.http_port())
+    .with_admin_port(stack.envoy.admin_port())
     .rendered()?;
     assert!(
         text == for_one,

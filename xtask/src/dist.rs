@@ -74,7 +74,7 @@ pub fn run(args: DistArgs) -> Result<()> {
     fs::write(out.join("VERSION"), &version).context("write VERSION")?;
 
     let bootstrap = out.join("envoy-edge.yaml");
-    example_envoy_bootstrap_from_template(&root, &bootstrap)?;
+    example_envoy_bootstrap(&binary, &bootstrap)?;
     validate_bootstrap(&bootstrap, &out.join(paths::FILTER_WASM_FILE))?;
 
     let sums = write_sha256sums(&out)?;
@@ -222,55 +222,19 @@ fn git_commit() -> Option<String> {
     ))
 }
 
-/// The example bootstrap: `envoy/edge.yaml` with a single host's values (Envoy and the
-/// backend on one machine, SDS over the backend's Unix socket, the filter installed beside
-/// Envoy's configuration).
-fn example_envoy_bootstrap_from_template(root: &Path, to: &Path) -> Result<()> {
-    let template_path = root.join("envoy/edge.yaml");
-    let template = fs::read_to_string(&template_path)
-        .with_context(|| format!("read {}", template_path.display()))?;
-    let text = render_template(&template, EXAMPLE_BOOTSTRAP_VARS)?;
+/// The example bootstrap, rendered by the built backend's own `acme-edge envoy-config` with
+/// its defaults (one host: dual-stack listeners on 80 and 443, SDS over the backend's Unix
+/// socket, the filter installed at [`EXAMPLE_FILTER_PATH`]): what an operator gets.
+fn example_envoy_bootstrap(binary: &Path, to: &Path) -> Result<()> {
+    let text = Cmd::new(binary)
+        .args(["envoy-config", "--filter-wasm", EXAMPLE_FILTER_PATH])
+        .probe()
+        .context("acme-edge envoy-config failed")?;
     fs::write(to, text).with_context(|| format!("write {}", to.display()))
 }
 
 /// Where the example bootstrap expects the filter.
-const EXAMPLE_FILTER_PATH: &str = "/etc/envoy/acme_edge_filter.wasm";
-
-/// The example's values for `envoy/edge.yaml`'s placeholders.
-const EXAMPLE_BOOTSTRAP_VARS: &[(&str, &str)] = &[
-    ("HTTP_ADDRESS", "0.0.0.0"),
-    ("HTTP_PORT", "80"),
-    ("ADMIN_PORT", "9901"),
-    ("BACKEND_CHALLENGE_HOST", "127.0.0.1"),
-    ("BACKEND_CHALLENGE_PORT", "8081"),
-    ("FILTER_WASM", EXAMPLE_FILTER_PATH),
-    ("FILTER_CONFIG_JSON", "\"\""),
-    ("HTTPS_REDIRECT_PERCENT", "100"),
-    ("HTTPS_ADDRESS", "0.0.0.0"),
-    ("HTTPS_PORT", "443"),
-    ("SDS_CLUSTER_TYPE", "STATIC"),
-    ("SDS_ADDRESS", "{ pipe: { path: /run/acme-edge/sds.sock } }"),
-];
-
-/// Fill every `${NAME}` outside comment lines; a placeholder without a value is an error.
-fn render_template(template: &str, vars: &[(&str, &str)]) -> Result<String> {
-    let mut out = String::with_capacity(template.len());
-    for line in template.split_inclusive('\n') {
-        let mut line = line.to_owned();
-        if !line.trim_start().starts_with('#') {
-            for (name, value) in vars {
-                line = line.replace(&format!("${{{name}}}"), value);
-            }
-            ensure!(
-                !line.contains("${"),
-                "envoy/edge.yaml: no example value for {:?}",
-                line.trim()
-            );
-        }
-        out.push_str(&line);
-    }
-    Ok(out)
-}
+const EXAMPLE_FILTER_PATH: &str = "/usr/local/lib/acme-edge/acme_edge_filter.wasm";
 
 /// `envoy --mode validate`: the bootstrap parses and every listener, cluster and filter
 /// configuration is accepted. Envoy loads the filter while validating, and the example names
@@ -335,15 +299,6 @@ fn list_files(base: &Path, dir: &Path, files: &mut Vec<String>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_example_fills_every_placeholder_of_the_template() {
-        let template = fs::read_to_string(paths::workspace_root().join("envoy/edge.yaml"))
-            .expect("envoy/edge.yaml");
-        let text = render_template(&template, EXAMPLE_BOOTSTRAP_VARS).expect("rendered");
-        assert!(text.contains("port_value: 443"));
-        assert!(render_template("a: ${NOPE}\n", EXAMPLE_BOOTSTRAP_VARS).is_err());
-    }
 
     #[test]
     fn an_interpreter_is_found_in_a_dynamic_binary() {

@@ -12,6 +12,7 @@
 //! 69 the API could not be reached; 75 `--wait` gave up before issuance ended.
 
 pub mod client;
+pub mod envoy_config;
 pub mod render;
 pub mod wait;
 

@@ -362,6 +362,7 @@ fn every_key_has_an_environment_override() {
         "ACME_EDGE_CHALLENGE_MAX_CONNECTIONS",
         "ACME_EDGE_CHALLENGE_HEADER_READ_TIMEOUT_SECS",
         "ACME_EDGE_CHALLENGE_IDLE_TIMEOUT_SECS",
+        "ACME_EDGE_CHALLENGE_FILTER_WASM_FILE",
         "ACME_EDGE_LOG_FORMAT",
         "ACME_EDGE_SDS_INSECURE_PLAINTEXT",
         "ACME_EDGE_SDS_LISTEN",
@@ -697,4 +698,31 @@ fn under_a_service_manager_the_database_is_in_its_state_directory() {
     assert_eq!(c.storage.sqlite_path(), Some(Path::new("/srv/db.sqlite")));
     let c = Config::parse(MINIMAL, no_env).unwrap();
     assert_eq!(c.storage.sqlite_path(), Some(Path::new("acme-edge.db")));
+}
+
+#[test]
+fn filter_wasm_file_is_read_once_with_its_sha256() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("f.wasm");
+    std::fs::write(&wasm, b"\0asm\x01\0\0\0").unwrap();
+    let text = format!(
+        "{MINIMAL}[challenge]\nfilter_wasm_file = {:?}\n",
+        wasm.display().to_string()
+    );
+    let c = Config::parse(&text, |_| None).unwrap();
+    let filter = c.challenge.filter.unwrap();
+    assert_eq!(filter.bytes.as_ref(), b"\0asm\x01\0\0\0");
+    assert_eq!(filter.sha256, sha256_hex(b"\0asm\x01\0\0\0"));
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+
+    std::fs::write(&wasm, b"text").unwrap();
+    let err = Config::parse(&text, |_| None).unwrap_err().to_string();
+    assert!(err.contains("challenge.filter_wasm_file"), "{err}");
+    assert!(err.contains("not a WebAssembly module"), "{err}");
+    let missing = format!("{MINIMAL}[challenge]\nfilter_wasm_file = \"/nonexistent.wasm\"\n");
+    let err = Config::parse(&missing, |_| None).unwrap_err().to_string();
+    assert!(err.contains("/nonexistent.wasm"), "{err}");
 }
