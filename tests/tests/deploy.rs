@@ -207,11 +207,11 @@ impl Drop for Image {
     }
 }
 
-/// `tar -tv` of the image's file system (owners and modes).
+/// `tar -tv` of the image's file system (numeric owners, modes).
 fn podman_export_listing(image: &Image) -> Result<String> {
     let tar = image.export()?;
     let mut list = Command::new("tar")
-        .arg("-tv")
+        .args(["-tv", "--numeric-owner"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
