@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::Worker;
 use crate::acme::fake::{self, Ari, Ended, FakeCa, Gate, Step};
+use crate::acme::health::CaHealth;
 use crate::budget::OrderBudget;
 use crate::certs::{CertEvent, CertificateSource};
 use crate::model::{DomainState, KeyType};
@@ -44,6 +45,7 @@ struct World {
     store: Arc<dyn Store>,
     ca: Arc<FakeCa>,
     clock: Clock,
+    health: Arc<CaHealth>,
 }
 
 impl World {
@@ -61,6 +63,7 @@ impl World {
             store,
             ca,
             clock,
+            health: Arc::new(CaHealth::new()),
         }
     }
 
@@ -74,6 +77,7 @@ impl World {
             store,
             ca,
             clock,
+            health: _,
         } = self;
         // The database is this process's alone until every handle on it is gone.
         drop((db, store, ca));
@@ -88,6 +92,7 @@ impl World {
             store,
             ca,
             clock,
+            health: Arc::new(CaHealth::new()),
         }
     }
 
@@ -120,6 +125,7 @@ impl World {
                 window: Duration::from_secs(3 * 3600),
             },
             clock: self.clock,
+            health: self.health.clone(),
         }
     }
 }

@@ -19,7 +19,7 @@ use super::{
     Claim, Enabled, IssuedCertificate, OpenOrder, PgStore, SqliteStore, Store, StoredAccount,
 };
 use crate::certs::{CertEvent, CertificateSource};
-use crate::model::{DomainState, KeyType, LastError};
+use crate::model::{DomainState, FailureClass, KeyType, LastError};
 
 const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 const LEASE: time::Duration = time::Duration::seconds(30);
@@ -45,6 +45,7 @@ fn failure() -> LastError {
         reason: "ca_problem".into(),
         message: "connection refused".into(),
         problem: Some(serde_json::json!({"type": "urn:ietf:params:acme:error:connection"})),
+        class: FailureClass::Domain,
     }
 }
 
