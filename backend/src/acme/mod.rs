@@ -665,3 +665,81 @@ mod tests {
         assert!(retry - before > time::Duration::minutes(59));
     }
 }
+
+#[cfg(test)]
+mod classes {
+    use super::fake::{problem, timeout, validation_failed};
+    use super::*;
+
+    #[test]
+    fn every_failure_has_a_class() {
+        let ca = [
+            timeout(),
+            problem("serverInternal", 500),
+            problem("badNonce", 400),
+            problem("rateLimited", 429),
+            problem("accountDoesNotExist", 400),
+            problem("malformed", 503),
+            AcmeError::Client {
+                step: "new order",
+                source: instant_acme::Error::Str("connection refused"),
+            },
+            AcmeError::Account("unavailable".into()),
+        ];
+        for error in ca {
+            assert_eq!(error.class(), FailureClass::Ca, "{error}");
+            assert_eq!(error.to_last_error().class, FailureClass::Ca);
+        }
+        let domain = [
+            validation_failed("dns"),
+            validation_failed("connection"),
+            validation_failed("incorrectResponse"),
+            validation_failed("unauthorized"),
+            validation_failed("caa"),
+            validation_failed("rejectedIdentifier"),
+            problem("rejectedIdentifier", 400),
+        ];
+        for error in domain {
+            assert_eq!(error.class(), FailureClass::Domain, "{error}");
+        }
+        let mut unanswered = validation_failed("connection");
+        if let AcmeError::OrderInvalid { unanswered: u, .. } = &mut unanswered {
+            *u = true;
+        }
+        let ours = [
+            unanswered,
+            AcmeError::LeaseLost("a.example".into()),
+            AcmeError::Store(StoreError::Corrupt("x".into())),
+        ];
+        for error in ours {
+            assert_eq!(error.class(), FailureClass::Ours, "{error}");
+        }
+    }
+
+    #[test]
+    fn reasons_name_the_failure() {
+        assert_eq!(timeout().reason(), "timeout");
+        assert_eq!(problem("badNonce", 400).reason(), "bad_nonce");
+        assert_eq!(problem("serverInternal", 500).reason(), "ca_error");
+        assert_eq!(problem("rateLimited", 429).reason(), "rate_limited");
+        assert_eq!(
+            problem("rejectedIdentifier", 400).reason(),
+            "rejected_identifier"
+        );
+        assert_eq!(validation_failed("dns").reason(), "validation_failed");
+        assert_eq!(
+            validation_failed("rejectedIdentifier").reason(),
+            "rejected_identifier"
+        );
+    }
+
+    #[test]
+    fn only_unavailability_trips_the_breaker() {
+        assert!(timeout().ca_unavailable());
+        assert!(problem("serverInternal", 500).ca_unavailable());
+        assert!(!problem("rateLimited", 429).ca_unavailable());
+        assert!(!problem("badNonce", 400).ca_unavailable());
+        assert!(!validation_failed("dns").ca_unavailable());
+        assert!(problem("badNonce", 400).is_bad_nonce());
+    }
+}
