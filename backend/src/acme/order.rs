@@ -128,7 +128,7 @@ async fn resume(
         // not know) fails this attempt and the same order is resumed next time: the CA may
         // still be issuing it, and a new order would make a second certificate.
         Err(AcmeError::Problem { problem, .. }) if is_gone(&problem) => {
-            return abandon(store, request.name, &order_url).await;
+            return abandon(store, request.name, &order_url, "the CA says it is gone").await;
         }
         Err(e) => return Err(e),
     };
@@ -142,7 +142,12 @@ async fn resume(
         OrderStatus::Invalid => false,
     };
     if !usable {
-        return abandon(store, request.name, &order_url).await;
+        let why = match (order.state().status, key_pem.is_some()) {
+            (OrderStatus::Invalid, _) => "the CA made it invalid",
+            (_, false) => "past the CSR without a logged key",
+            _ => "its certificate is the one stored",
+        };
+        return abandon(store, request.name, &order_url, why).await;
     }
     tracing::info!(domain = %request.name, order = %order_url, status = ?order.state().status, "resuming the open order");
     Ok(Some((order, key_pem)))
@@ -159,8 +164,9 @@ async fn abandon<T>(
     store: &dyn Store,
     name: &str,
     order_url: &str,
+    why: &str,
 ) -> Result<Option<T>, AcmeError> {
-    tracing::info!(domain = %name, order = %order_url, "open order no longer usable; placing a new one");
+    tracing::info!(domain = %name, order = %order_url, why, "open order no longer usable; placing a new one");
     store.close_orders(name, OffsetDateTime::now_utc()).await?;
     Ok(None)
 }
