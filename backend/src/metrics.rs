@@ -4,6 +4,11 @@
 //!
 //! - `acme_edge_issuance_success_total{kind="new"|"renewal"}`
 //! - `acme_edge_issuance_failure_total{reason}` (reasons as in `last_error.reason`)
+//! - `acme_edge_issuance_failure_class_total{class="domain"|"ca"|"ours"}`: failed attempts
+//!   by whose failure they were (only `domain` ones climb a domain's retry ladder)
+//! - `acme_edge_ca_available`: 1 while the CA answers, 0 while issuance is paused because it
+//!   does not; `acme_edge_ca_unavailable_since_seconds`: since when (Unix time; 0 when
+//!   available)
 //! - `acme_edge_domains{state}`
 //! - `acme_edge_earliest_expiry_seconds`: seconds until the earliest served certificate
 //!   expires (absent when none is served).
@@ -42,6 +47,23 @@ pub fn issuance_succeeded(renewal: bool) {
 
 pub fn issuance_failed(reason: &'static str) {
     metrics::counter!("acme_edge_issuance_failure_total", "reason" => reason).increment(1);
+}
+
+/// A failed attempt, by whose failure it was (`FailureClass::as_str`).
+pub fn issuance_failed_class(class: &'static str) {
+    metrics::counter!("acme_edge_issuance_failure_class_total", "class" => class).increment(1);
+}
+
+/// The CA's health: available (`None`), or unavailable since then.
+pub fn set_ca_available(unavailable_since: Option<OffsetDateTime>) {
+    let available = if unavailable_since.is_some() {
+        0.0
+    } else {
+        1.0
+    };
+    metrics::gauge!("acme_edge_ca_available").set(available);
+    let since = unavailable_since.map_or(0.0, |t| t.unix_timestamp() as f64);
+    metrics::gauge!("acme_edge_ca_unavailable_since_seconds").set(since);
 }
 
 /// Counts itself in a gauge for as long as it lives: dropped (a request done, or abandoned

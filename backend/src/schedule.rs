@@ -47,6 +47,11 @@ pub const RETRY_MULTIPLES: [u32; 3] = [1, 10, 100];
 /// Multiple of the base from the 4th consecutive failure on (1440 minutes: a day).
 pub const DAILY_MULTIPLE: u32 = 1440;
 
+/// A failure that was not the domain's (the CA's, or ours) is retried after the base times
+/// the number of such failures in a row at the CA, at most this many (10 minutes with the
+/// 60 s default): minutes, never the daily step, and not counted as the domain's attempt.
+pub const CA_RETRY_MAX_MULTIPLE: u32 = 10;
+
 /// The shortest wait a CA's `Retry-After` may impose: `0`, or a date already past, would make
 /// the domain due again at once and the worker would ask the CA again in a tight loop.
 pub const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -183,6 +188,29 @@ impl Backoff {
             None => now + self.delay(attempts),
         };
         up_to_second(at)
+    }
+}
+
+impl Backoff {
+    /// Delay after a failure that was not the domain's, the `in_a_row`th such at the CA
+    /// (0 counts as 1): the base times that, at most [`CA_RETRY_MAX_MULTIPLE`] times it.
+    pub fn ca_delay(&self, in_a_row: u32) -> Duration {
+        self.base
+            .saturating_mul(in_a_row.clamp(1, CA_RETRY_MAX_MULTIPLE))
+    }
+
+    /// When to retry after a failure that was not the domain's: the CA's `Retry-After`
+    /// when it gave one (bounded as in [`Backoff::retry_at`]), else after [`Backoff::ca_delay`].
+    pub fn ca_retry_at(
+        &self,
+        now: OffsetDateTime,
+        in_a_row: u32,
+        ca_hint: Option<OffsetDateTime>,
+    ) -> OffsetDateTime {
+        match ca_hint {
+            Some(_) => self.retry_at(now, 1, ca_hint),
+            None => up_to_second(now + self.ca_delay(in_a_row)),
+        }
     }
 }
 
@@ -362,6 +390,27 @@ mod tests {
             at = b.retry_at(at, n, None);
         }
         assert_eq!(attempts_in_first_hour, 3);
+    }
+
+    #[test]
+    fn failures_not_the_domains_wait_minutes_never_a_day() {
+        let b = Backoff::default();
+        let now = datetime!(2026-01-01 0:00 UTC);
+        let mins = |n| b.ca_delay(n).as_secs() / 60;
+        assert_eq!(
+            [mins(0), mins(1), mins(3), mins(10), mins(500)],
+            [1, 1, 3, 10, 10]
+        );
+        assert_eq!(
+            b.ca_retry_at(now, 1000, None),
+            now + time::Duration::minutes(10)
+        );
+        let asked = now + time::Duration::hours(2);
+        assert_eq!(
+            b.ca_retry_at(now, 1, Some(asked)),
+            asked,
+            "Retry-After wins"
+        );
     }
 
     proptest! {

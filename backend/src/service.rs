@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use warp::Filter;
 
+use crate::acme::health::CaHealth;
 use crate::acme::{CertificateAuthority, Issuer};
 use crate::api::{self, ApiState, auth::AdminToken, auth::TokenError};
 use crate::ari_refresh;
@@ -245,6 +246,7 @@ impl Bound {
                 None
             }
         };
+        let ca_health = Arc::new(CaHealth::new());
         let api_state = ApiState {
             store: self.store.clone(),
             token: self.token,
@@ -254,6 +256,7 @@ impl Bound {
             directory_url: self.config.acme.directory_url.to_string(),
             metrics,
             metrics_require_token: self.config.admin.metrics_require_token,
+            ca_health: ca_health.clone(),
         };
         let ca: Arc<dyn CertificateAuthority> =
             Arc::new(Issuer::new(&self.config.acme, self.store.clone()));
@@ -279,6 +282,7 @@ impl Bound {
                 window: self.config.acme.order_budget_window,
             },
             clock: Clock::system(),
+            health: ca_health,
         };
         let admin_routes = api::ready::routes(readiness.clone(), self.store.clone())
             .or(api::routes(api_state))

@@ -176,6 +176,9 @@ impl Store for PausedStore {
     ) -> Result<bool, StoreError> {
         held!(self.record_failed(claim, error, retry_at, now))
     }
+    async fn release_waiting_on_ca(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        held!(self.release_waiting_on_ca(now))
+    }
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         held!(self.release_in_flight(now))
     }

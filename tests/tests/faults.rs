@@ -294,3 +294,151 @@ async fn wait_for_state_count(backend: &Backend, state: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Lines of Pebble's log that say it issued a certificate, and that an authorization became
+/// invalid: counted at the CA, not in our database.
+fn pebble_counts(stack: &Stack) -> (usize, usize) {
+    let log = stack.pebble.log();
+    let issued = log.matches("Issued certificate serial").count();
+    let invalid = log.matches("set INVALID by completed challenge").count();
+    (issued, invalid)
+}
+
+/// The backend SIGKILLed again and again while the CA validates (Pebble's validation sleep
+/// on): the stopped worker's tokens stay answered and the resumed orders neither post a
+/// challenge twice nor give up an order the CA is validating, so the CA never finds an
+/// authorization invalid, and issues one certificate per name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_killed_during_validations_never_invalidates_an_authorization() -> Result<()> {
+    let mut stack = Stack::builder()
+        .pebble(|p| p.va_sleep(true))
+        .backend(|b| {
+            b.setting("acme", "retry_base_secs", 1)
+                .setting("storage", "lease_secs", 6)
+                .request_timeout(Duration::from_secs(5))
+        })
+        .start()
+        .await?;
+    let names = names("validating", 20);
+    enable_all(&stack.backend, &names).await?;
+    for _ in 0..3 {
+        if !some_validating_until_all_issued(&stack.backend).await? {
+            break;
+        }
+        // Into the CA's validation sleep (0-15 s) of the orders told ready.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stack.backend.kill()?;
+        stack.backend.start().await?;
+    }
+    wait_all_issued(&stack, &names).await?;
+    let (issued, invalid) = pebble_counts(&stack);
+    assert_eq!(
+        invalid,
+        0,
+        "authorizations invalid at the CA\n{}",
+        stack.logs()
+    );
+    assert_eq!(issued, names.len(), "certificates issued by the CA");
+    Ok(())
+}
+
+/// Waits until some domain is validating (`true`) or all are issued (`false`).
+async fn some_validating_until_all_issued(backend: &Backend) -> Result<bool> {
+    eventually(Duration::from_secs(60), || async {
+        let list = backend.domains().await.ok()?;
+        let domains = list["domains"].as_array()?;
+        if domains.iter().any(|d| d["state"] == "validating") {
+            Some(true)
+        } else if domains.iter().all(|d| d["state"] == "issued") {
+            Some(false)
+        } else {
+            None
+        }
+    })
+    .await
+    .with_context(|| format!("nothing validating\n{}", backend.log()))
+}
+
+/// How long the CA stays frozen in the bad few minutes.
+const BAD_FREEZE: Duration = Duration::from_secs(20);
+/// Bounds a broken run of the bad few minutes after the thaw.
+const AFTER_THAW_DEADLINE: Duration = Duration::from_secs(120);
+
+/// An operator's bad few minutes: 30 domains enabled at once against a CA that refuses 30 %
+/// of nonces and sleeps before validating, the backend SIGKILLed and restarted three times in
+/// the first 10 seconds, then the CA frozen for 20 seconds and thawed. All 30 end issued,
+/// and the CA issued exactly 30 certificates (counted in Pebble's log). Returns the seconds
+/// from the thaw to the last issuance.
+async fn bad_few_minutes(tag: &str) -> Result<f64> {
+    let mut stack = Stack::builder()
+        .pebble(|p| p.nonce_reject_percent(30).va_sleep(true))
+        .backend(|b| {
+            b.setting("acme", "retry_base_secs", 1)
+                .request_timeout(Duration::from_secs(5))
+        })
+        .start()
+        .await?;
+    let names = names(tag, 30);
+    enable_all(&stack.backend, &names).await?;
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stack.backend.kill()?;
+        stack.backend.start().await?;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "kills took too long to stage"
+    );
+    wait_for_some_in_flight(&stack.backend).await?;
+    stack.pebble.freeze()?;
+    tokio::time::sleep(BAD_FREEZE).await;
+    stack.pebble.thaw()?;
+    let thawed = std::time::Instant::now();
+    let issued = eventually(AFTER_THAW_DEADLINE, || async {
+        let list = stack.backend.domains().await.ok()?;
+        let domains = list["domains"].as_array()?;
+        names
+            .iter()
+            .all(|n| {
+                domains
+                    .iter()
+                    .any(|d| d["name"] == n.as_str() && d["state"] == "issued")
+            })
+            .then_some(())
+    })
+    .await;
+    let after_thaw = thawed.elapsed().as_secs_f64();
+    if let Err(e) = issued {
+        let list = stack.backend.domains().await.unwrap_or_default();
+        return Err(e.context(format!(
+            "not all issued after the thaw: {list:#}\n{}",
+            stack.logs()
+        )));
+    }
+    let (certificates, invalid) = pebble_counts(&stack);
+    if certificates != names.len() {
+        bail!(
+            "{tag}: the CA issued {certificates} certificates for {} names\n{}\n{}",
+            names.len(),
+            stack.pebble.log(),
+            stack.logs()
+        );
+    }
+    eprintln!(
+        "{tag}: 30 issued {after_thaw:.1} s after the thaw; CA issued {certificates} \
+         certificates, {invalid} authorizations invalid"
+    );
+    Ok(after_thaw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known failure: all 30 are issued within seconds of the thaw, but the CA issues 31 \
+            certificates, and authorizations are found invalid after the kills"]
+async fn thirty_domains_through_nonce_rejections_kills_and_a_frozen_ca() -> Result<()> {
+    // One lucky run proves little: two in a row, each with its own CA and backend.
+    for run in ["bad1", "bad2"] {
+        bad_few_minutes(run).await?;
+    }
+    Ok(())
+}

@@ -115,6 +115,8 @@ struct State {
     window_calls: Vec<(String, OffsetDateTime)>,
     account_calls: usize,
     orders: u64,
+    probe_error: Option<String>,
+    probes: Vec<OffsetDateTime>,
 }
 
 impl FakeCa {
@@ -153,6 +155,16 @@ impl FakeCa {
     /// Make account requests fail with `error` (`None`: succeed).
     pub fn set_account_error(&self, error: Option<&str>) {
         self.state().account_error = error.map(str::to_owned);
+    }
+
+    /// Make probes of the CA fail with a timeout (`true`) or succeed.
+    pub fn set_down(&self, down: bool) {
+        self.state().probe_error = down.then(|| "down".to_owned());
+    }
+
+    /// When the CA was probed.
+    pub fn probes(&self) -> Vec<OffsetDateTime> {
+        self.state().probes.clone()
     }
 
     /// Every issuance call so far, in call order.
@@ -338,6 +350,15 @@ impl CertificateAuthority for FakeCa {
             Ari::Error => Err(problem("serverInternal", 500)),
         }
     }
+
+    async fn probe(&self) -> Result<(), AcmeError> {
+        let mut state = self.state();
+        state.probes.push(self.clock.now());
+        match state.probe_error {
+            Some(_) => Err(timeout()),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The first DNS name of the leaf of `chain_pem`.
@@ -374,5 +395,14 @@ pub fn validation_failed(kind: &str) -> AcmeError {
     AcmeError::OrderInvalid {
         detail: format!("validation failed: {kind}"),
         problem: Some(Box::new(problem_document(kind, 400))),
+        unanswered: false,
+    }
+}
+
+/// The CA did not answer within the request limit.
+pub fn timeout() -> AcmeError {
+    AcmeError::Timeout {
+        step: "new order",
+        limit: Duration::from_secs(5),
     }
 }

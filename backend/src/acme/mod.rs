@@ -22,10 +22,35 @@
 //! - [`keys`]: fresh certificate keys (ECDSA P-256/P-384, RSA 2048/3072/4096).
 //! - [`http`]: the HTTP client under instant-acme, which keeps the CA's `Retry-After`.
 
+/// Rounds of a request the CA keeps answering with `badNonce` (RFC 8555 §6.5: retry with
+/// the nonce from the error). instant-acme already tries each request three times with the
+/// fresh nonce; this many rounds of that make 12 tries, so that even a CA refusing 30 % of
+/// nonces fails a request this way about once in two million.
+pub const BAD_NONCE_ROUNDS: u32 = 4;
+
+/// [`bounded`] request, made again while the CA refuses its nonce, up to
+/// [`BAD_NONCE_ROUNDS`] rounds. The request expression is evaluated anew each round (a
+/// refused request did nothing at the CA, so sending it again is safe).
+macro_rules! retrying_bad_nonce {
+    ($limit:expr, $step:expr, $request:expr) => {{
+        let mut round = 1;
+        loop {
+            match $crate::acme::bounded($limit, $step, $request).await {
+                Err(e) if e.is_bad_nonce() && round < $crate::acme::BAD_NONCE_ROUNDS => {
+                    tracing::debug!(step = $step, round, "the CA refused our nonce; again");
+                    round += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
 pub mod account;
 pub mod ari;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod health;
 pub mod http;
 pub mod keys;
 pub mod order;
@@ -40,7 +65,7 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use crate::config::AcmeConfig;
-use crate::model::LastError;
+use crate::model::{FailureClass, LastError};
 use crate::store::{Claim, IssuedCertificate, Store, StoreError, StoredCertificate};
 
 pub use account::AccountSettings;
@@ -60,6 +85,9 @@ pub enum AcmeError {
     OrderInvalid {
         detail: String,
         problem: Option<Box<Problem>>,
+        /// The challenge had been told ready by a worker that stopped before it could be
+        /// sure its token was answered: the failure may be ours, not the domain's.
+        unanswered: bool,
     },
     #[error("{step}: {source}")]
     Client {
@@ -97,16 +125,21 @@ fn offered_list(offered: &[String]) -> String {
 }
 
 impl AcmeError {
-    /// Stable reason for metrics and [`LastError::reason`].
+    /// Stable reason for metrics and [`LastError::reason`]; each reason belongs to one
+    /// [`FailureClass`] ([`AcmeError::class`]).
     pub fn reason(&self) -> &'static str {
         if self.validation_fix().is_some() {
             return "validation_failed";
         }
         match self {
             AcmeError::Timeout { .. } => "timeout",
-            AcmeError::Problem { problem, .. } if is_rate_limit(problem) => "rate_limited",
-            AcmeError::Problem { .. } => "ca_problem",
-            AcmeError::OrderInvalid { .. } => "order_invalid",
+            AcmeError::Problem { problem, .. } => problem_reason(problem),
+            AcmeError::OrderInvalid { problem, .. } => match problem.as_deref() {
+                Some(p) if is_server_side(p) => "ca_error",
+                Some(p) if has_type(p, "rejectedIdentifier") => "rejected_identifier",
+                _ if self.is_ours() => "challenge_unanswered",
+                _ => "order_invalid",
+            },
             AcmeError::Client { .. } => "network",
             AcmeError::ProfileNotOffered { .. } => "profile_not_offered",
             AcmeError::NoHttp01Challenge(_) => "no_http01_challenge",
@@ -115,6 +148,57 @@ impl AcmeError {
             AcmeError::Key(_) | AcmeError::Csr(_) | AcmeError::Store(_) => "internal",
             AcmeError::LeaseLost(_) => "lease_lost",
         }
+    }
+
+    /// Whose failure this is ([`FailureClass`]): the domain's climb its retry ladder, the
+    /// CA's and ours are retried soon and not counted as the domain's attempts.
+    pub fn class(&self) -> FailureClass {
+        if self.is_ours() {
+            return FailureClass::Ours;
+        }
+        if self.validation_fix().is_some() {
+            return FailureClass::Domain;
+        }
+        match self {
+            AcmeError::Timeout { .. }
+            | AcmeError::Client { .. }
+            | AcmeError::BadCertificate(_)
+            | AcmeError::Account(_) => FailureClass::Ca,
+            AcmeError::Problem { problem, .. } if is_transient(problem) => FailureClass::Ca,
+            AcmeError::Problem { .. } if self.account_unknown() => FailureClass::Ca,
+            AcmeError::OrderInvalid {
+                problem: Some(p), ..
+            } if is_server_side(p) => FailureClass::Ca,
+            AcmeError::Key(_)
+            | AcmeError::Csr(_)
+            | AcmeError::Store(_)
+            | AcmeError::LeaseLost(_) => FailureClass::Ours,
+            _ => FailureClass::Domain,
+        }
+    }
+
+    /// The CA (or the path to it) looks down: it did not answer, the connection failed, or
+    /// it answered with a server error. What trips the CA health breaker
+    /// ([`health::CaHealth`]); rate limits and bad nonces do not (the CA is up).
+    pub fn ca_unavailable(&self) -> bool {
+        match self {
+            AcmeError::Timeout { .. } | AcmeError::Client { .. } | AcmeError::Account(_) => true,
+            AcmeError::Problem { problem, .. } => is_server_side(problem),
+            _ => false,
+        }
+    }
+
+    /// A validation that failed while the challenge was not ours to answer: the order was
+    /// told "ready" by a worker that then stopped, and the CA validated before this one
+    /// published the token again.
+    fn is_ours(&self) -> bool {
+        matches!(
+            self,
+            AcmeError::OrderInvalid {
+                unanswered: true,
+                ..
+            }
+        )
     }
 
     /// The CA's problem document, whole, when there is one.
@@ -145,6 +229,11 @@ impl AcmeError {
         }
     }
 
+    /// The CA refused the request's nonce (even after instant-acme's own retries).
+    pub fn is_bad_nonce(&self) -> bool {
+        matches!(self, AcmeError::Problem { problem, .. } if has_type(problem, "badNonce"))
+    }
+
     /// The CA says our account does not exist.
     pub fn account_unknown(&self) -> bool {
         self.problem()
@@ -162,6 +251,7 @@ impl AcmeError {
             reason: self.reason().to_owned(),
             message,
             problem: self.problem(),
+            class: self.class(),
         }
     }
 
@@ -220,7 +310,42 @@ fn validation_hint(problem_type: &str) -> Option<&'static str> {
 }
 
 fn is_rate_limit(problem: &Problem) -> bool {
-    problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:rateLimited")
+    has_type(problem, "rateLimited")
+}
+
+/// The problem is of the ACME type `kind` (RFC 8555 §6.7, without the URN prefix).
+fn has_type(problem: &Problem, kind: &str) -> bool {
+    problem
+        .r#type
+        .as_deref()
+        .and_then(|t| t.strip_prefix("urn:ietf:params:acme:error:"))
+        == Some(kind)
+}
+
+/// The CA failed on its side: an HTTP 5xx or `serverInternal`.
+fn is_server_side(problem: &Problem) -> bool {
+    problem.status.is_some_and(|s| s >= 500) || has_type(problem, "serverInternal")
+}
+
+/// A problem that says "not now" rather than "never": the CA's side failed, a bad nonce
+/// (after the retries), a rate limit.
+pub(crate) fn is_transient(problem: &Problem) -> bool {
+    is_server_side(problem) || has_type(problem, "badNonce") || is_rate_limit(problem)
+}
+
+fn problem_reason(problem: &Problem) -> &'static str {
+    if is_rate_limit(problem) {
+        "rate_limited"
+    } else if has_type(problem, "badNonce") {
+        "bad_nonce"
+    } else if is_server_side(problem) {
+        "ca_error"
+    } else if has_type(problem, "rejectedIdentifier") || has_type(problem, "unsupportedIdentifier")
+    {
+        "rejected_identifier"
+    } else {
+        "ca_problem"
+    }
 }
 
 /// A failed attempt, and when the CA asked us to come back, if it did.
@@ -254,6 +379,10 @@ pub trait CertificateAuthority: Send + Sync + 'static {
     /// The CA's suggested renewal window (ARI) for the leaf of `chain_pem`; `Ok(None)` when
     /// the CA offers no ARI or the certificate cannot be identified.
     async fn renewal_window(&self, chain_pem: &str) -> Result<Option<ari::Window>, AcmeError>;
+
+    /// A cheap request that shows whether the CA answers (its directory): the probe of the
+    /// CA health breaker ([`health`]).
+    async fn probe(&self) -> Result<(), AcmeError>;
 }
 
 /// An RFC 7807 problem document as JSON. instant-acme parses the CA's document into
@@ -423,6 +552,35 @@ impl CertificateAuthority for Issuer {
         let account = self.account().await?;
         ari::window(&account, chain_pem, self.request_timeout).await
     }
+
+    async fn probe(&self) -> Result<(), AcmeError> {
+        let settings = &self.settings;
+        let client = http::client(
+            settings.ca_root_file.as_deref(),
+            settings.request_slots.clone(),
+        )?;
+        let request = ::http::Request::get(settings.directory_url.as_str())
+            .body(instant_acme::BodyWrapper::from(Vec::new()))
+            .map_err(|e| AcmeError::Account(format!("directory request: {e}")))?;
+        let answer = async {
+            let mut response = client.request(request).await?;
+            let status = response.parts.status;
+            response
+                .body
+                .into_bytes()
+                .await
+                .map_err(instant_acme::Error::Other)?;
+            Ok(status)
+        };
+        let status = bounded(self.request_timeout, "directory", answer).await?;
+        if status.is_server_error() {
+            return Err(AcmeError::Client {
+                step: "directory",
+                source: instant_acme::Error::Str("the CA's directory answered with a server error"),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -505,5 +663,83 @@ mod tests {
         // The scheduler keeps the CA's time over its own one-minute backoff.
         let retry = crate::schedule::Backoff::default().retry_at(before, 1, failure.retry_after);
         assert!(retry - before > time::Duration::minutes(59));
+    }
+}
+
+#[cfg(test)]
+mod classes {
+    use super::fake::{problem, timeout, validation_failed};
+    use super::*;
+
+    #[test]
+    fn every_failure_has_a_class() {
+        let ca = [
+            timeout(),
+            problem("serverInternal", 500),
+            problem("badNonce", 400),
+            problem("rateLimited", 429),
+            problem("accountDoesNotExist", 400),
+            problem("malformed", 503),
+            AcmeError::Client {
+                step: "new order",
+                source: instant_acme::Error::Str("connection refused"),
+            },
+            AcmeError::Account("unavailable".into()),
+        ];
+        for error in ca {
+            assert_eq!(error.class(), FailureClass::Ca, "{error}");
+            assert_eq!(error.to_last_error().class, FailureClass::Ca);
+        }
+        let domain = [
+            validation_failed("dns"),
+            validation_failed("connection"),
+            validation_failed("incorrectResponse"),
+            validation_failed("unauthorized"),
+            validation_failed("caa"),
+            validation_failed("rejectedIdentifier"),
+            problem("rejectedIdentifier", 400),
+        ];
+        for error in domain {
+            assert_eq!(error.class(), FailureClass::Domain, "{error}");
+        }
+        let mut unanswered = validation_failed("connection");
+        if let AcmeError::OrderInvalid { unanswered: u, .. } = &mut unanswered {
+            *u = true;
+        }
+        let ours = [
+            unanswered,
+            AcmeError::LeaseLost("a.example".into()),
+            AcmeError::Store(StoreError::Corrupt("x".into())),
+        ];
+        for error in ours {
+            assert_eq!(error.class(), FailureClass::Ours, "{error}");
+        }
+    }
+
+    #[test]
+    fn reasons_name_the_failure() {
+        assert_eq!(timeout().reason(), "timeout");
+        assert_eq!(problem("badNonce", 400).reason(), "bad_nonce");
+        assert_eq!(problem("serverInternal", 500).reason(), "ca_error");
+        assert_eq!(problem("rateLimited", 429).reason(), "rate_limited");
+        assert_eq!(
+            problem("rejectedIdentifier", 400).reason(),
+            "rejected_identifier"
+        );
+        assert_eq!(validation_failed("dns").reason(), "validation_failed");
+        assert_eq!(
+            validation_failed("rejectedIdentifier").reason(),
+            "rejected_identifier"
+        );
+    }
+
+    #[test]
+    fn only_unavailability_trips_the_breaker() {
+        assert!(timeout().ca_unavailable());
+        assert!(problem("serverInternal", 500).ca_unavailable());
+        assert!(!problem("rateLimited", 429).ca_unavailable());
+        assert!(!problem("badNonce", 400).ca_unavailable());
+        assert!(!validation_failed("dns").ca_unavailable());
+        assert!(problem("badNonce", 400).is_bad_nonce());
     }
 }

@@ -11,6 +11,7 @@
 //! certificate), and places a new order only when there is none, or the CA no longer accepts
 //! it, or it already produced the certificate now stored.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use instant_acme::{
@@ -19,7 +20,7 @@ use instant_acme::{
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use super::{AcmeError, bounded, keys};
+use super::{AcmeError, keys};
 use crate::model::KeyType;
 use crate::store::{IssuedCertificate, OpenOrder, Store};
 
@@ -87,7 +88,7 @@ async fn place(
         offered(profile, account.profiles().map(|p| p.name))?;
         new = new.profile(profile);
     }
-    let order = bounded(request.limit, "new order", account.new_order(&new)).await?;
+    let order = retrying_bad_nonce!(request.limit, "new order", account.new_order(&new))?;
     store
         .record_order(request.name, order.url(), OffsetDateTime::now_utc())
         .await?;
@@ -115,19 +116,19 @@ async fn resume(
     let Some(OpenOrder { order_url, key_pem }) = store.open_order(request.name).await? else {
         return Ok(None);
     };
-    let fetched = bounded(
+    let fetched = retrying_bad_nonce!(
         request.limit,
         "resume order",
-        account.order(order_url.clone()),
-    )
-    .await;
+        account.order(order_url.clone())
+    );
     let mut order = match fetched {
         Ok(order) => order,
-        // The CA's own word that the order is of no more use (gone, another account); not a
-        // passing trouble of its (a 5xx, a bad nonce, a rate limit), after which the same
-        // order is resumed next time.
-        Err(AcmeError::Problem { problem, .. }) if !is_transient(&problem) => {
-            return abandon(store, request.name, &order_url).await;
+        // Only the CA's own word that the order is of no more use (gone, not ours) gives it
+        // up. Anything else (a timeout, a 5xx, a bad nonce, a rate limit, a problem we do
+        // not know) fails this attempt and the same order is resumed next time: the CA may
+        // still be issuing it, and a new order would make a second certificate.
+        Err(AcmeError::Problem { problem, .. }) if is_gone(&problem) => {
+            return abandon(store, request.name, &order_url, "the CA says it is gone").await;
         }
         Err(e) => return Err(e),
     };
@@ -141,27 +142,31 @@ async fn resume(
         OrderStatus::Invalid => false,
     };
     if !usable {
-        return abandon(store, request.name, &order_url).await;
+        let why = match (order.state().status, key_pem.is_some()) {
+            (OrderStatus::Invalid, _) => "the CA made it invalid",
+            (_, false) => "past the CSR without a logged key",
+            _ => "its certificate is the one stored",
+        };
+        return abandon(store, request.name, &order_url, why).await;
     }
     tracing::info!(domain = %request.name, order = %order_url, status = ?order.state().status, "resuming the open order");
     Ok(Some((order, key_pem)))
 }
 
-/// A problem that says "not now" rather than "never".
-fn is_transient(problem: &instant_acme::Problem) -> bool {
-    let kind = problem.r#type.as_deref().unwrap_or_default();
-    problem.status.is_some_and(|s| s >= 500)
-        || ["serverInternal", "badNonce", "rateLimited"]
-            .iter()
-            .any(|t| kind == format!("urn:ietf:params:acme:error:{t}"))
+/// The CA says the order does not exist for us: gone (404, 410, as Pebble after a restart)
+/// or not our account's.
+fn is_gone(problem: &Problem) -> bool {
+    matches!(problem.status, Some(404 | 410))
+        || problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:unauthorized")
 }
 
 async fn abandon<T>(
     store: &dyn Store,
     name: &str,
     order_url: &str,
+    why: &str,
 ) -> Result<Option<T>, AcmeError> {
-    tracing::info!(domain = %name, order = %order_url, "open order no longer usable; placing a new one");
+    tracing::info!(domain = %name, order = %order_url, why, "open order no longer usable; placing a new one");
     store.close_orders(name, OffsetDateTime::now_utc()).await?;
     Ok(None)
 }
@@ -175,7 +180,7 @@ async fn produced_current(order: &mut Order, request: &Request<'_>) -> bool {
     if order.state().status != OrderStatus::Valid {
         return false;
     }
-    match bounded(request.limit, "certificate", order.certificate()).await {
+    match retrying_bad_nonce!(request.limit, "certificate", order.certificate()) {
         Ok(Some(chain)) => serial_of(&chain).is_some_and(|s| s.eq_ignore_ascii_case(current)),
         // Unreadable: treat as not ours; at worst a stale certificate is checked and stored.
         _ => false,
@@ -206,20 +211,50 @@ async fn validate(
     request: &Request<'_>,
 ) -> Result<(), AcmeError> {
     let limit = request.limit;
-    publish_challenges(order, store, request).await?;
+    let inherited = publish_challenges(order, store, request).await?;
     match poll_order(order, limit, |s| !matches!(s, OrderStatus::Pending)).await? {
-        OrderStatus::Invalid => Err(invalid_order(order, limit).await),
+        OrderStatus::Invalid => {
+            let mut error = invalid_order(order, limit).await;
+            // The CA was validating while no worker of ours held the order: the token may
+            // not have been answered, and the failure is not proof against the domain.
+            if let AcmeError::OrderInvalid { unanswered, .. } = &mut error {
+                *unanswered = inherited;
+            }
+            Err(error)
+        }
         _ => Ok(()),
     }
 }
 
+/// Publish each pending authorization's token and tell the CA it is ready, unless the CA
+/// has it already (a resumed order: a challenge processing is left to the polling, a valid
+/// one is not posted again). Returns whether any challenge had been told ready before this
+/// attempt. Reading the authorizations is started again when the CA refuses a nonce
+/// (bounded, as every request: [`super::BAD_NONCE_ROUNDS`]).
 async fn publish_challenges(
     order: &mut Order,
     store: &dyn Store,
     request: &Request<'_>,
-) -> Result<(), AcmeError> {
+) -> Result<bool, AcmeError> {
+    let mut readied = HashSet::new();
+    let mut round = 1;
+    loop {
+        match publish_round(order, store, request, &mut readied).await {
+            Err(e) if e.is_bad_nonce() && round < super::BAD_NONCE_ROUNDS => round += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn publish_round(
+    order: &mut Order,
+    store: &dyn Store,
+    request: &Request<'_>,
+    readied: &mut HashSet<String>,
+) -> Result<bool, AcmeError> {
     let Request { name, limit, .. } = *request;
     let mut authorizations = order.authorizations();
+    let mut inherited = false;
     loop {
         let next = tokio::time::timeout(limit, authorizations.next())
             .await
@@ -227,7 +262,9 @@ async fn publish_challenges(
                 step: "authorization",
                 limit,
             })?;
-        let Some(result) = next else { return Ok(()) };
+        let Some(result) = next else {
+            return Ok(inherited);
+        };
         let mut authz = result.map_err(|e| AcmeError::client("authorization", e))?;
         match authz.status {
             AuthorizationStatus::Pending => {}
@@ -237,6 +274,7 @@ async fn publish_challenges(
                 return Err(AcmeError::OrderInvalid {
                     detail: format!("authorization for {name} is {other:?}"),
                     problem: None,
+                    unanswered: false,
                 });
             }
         }
@@ -259,7 +297,10 @@ async fn publish_challenges(
         // A resumed order may have told the CA already; its validation needs the token
         // published again, but a second "ready" would be refused.
         if challenge.status == instant_acme::ChallengeStatus::Pending {
-            bounded(limit, "challenge ready", challenge.set_ready()).await?;
+            retrying_bad_nonce!(limit, "challenge ready", challenge.set_ready())?;
+            readied.insert(challenge.token.clone());
+        } else if !readied.contains(&challenge.token) {
+            inherited = true;
         }
     }
 }
@@ -285,10 +326,9 @@ async fn poll_order(
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(POLL_MAX_DELAY);
-        bounded(limit, "order status", async {
+        retrying_bad_nonce!(limit, "order status", async {
             order.refresh().await.map(|_| ())
-        })
-        .await?;
+        })?;
     }
 }
 
@@ -302,6 +342,7 @@ async fn invalid_order(order: &mut Order, limit: Duration) -> AcmeError {
         Ok(None) => AcmeError::OrderInvalid {
             detail: "the CA gave no reason".into(),
             problem: None,
+            unanswered: false,
         },
         Err(e) => e,
     }
@@ -314,6 +355,7 @@ fn invalid(problem: Problem) -> AcmeError {
             .clone()
             .unwrap_or_else(|| problem.to_string()),
         problem: Some(Box::new(problem)),
+        unanswered: false,
     }
 }
 
@@ -330,13 +372,12 @@ async fn challenge_problem(
         })?
     {
         let mut authz = result.map_err(|e| AcmeError::client("authorization", e))?;
-        let state = bounded(limit, "authorization", async {
+        let state = retrying_bad_nonce!(limit, "authorization", async {
             authz
                 .refresh()
                 .await
                 .map(|s| s.challenges.iter().find_map(|c| c.error.clone()))
-        })
-        .await?;
+        })?;
         if state.is_some() {
             return Ok(state);
         }
@@ -368,13 +409,12 @@ async fn finalize(
         let mut params = rcgen::CertificateParams::new(vec![name.to_owned()])?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         let csr = params.serialize_request(&key)?;
-        bounded(limit, "finalize", order.finalize_csr(csr.der())).await?;
+        retrying_bad_nonce!(limit, "finalize", order.finalize_csr(csr.der()))?;
     }
     if poll_order(order, limit, |s| s == OrderStatus::Valid).await? == OrderStatus::Invalid {
         return Err(invalid_order(order, limit).await);
     }
-    let chain = bounded(limit, "certificate", order.certificate())
-        .await?
+    let chain = retrying_bad_nonce!(limit, "certificate", order.certificate())?
         .ok_or_else(|| AcmeError::BadCertificate("the order has no certificate".into()))?;
     read_certificate(name, chain, key_pem)
 }

@@ -10,6 +10,7 @@
 //! | `POST /v1/domains/{name}/renew`     | force renewal: the domain, due now            |
 //! | `GET /v1/domains/{name}/certificate`| the chain, PEM (never the key)                |
 //! | `GET /v1/account`                   | [`model::AccountInfo`]                        |
+//! | `GET /v1/ca`                        | [`model::CaStatus`]: issuance paused or not   |
 //!
 //! Errors are `{"error": {"code", "message"}}`, mapped in [`error`].
 //!
@@ -22,6 +23,7 @@
 //! - [`ready`]: `/readyz`, from the components' readiness checks.
 
 pub mod auth;
+pub mod ca;
 pub mod domains;
 pub mod error;
 pub mod model;
@@ -38,6 +40,7 @@ use warp::{Filter, Rejection, Reply};
 use self::auth::AdminToken;
 use self::error::ApiError;
 use self::model::KeyType;
+use crate::acme::health::CaHealth;
 use crate::store::Store;
 use crate::store::source::StoreSource;
 
@@ -56,6 +59,8 @@ pub struct ApiState {
     pub directory_url: String,
     pub metrics: Option<PrometheusHandle>,
     pub metrics_require_token: bool,
+    /// The CA's health, shared with the worker.
+    pub ca_health: Arc<CaHealth>,
 }
 
 /// All routes, errors recovered into the JSON shape.
@@ -63,6 +68,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
     let v1 = warp::path("v1").and(authorized(state.token.clone())).and(
         domains::routes(state.clone())
             .or(account(state.clone()))
+            .unify()
+            .or(ca::routes(state.ca_health.clone()))
             .unify(),
     );
     let healthz = warp::path!("healthz")

@@ -137,3 +137,22 @@ mod tests {
         assert_eq!(back, d);
     }
 }
+
+/// `GET /v1/ca`: the CA's health as the answering replica sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaStatus {
+    /// `available`, or `unavailable`: issuance is paused until the CA answers again.
+    pub state: String,
+    /// Since when the CA is unavailable.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub since: Option<OffsetDateTime>,
+    /// The last problem that counted against the CA.
+    #[serde(default)]
+    pub last_problem: Option<String>,
+}
+
+impl CaStatus {
+    pub fn paused(&self) -> bool {
+        self.state == "unavailable"
+    }
+}

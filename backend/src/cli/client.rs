@@ -5,7 +5,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use crate::api::model::{Domain, DomainList, DomainState, EnableRequest, ErrorResponse, KeyType};
+use crate::api::model::{
+    CaStatus, Domain, DomainList, DomainState, EnableRequest, ErrorResponse, KeyType,
+};
 
 /// One request's bound: the admin API answers from the database, never from the CA, so a slow
 /// answer means something is wrong.
@@ -92,6 +94,14 @@ impl ApiClient {
             .send_json::<(), _>(Method::GET, &["domains"], &query, None)
             .await?;
         Ok(list)
+    }
+
+    /// `GET /v1/ca`
+    pub async fn ca(&self) -> Result<CaStatus, ClientError> {
+        let (_, status) = self
+            .send_json::<(), _>(Method::GET, &["ca"], &[], None)
+            .await?;
+        Ok(status)
     }
 
     /// `GET /v1/domains/{name}`

@@ -197,10 +197,14 @@ async fn execute(
             if json {
                 render::print_json(&list);
             } else {
-                println!(
-                    "{}",
-                    render::domain_table(&list.domains, time::OffsetDateTime::now_utc())
-                );
+                let now = time::OffsetDateTime::now_utc();
+                // A backend without `/v1/ca` (older) or a failed look: no line.
+                if let Ok(ca) = client.ca().await
+                    && let Some(line) = render::ca_paused_line(&ca, now)
+                {
+                    println!("{line}");
+                }
+                println!("{}", render::domain_table(&list.domains, now));
             }
             Ok(ExitCode::SUCCESS)
         }

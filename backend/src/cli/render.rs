@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use comfy_table::{Table, presets};
 use time::OffsetDateTime;
 
-use crate::api::model::{Domain, DomainState};
+use crate::api::model::{CaStatus, Domain, DomainState};
+use time::format_description::well_known::Rfc3339;
 
 /// Pretty JSON on stdout, for `--json`.
 pub fn print_json<T: serde::Serialize>(value: &T) {
@@ -111,6 +112,32 @@ pub fn relative(t: OffsetDateTime, now: OffsetDateTime) -> String {
     }
 }
 
+/// The line `domains list` prints above the table while issuance is paused because the CA
+/// is unavailable; `None` while it is not.
+pub fn ca_paused_line(ca: &CaStatus, now: OffsetDateTime) -> Option<String> {
+    if !ca.paused() {
+        return None;
+    }
+    let since = ca.since.map_or_else(
+        || "a while".to_owned(),
+        |t| {
+            format!(
+                "{} ({})",
+                t.format(&Rfc3339).unwrap_or_default(),
+                relative(t, now)
+            )
+        },
+    );
+    let problem = ca
+        .last_problem
+        .as_deref()
+        .map(|p| format!(": {}", one_line(p, 100)))
+        .unwrap_or_default();
+    Some(format!(
+        "Issuance paused: the CA is unavailable since {since}{problem}"
+    ))
+}
+
 fn one_line(text: &str, max: usize) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() <= max {
@@ -157,6 +184,31 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_ca_is_one_line_with_since_and_why() {
+        let now = datetime!(2026-01-01 00:10 UTC);
+        let mut ca = CaStatus {
+            state: "available".into(),
+            since: None,
+            last_problem: None,
+        };
+        assert_eq!(ca_paused_line(&ca, now), None);
+        ca.state = "unavailable".into();
+        ca.since = Some(datetime!(2026-01-01 00:00 UTC));
+        ca.last_problem = Some("the CA did not answer within 5s (new order)".into());
+        let line = ca_paused_line(&ca, now).unwrap();
+        assert!(
+            line.starts_with(
+                "Issuance paused: the CA is unavailable since 2026-01-01T00:00:00Z (10m ago)"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("did not answer within 5s (new order)"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn failed_rows_say_why_and_when() {
         let now = datetime!(2026-01-01 00:00 UTC);
         let mut d = domain(DomainState::Failed);
@@ -165,6 +217,7 @@ mod tests {
             reason: "ca_problem".into(),
             message: "DNS problem: NXDOMAIN looking up A for shop.example".into(),
             problem: None,
+            class: Default::default(),
         });
         let table = domain_table(&[d.clone()], now).to_string();
         assert!(table.contains("NXDOMAIN"), "{table}");

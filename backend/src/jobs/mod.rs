@@ -34,6 +34,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::acme::health::{CaHealth, Probe};
 use crate::acme::{CertificateAuthority, Failure};
 use crate::budget::OrderBudget;
 use crate::certs::CertEvent;
@@ -69,6 +70,9 @@ pub struct Worker {
     pub budget: OrderBudget,
     /// Where `now` comes from: [`Clock::system`] but in tests.
     pub clock: Clock,
+    /// The CA's health, shared with the API: while the CA is unavailable no work is claimed
+    /// and the CA is probed instead.
+    pub health: Arc<CaHealth>,
 }
 
 static LEASES: AtomicU64 = AtomicU64::new(0);
@@ -117,6 +121,24 @@ impl Worker {
         // Never longer than a lease between looks: another replica's claim made after our
         // last look, whose holder then died, is taken over within two lease durations.
         let idle = IDLE_POLL.min(self.lease);
+        let now = self.clock.now();
+        match self.health.probe_due(now) {
+            Probe::NotNeeded => {}
+            // Issuance is paused: each claim would only wait out the same unavailable CA.
+            // A finished probe wakes the loop.
+            Probe::Running => return Ok(idle),
+            Probe::At(at) => return Ok(until(Some(at), now).min(idle)),
+            Probe::Now => {
+                let probe = CaProbe {
+                    ca: self.ca.clone(),
+                    health: self.health.clone(),
+                    store: self.store.clone(),
+                    clock: self.clock,
+                };
+                jobs.spawn(probe.run());
+                return Ok(idle);
+            }
+        }
         let free = permits.available_permits();
         if free == 0 {
             // A job finishing wakes the loop.
@@ -143,6 +165,7 @@ impl Worker {
                 lease: self.lease,
                 backoff: self.backoff,
                 clock: self.clock,
+                health: self.health.clone(),
             };
             jobs.spawn(async move {
                 job.run(claim).await;
@@ -221,6 +244,37 @@ fn until(when: Option<OffsetDateTime>, now: OffsetDateTime) -> Duration {
     }
 }
 
+/// One look at whether an unavailable CA answers again.
+struct CaProbe {
+    ca: Arc<dyn CertificateAuthority>,
+    health: Arc<CaHealth>,
+    store: Arc<dyn Store>,
+    clock: Clock,
+}
+
+impl CaProbe {
+    async fn run(self) {
+        let outcome = self.ca.probe().await.map_err(|e| e.to_string());
+        let now = self.clock.now();
+        if let Err(problem) = &outcome {
+            tracing::info!(error = %problem, "the CA is still unavailable");
+        }
+        if self.health.probe_done(now, outcome) {
+            ca_back(self.store.as_ref(), now).await;
+        }
+    }
+}
+
+/// The CA answers again: the domains waiting on it are due now.
+async fn ca_back(store: &dyn Store, now: OffsetDateTime) {
+    match store.release_waiting_on_ca(now).await {
+        Ok(released) => {
+            tracing::info!(released, "the CA answers again; issuance resumed")
+        }
+        Err(e) => tracing::error!(error = %e, "releasing the domains waiting on the CA"),
+    }
+}
+
 /// One issuance attempt for one claimed domain.
 struct Job {
     store: Arc<dyn Store>,
@@ -229,6 +283,7 @@ struct Job {
     lease: Duration,
     backoff: Backoff,
     clock: Clock,
+    health: Arc<CaHealth>,
 }
 
 impl Job {
@@ -283,6 +338,9 @@ impl Job {
 
     async fn succeeded(&self, claim: &Claim, cert: IssuedCertificate) -> Result<(), StoreError> {
         let now = self.clock.now();
+        if self.health.answered() {
+            ca_back(self.store.as_ref(), now).await;
+        }
         let renew_at = self.renew_at(&cert, now).await;
         let stored = self
             .store
@@ -322,16 +380,36 @@ impl Job {
     async fn failed(&self, claim: &Claim, failure: Failure) -> Result<(), StoreError> {
         let Failure { error, retry_after } = failure;
         let now = self.clock.now();
-        let attempts = claim.attempts.saturating_add(1);
-        // A CA that lost our account is not the domain's fault, and a new account is
-        // registered at the next attempt: retry after the first step, not a longer one.
-        let step = if error.account_unknown() { 1 } else { attempts };
-        let retry_at = self.backoff.retry_at(now, step, retry_after);
+        let class = error.class();
+        self.note_ca_health(&error, now).await;
+        // Only the domain's own failures climb its ladder (1, 10, 100 base units, then
+        // daily); the CA's and ours are retried within minutes (a CA that lost our account
+        // included: a new one is registered at the next attempt).
+        let retry_at = if class.counts_against_domain() {
+            let attempts = claim.attempts.saturating_add(1);
+            self.backoff.retry_at(now, attempts, retry_after)
+        } else {
+            let in_a_row = self.health.failures_in_a_row();
+            self.backoff.ca_retry_at(now, in_a_row, retry_after)
+        };
         metrics::issuance_failed(error.reason());
-        tracing::warn!(domain = %claim.name, error = %error, retry_at = %retry_at, "issuance failed");
+        metrics::issuance_failed_class(class.as_str());
+        tracing::warn!(domain = %claim.name, error = %error, class = %class, retry_at = %retry_at, "issuance failed");
         self.store
             .record_failed(claim, &error.to_last_error(), retry_at, now)
             .await?;
         Ok(())
+    }
+
+    /// What a failure says of the CA: unavailable (counts towards pausing issuance), or it
+    /// answered (ends a pause). Our own failures say nothing of it.
+    async fn note_ca_health(&self, error: &crate::acme::AcmeError, now: OffsetDateTime) {
+        if error.ca_unavailable() {
+            if self.health.unavailable(now, &error.to_string()) {
+                tracing::warn!(error = %error, "the CA is unavailable; issuance paused until it answers again");
+            }
+        } else if error.class() != crate::model::FailureClass::Ours && self.health.answered() {
+            ca_back(self.store.as_ref(), now).await;
+        }
     }
 }

@@ -13,9 +13,10 @@ use tokio::task::JoinHandle;
 
 use super::Worker;
 use crate::acme::fake::{self, Ari, Ended, FakeCa, Gate, Step};
+use crate::acme::health::{self, CaHealth};
 use crate::budget::OrderBudget;
 use crate::certs::{CertEvent, CertificateSource};
-use crate::model::{DomainState, KeyType};
+use crate::model::{DomainState, FailureClass, KeyType};
 use crate::schedule::{self, Backoff, Clock};
 use crate::store::{Store, source::StoreSource};
 use crate::testing::{self, PausedStore, START};
@@ -44,6 +45,7 @@ struct World {
     store: Arc<dyn Store>,
     ca: Arc<FakeCa>,
     clock: Clock,
+    health: Arc<CaHealth>,
 }
 
 impl World {
@@ -61,6 +63,7 @@ impl World {
             store,
             ca,
             clock,
+            health: Arc::new(CaHealth::new()),
         }
     }
 
@@ -74,6 +77,7 @@ impl World {
             store,
             ca,
             clock,
+            health: _,
         } = self;
         // The database is this process's alone until every handle on it is gone.
         drop((db, store, ca));
@@ -88,6 +92,7 @@ impl World {
             store,
             ca,
             clock,
+            health: Arc::new(CaHealth::new()),
         }
     }
 
@@ -120,6 +125,7 @@ impl World {
                 window: Duration::from_secs(3 * 3600),
             },
             clock: self.clock,
+            health: self.health.clone(),
         }
     }
 }
@@ -715,4 +721,161 @@ async fn announces_what_it_issued() {
         events.try_recv().unwrap(),
         CertEvent::Updated("a.example".into())
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cas_failures_retry_within_minutes_and_are_not_the_domains_attempts() {
+    let w = World::new().await;
+    let ca_side = [
+        Step::fail(fake::timeout()),
+        Step::fail(fake::problem("serverInternal", 500)),
+        Step::fail(fake::problem("badNonce", 400)),
+    ];
+    w.ca.script("a.example", ca_side);
+    w.enable(&["a.example"]).await;
+    let running = start(w.worker());
+    // After two failures, before the third attempt: nothing counted against the domain.
+    run_for(secs(90)).await;
+    let domain = w.store.domain("a.example").await.unwrap().unwrap();
+    assert_eq!(domain.state, DomainState::Failed);
+    assert_eq!(domain.attempts, 0, "the CA's failures are not the domain's");
+    let last = domain.last_error.unwrap();
+    assert_eq!(last.class, FailureClass::Ca);
+    assert_eq!(last.reason, "ca_error");
+    run_for(mins(30)).await;
+    running.stop().await;
+
+    let calls = w.ca.issues_for("a.example");
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    // Minutes each (the base times the CA's failures in a row), never the 10 and 100 steps
+    // of a domain's ladder.
+    assert!(gaps(&calls).iter().all(|g| *g <= mins(4)), "{calls:?}");
+    assert_eq!(w.state("a.example").await, DomainState::Issued);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_domain_caused_failure_still_reaches_the_daily_step_between_ca_outages() {
+    let w = World::new().await;
+    let steps = [
+        Step::fail(fake::validation_failed("dns")),
+        Step::fail(fake::timeout()),
+        Step::fail(fake::validation_failed("caa")),
+        Step::fail(fake::problem("rateLimited", 429)),
+        Step::fail(fake::validation_failed("connection")),
+        Step::fail(fake::validation_failed("incorrectResponse")),
+    ];
+    w.ca.script("a.example", steps);
+    w.enable(&["a.example"]).await;
+    let base = secs(1);
+    let mut worker = w.worker();
+    worker.backoff = Backoff { base };
+    let running = start(worker);
+    run_for(secs(300)).await;
+    let domain = w.store.domain("a.example").await.unwrap().unwrap();
+    assert_eq!(domain.attempts, 4, "four validation failures: {domain:?}");
+    let last = domain.last_error.unwrap();
+    assert_eq!(
+        (last.class, last.reason.as_str()),
+        (FailureClass::Domain, "validation_failed")
+    );
+    let waits = domain.retry_at.unwrap() - domain.updated_at;
+    assert!(
+        (1440..=1441).contains(&waits.whole_seconds()),
+        "the daily step: {waits}"
+    );
+    running.stop().await;
+    let calls = w.ca.issues_for("a.example");
+    // 1 (dns), 1×1 (timeout), 10 (caa: the second of the domain's), 1 (rate limit), 100.
+    assert_eq!(calls.len(), 6, "{calls:?}");
+    let g = gaps(&calls);
+    assert!(g[0] >= base && g[0] < base * 3, "{g:?}");
+    assert!(g[2] >= base * 10 && g[2] < base * 12, "{g:?}");
+    assert!(g[4] >= base * 100 && g[4] < base * 102, "{g:?}");
+}
+
+/// The CA is down: probes fail, and each name's next attempt times out.
+fn down_for(w: &World, names: &[&str]) {
+    w.ca.set_down(true);
+    for name in names {
+        w.ca.script(name, [Step::fail(fake::timeout())]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ca_outage_pauses_issuance_and_its_return_releases_the_waiting_domains_at_once() {
+    let w = World::new().await;
+    let names: Vec<String> = (0..6).map(|i| format!("d{i}.example")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    down_for(&w, &names);
+    w.enable(&names).await;
+    // A long base: the domains' own retry times are hours away, so only the release can
+    // bring them back soon.
+    let mut worker = w.worker();
+    worker.backoff = Backoff { base: mins(60) };
+    let running = start(worker);
+
+    run_for(mins(10)).await;
+    let since = w.health.paused_since().expect("issuance paused");
+    assert!(
+        since - START < time::Duration::SECOND,
+        "paused at the first failures"
+    );
+    assert_eq!(w.health.snapshot().state, "unavailable");
+    assert_eq!(
+        w.ca.issues().len(),
+        names.len(),
+        "no attempt while paused: each would only time out"
+    );
+    let probes = w.ca.probes();
+    assert!(probes.len() >= 3, "the CA is probed: {probes:?}");
+    for name in &names {
+        let d = w.store.domain(name).await.unwrap().unwrap();
+        assert_eq!(d.attempts, 0, "{name}");
+        assert!(
+            d.retry_at.unwrap() - START >= time::Duration::hours(1),
+            "{d:?}"
+        );
+    }
+
+    w.ca.set_down(false);
+    let back = w.clock.now();
+    run_for(health::PROBE_MAX + secs(5)).await;
+    running.stop().await;
+    assert_eq!(w.health.paused_since(), None);
+    for name in &names {
+        assert_eq!(w.state(name).await, DomainState::Issued, "{name}");
+        let second = &w.ca.issues_for(name)[1];
+        assert!(
+            second.at - back <= time::Duration::seconds(31),
+            "{name} released at the probe, not at its retry time: {second:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_release_is_bounded_by_max_in_flight_and_the_budget() {
+    let w = World::new().await;
+    let names: Vec<String> = (0..6).map(|i| format!("d{i}.example")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    down_for(&w, &names);
+    w.enable(&names).await;
+    for name in &names {
+        // Each released attempt hangs: what is in flight at once is what was started.
+        w.ca.script(name, [Step::Hang]);
+    }
+    let mut worker = w.worker();
+    worker.backoff = Backoff { base: mins(60) };
+    worker.max_in_flight = 6;
+    worker.budget = OrderBudget {
+        orders: 9,
+        window: Duration::from_secs(3 * 3600),
+    };
+    let running = start(worker);
+    run_for(mins(5)).await;
+    w.ca.set_down(false);
+    run_for(mins(1)).await;
+    running.stop().await;
+    // 6 first attempts placed orders; the budget of 9 leaves room for 3 more.
+    let second: Vec<_> = w.ca.issues().into_iter().skip(names.len()).collect();
+    assert_eq!(second.len(), 3, "{second:?}");
 }

@@ -20,6 +20,51 @@ pub struct LastError {
     /// The CA's RFC 7807 problem document, kept whole, when the CA sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<serde_json::Value>,
+    /// Whose failure it was: only the domain's own climb its retry ladder. Absent in
+    /// failures recorded before the classes existed (read as the domain's).
+    #[serde(default)]
+    pub class: FailureClass,
+}
+
+/// Whose failure an attempt was, which decides when it is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The CA could not validate the name for a reason at the name's end (DNS, a refused
+    /// connection, a wrong answer, CAA) or refuses the name: repeats until the operator acts.
+    /// Climbs the per-domain retry ladder up to the daily step.
+    #[default]
+    Domain,
+    /// The CA or the path to it (timeouts, connection errors, HTTP 5xx, bad nonces after
+    /// retries, `serverInternal`, rate limits): retried on a short, capped schedule and not
+    /// counted as the domain's attempt.
+    Ca,
+    /// Our own side: a challenge we could not answer across our restart, storage, key
+    /// generation, a lost lease. Retried like the CA's.
+    Ours,
+}
+
+impl FailureClass {
+    pub const ALL: [FailureClass; 3] = [FailureClass::Domain, FailureClass::Ca, FailureClass::Ours];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Domain => "domain",
+            FailureClass::Ca => "ca",
+            FailureClass::Ours => "ours",
+        }
+    }
+
+    /// The failure counts as one of the domain's attempts (its backoff step).
+    pub fn counts_against_domain(self) -> bool {
+        self == FailureClass::Domain
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One managed domain, as the store keeps it.

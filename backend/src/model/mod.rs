@@ -14,7 +14,7 @@ pub mod key_type;
 pub mod name;
 pub mod state;
 
-pub use domain::{Domain, LastError};
+pub use domain::{Domain, FailureClass, LastError};
 pub use key_type::KeyType;
 pub use name::{DomainError, DomainName};
 pub use state::DomainState;

@@ -235,6 +235,8 @@ pub trait Store: orders::OrderLog + Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
     /// Record a failed attempt, due again at `retry_at`; `false` when the lease was lost.
+    /// Counts as one of the domain's attempts only when the failure was the domain's own
+    /// ([`crate::model::FailureClass::counts_against_domain`]).
     async fn record_failed(
         &self,
         claim: &Claim,
@@ -242,6 +244,10 @@ pub trait Store: orders::OrderLog + Send + Sync + 'static {
         retry_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
+    /// The CA is back: failed domains that were waiting on it (their last failure the CA's
+    /// or ours, not the domain's) become due `now` instead of at their retry times. Returns
+    /// how many.
+    async fn release_waiting_on_ca(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
     /// At start-up: domains left `validating` whose lease expired by `now` (their worker
     /// stopped) become due `now`; their challenge tokens stay answerable (the CA may be
     /// validating one; the resumed order publishes the same ones). Leases still live belong to running replicas and are left alone, unless the

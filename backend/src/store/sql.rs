@@ -369,19 +369,35 @@ where
     ) -> Result<bool, StoreError> {
         let json = serde_json::to_string(error)
             .map_err(|e| StoreError::Corrupt(format!("last_error: {e}")))?;
+        // Only the domain's own failures count as its attempts (its backoff step).
+        let counted = i64::from(error.class.counts_against_domain());
         let done = sqlx::query(
-            "UPDATE domains SET state = 'failed', attempts = attempts + 1, last_error = $1, \
-             retry_at = $2, due_at = $2, lease = NULL, lease_expires_at = NULL, \
-             updated_at = $3 WHERE name = $4 AND lease = $5 AND state = 'validating'",
+            "UPDATE domains SET state = 'failed', attempts = attempts + $6, last_error = $1, \
+             failure_class = $7, retry_at = $2, due_at = $2, lease = NULL, \
+             lease_expires_at = NULL, updated_at = $3 \
+             WHERE name = $4 AND lease = $5 AND state = 'validating'",
         )
         .bind(json.as_str())
         .bind(ts(retry_at))
         .bind(ts(now))
         .bind(claim.name.as_str())
         .bind(claim.lease.as_str())
+        .bind(counted)
+        .bind(error.class.as_str())
         .execute(&self.pool)
         .await?;
         Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn release_waiting_on_ca(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE domains SET retry_at = $1, due_at = $1, updated_at = $1 \
+             WHERE state = 'failed' AND failure_class IN ('ca', 'ours') AND due_at > $1",
+        )
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(DB::rows_affected(&done))
     }
 
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

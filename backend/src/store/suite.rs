@@ -19,7 +19,7 @@ use super::{
     Claim, Enabled, IssuedCertificate, OpenOrder, PgStore, SqliteStore, Store, StoredAccount,
 };
 use crate::certs::{CertEvent, CertificateSource};
-use crate::model::{DomainState, KeyType, LastError};
+use crate::model::{DomainState, FailureClass, KeyType, LastError};
 
 const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 const LEASE: time::Duration = time::Duration::seconds(30);
@@ -45,6 +45,7 @@ fn failure() -> LastError {
         reason: "ca_problem".into(),
         message: "connection refused".into(),
         problem: Some(serde_json::json!({"type": "urn:ietf:params:acme:error:connection"})),
+        class: FailureClass::Domain,
     }
 }
 
@@ -171,6 +172,35 @@ async fn failure_then_retry_then_forced_renewal(s: Arc<dyn Store>) {
     );
     claim_one(&*s, NOW, "L3").await;
     assert_eq!(s.request_renewal("none.example", NOW).await.unwrap(), None);
+}
+
+async fn the_cas_failures_are_not_counted_and_are_released_when_it_is_back(s: Arc<dyn Store>) {
+    for name in ["a.example", "b.example"] {
+        s.enable_domain(name, KeyType::EcdsaP256, NOW)
+            .await
+            .unwrap();
+    }
+    let a = claim_one(&*s, NOW, "L1").await;
+    let b = claim_one(&*s, NOW, "L2").await;
+    let later = NOW + secs(3600);
+    let ca_side = LastError {
+        reason: "timeout".into(),
+        class: FailureClass::Ca,
+        ..failure()
+    };
+    assert!(s.record_failed(&a, &ca_side, later, NOW).await.unwrap());
+    assert!(s.record_failed(&b, &failure(), later, NOW).await.unwrap());
+    let d = s.domain("a.example").await.unwrap().unwrap();
+    assert_eq!((d.attempts, d.last_error), (0, Some(ca_side)));
+    assert_eq!(s.domain("b.example").await.unwrap().unwrap().attempts, 1);
+
+    // The CA is back: only the domain waiting on it is due now.
+    let back = NOW + secs(60);
+    assert_eq!(s.release_waiting_on_ca(back).await.unwrap(), 1);
+    let claims = s.claim_due(back, 10, "L3", back + LEASE).await.unwrap();
+    let names: Vec<_> = claims.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["a.example"]);
+    assert_eq!(s.release_waiting_on_ca(back).await.unwrap(), 0);
 }
 
 async fn lost_lease_discards_the_result(s: Arc<dyn Store>) {
@@ -713,6 +743,7 @@ suite! {
         enable_is_idempotent_and_reenables,
         claim_issue_and_renewal_cycle,
         failure_then_retry_then_forced_renewal,
+        the_cas_failures_are_not_counted_and_are_released_when_it_is_back,
         lost_lease_discards_the_result,
         expired_leases_are_taken_over_live_ones_are_not,
         concurrent_claims_take_each_domain_once,
