@@ -282,12 +282,13 @@ impl Bound {
                 window: self.config.acme.order_budget_window,
             },
             clock: Clock::system(),
-            health: ca_health,
+            health: ca_health.clone(),
         };
-        let admin_routes = api::ready::routes(readiness.clone(), self.store.clone())
-            .or(api::routes(api_state))
-            .unify()
-            .boxed();
+        let admin_routes =
+            api::ready::routes(readiness.clone(), self.store.clone(), ca_health.clone())
+                .or(api::routes(api_state))
+                .unify()
+                .boxed();
         let admin = listening(
             readiness.check("admin_api", "not listening yet"),
             listener::serve(
