@@ -261,15 +261,16 @@ impl Bound {
         );
         let sds = async {
             let source: Arc<dyn CertificateSource> = Arc::new(source);
+            let held = Arc::new(sds::HeldNames::new(self.config.sds.max_names_per_proxy));
             let served = match (self.sds, &self.config.sds.tls) {
                 (SdsListener::Tcp(listener), Some(tls)) => {
-                    sds::serve_tls_on(listener, source, tls, stopped(stop.clone())).await
+                    sds::serve_tls_on(listener, source, held, tls, stopped(stop.clone())).await
                 }
                 (SdsListener::Tcp(listener), None) => {
-                    sds::serve_on(listener, source, stopped(stop.clone())).await
+                    sds::serve_on(listener, source, held, stopped(stop.clone())).await
                 }
                 (SdsListener::Unix(socket), _) => {
-                    sds::serve_unix_on(socket, source, stopped(stop.clone())).await
+                    sds::serve_unix_on(socket, source, held, stopped(stop.clone())).await
                 }
             };
             if let Err(e) = served {

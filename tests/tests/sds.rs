@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acme_edge::certs::ServedCertificate;
+use acme_edge::sds::HeldNames;
 use acme_edge::sds::memory::MemorySource;
 use acme_edge_tests::envoy::{EnvoyConfig, SdsClientTls, http, render, with_sds_client_tls};
 use acme_edge_tests::ports::free_port;
@@ -110,14 +111,21 @@ async fn refused(client: &TlsConnector, addr: SocketAddr, sni: &str) -> Result<(
 struct Sds {
     addr: SocketAddr,
     source: Arc<MemorySource>,
+    held: Arc<HeldNames>,
     running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl Sds {
     async fn start() -> Result<Self> {
+        Self::start_bounded(0).await
+    }
+
+    /// A server that keeps each Envoy to `max_names` names (0: no bound).
+    async fn start_bounded(max_names: usize) -> Result<Self> {
         let mut sds = Sds {
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             source: Arc::new(MemorySource::new()),
+            held: Arc::new(HeldNames::new(max_names)),
             running: None,
         };
         sds.resume().await?;
@@ -128,11 +136,12 @@ impl Sds {
         let listener = tokio::net::TcpListener::bind(self.addr).await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let source = self.source.clone();
+        let held = self.held.clone();
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = acme_edge::sds::serve_on(listener, source, shutdown).await {
+            if let Err(e) = acme_edge::sds::serve_on(listener, source, held, shutdown).await {
                 eprintln!("SDS server failed: {e}");
             }
         });
@@ -677,7 +686,7 @@ async fn mutual_tls_between_envoy_and_the_sds_listener() -> Result<()> {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            acme_edge::sds::serve_tls_on(listener, source, &tls, shutdown).await
+            acme_edge::sds::serve_tls_on(listener, source, Default::default(), &tls, shutdown).await
         }
     });
 
