@@ -56,6 +56,7 @@ struct State {
     tick: u64,
     proxies: HashMap<String, Proxy>,
     evicted: u64,
+    requested: u64,
 }
 
 /// Every proxy's held names; shared by all streams of one SDS server.
@@ -95,6 +96,7 @@ impl HeldNames {
     pub fn hold(&self, proxy: &ProxyId, name: &str, stream: u64, evict: &Evictions) {
         let mut state = self.state();
         state.tick += 1;
+        state.requested += 1;
         let tick = state.tick;
         let entry = state.proxies.entry(proxy.key.clone()).or_default();
         entry.bound = proxy.bound;
@@ -190,6 +192,7 @@ impl HeldNames {
                 .max()
                 .unwrap_or(0),
             evicted: state.evicted,
+            requested: state.requested,
         }
     }
 
@@ -207,6 +210,8 @@ pub struct HeldCounts {
     pub most_by_one_proxy: usize,
     /// Evictions since start.
     pub evicted: u64,
+    /// Names handed out since start (subscriptions answered with a certificate).
+    pub requested: u64,
 }
 
 /// One proxy: its key and its own bound from its node metadata, if it set one.
