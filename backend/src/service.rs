@@ -233,6 +233,7 @@ impl Bound {
             clock: Clock::system(),
         };
         let announcer = source.clone();
+        let gauges = api::gauges::keep_fresh(self.store.clone(), source.subscribe(), stop.clone());
 
         tracing::info!(
             admin = ?self.admin.local_addr().ok(),
@@ -289,7 +290,8 @@ impl Bound {
             sds,
             worker.run(stop.clone()),
             ari_refresh,
-            changes
+            changes,
+            gauges
         );
         tracing::info!("acme-edge stopped");
     }

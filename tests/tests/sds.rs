@@ -719,7 +719,10 @@ async fn mutual_tls_between_envoy_and_the_sds_listener() -> Result<()> {
 /// How many secrets Envoy holds, from its admin interface: the active and warming SDS
 /// secrets of its configuration dump.
 async fn held_by_envoy(edge: &Edge) -> Result<usize> {
-    let url = format!("http://{}/config_dump?resource=dynamic_active_secrets", edge.admin);
+    let url = format!(
+        "http://{}/config_dump?resource=dynamic_active_secrets",
+        edge.admin
+    );
     let body: serde_json::Value = reqwest::get(&url).await?.json().await?;
     let active = body.get("configs").and_then(|c| c.as_array());
     Ok(active.map_or(0, Vec::len))
@@ -775,7 +778,11 @@ async fn a_removed_name_is_dropped_and_a_later_handshake_fetches_it_again() -> R
     // A later handshake for the removed name subscribes again (cold) and succeeds, every
     // time, with the two names taking turns.
     for round in 0..20 {
-        let name = if round % 2 == 0 { "first.example" } else { "second.example" };
+        let name = if round % 2 == 0 {
+            "first.example"
+        } else {
+            "second.example"
+        };
         let leaf = if round % 2 == 0 { &first } else { &second };
         let requested = sds.held.counts().requested;
         let started = Instant::now();
@@ -821,7 +828,11 @@ async fn three_thousand_names_with_a_bound_of_five_hundred() -> Result<()> {
     let mut rss = Vec::new();
     for (i, leaf) in leaves.iter().enumerate() {
         let der = handshake(&client, edge.https, Some(&leaf.served.name)).await?;
-        assert!(der == leaf.der, "{} presented another leaf", leaf.served.name);
+        assert!(
+            der == leaf.der,
+            "{} presented another leaf",
+            leaf.served.name
+        );
         most_by_server = most_by_server.max(held_by_server(&sds));
         assert!(
             most_by_server <= BOUND,
@@ -850,7 +861,11 @@ async fn three_thousand_names_with_a_bound_of_five_hundred() -> Result<()> {
     // Evicted names come back (cold), every one.
     for leaf in leaves.iter().take(100) {
         let der = handshake(&client, edge.https, Some(&leaf.served.name)).await?;
-        assert!(der == leaf.der, "{} presented another leaf", leaf.served.name);
+        assert!(
+            der == leaf.der,
+            "{} presented another leaf",
+            leaf.served.name
+        );
     }
     assert!(held_by_server(&sds) <= BOUND);
     Ok(())

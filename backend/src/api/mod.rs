@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod domains;
 pub mod error;
+pub mod gauges;
 pub mod model;
 
 use std::convert::Infallible;
@@ -142,15 +143,14 @@ fn account(state: ApiState) -> impl Filter<Extract = (Response,), Error = Reject
 #[cfg(test)]
 mod tests;
 
-/// Refresh the fleet gauges from the store (every replica reports the shared database, not its
-/// own memory) and render the exposition text.
+/// Render the exposition text. The fleet gauges are kept from the store in the background
+/// ([`gauges::keep_fresh`]): a scrape reads memory only.
 async fn render_metrics(
     handle: &metrics_exporter_prometheus::PrometheusHandle,
     store: &dyn Store,
 ) -> Result<String, crate::store::StoreError> {
-    let counts = store.count_by_state().await?;
-    let earliest_expiry = store.earliest_expiry().await?;
-    crate::metrics::set_fleet_gauges(&counts, earliest_expiry);
+    gauges::ensure_counted(store).await?;
+    crate::metrics::refresh_expiry_gauge();
     handle.run_upkeep();
     Ok(handle.render())
 }
