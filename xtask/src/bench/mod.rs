@@ -23,11 +23,17 @@ pub enum Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// 100,000 domains in SQLite and PostgreSQL: the worker's due-claim, the gauge recount
+    /// against a scrape, listing every domain. Runs `tests/examples/bench-scale.rs`.
+    Scale,
 }
 
 pub fn run(bench: Bench) -> Result<()> {
     match bench {
         Bench::Filter { args } => filter::run(args),
         Bench::Sds { args } => sds::run(args),
+        Bench::Scale => crate::shell::Cmd::cargo()
+            .args(["run", "--release", "-p", "acme-edge-tests", "--example", "bench-scale"])
+            .run(),
     }
 }
