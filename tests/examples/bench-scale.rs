@@ -44,17 +44,28 @@ async fn fill(store: &dyn Store) -> Result<Duration> {
 }
 
 async fn measure(label: &str, store: Arc<dyn Store>) -> Result<()> {
-    println!("== {label}: {DOMAINS} domains ({} due now)", DOMAINS / DUE_EVERY);
+    println!(
+        "== {label}: {DOMAINS} domains ({} due now)",
+        DOMAINS / DUE_EVERY
+    );
     let rss0 = rss_mib();
     let took = fill(store.as_ref()).await?;
-    println!("enabled through the store in {took:.1?}; bench process RSS {rss0} -> {} MiB", rss_mib());
+    println!(
+        "enabled through the store in {took:.1?}; bench process RSS {rss0} -> {} MiB",
+        rss_mib()
+    );
 
     let mut claims = Vec::new();
     for i in 0..20 {
         let now = OffsetDateTime::now_utc();
         let started = Instant::now();
         let claimed = store
-            .claim_due(now, 10, &format!("bench-{i}"), now + time::Duration::minutes(5))
+            .claim_due(
+                now,
+                10,
+                &format!("bench-{i}"),
+                now + time::Duration::minutes(5),
+            )
             .await?;
         claims.push(started.elapsed());
         anyhow::ensure!(claimed.len() == 10, "claimed {}", claimed.len());
@@ -103,7 +114,11 @@ async fn measure(label: &str, store: Arc<dyn Store>) -> Result<()> {
     drop(all);
     let started = Instant::now();
     let one = store.domain("d050000.scale.example").await?;
-    println!("one domain by name: {:.2?} (found: {})", started.elapsed(), one.is_some());
+    println!(
+        "one domain by name: {:.2?} (found: {})",
+        started.elapsed(),
+        one.is_some()
+    );
     Ok(())
 }
 

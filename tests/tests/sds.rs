@@ -784,6 +784,12 @@ async fn a_removed_name_is_dropped_and_a_later_handshake_fetches_it_again() -> R
             "second.example"
         };
         let leaf = if round % 2 == 0 { &first } else { &second };
+        // The other name's removal (sent as this one was handed out) has reached Envoy.
+        let settled = eventually(CHANGE_LIMIT, || async {
+            let envoy = held_by_envoy(&edge).await.ok()?;
+            (envoy == 1 && sds.source.followers() == 1).then_some(())
+        });
+        settled.await.context("Envoy kept a removed name")?;
         let requested = sds.held.counts().requested;
         let started = Instant::now();
         let der = handshake(&client, edge.https, Some(name)).await?;

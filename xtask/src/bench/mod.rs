@@ -33,7 +33,14 @@ pub fn run(bench: Bench) -> Result<()> {
         Bench::Filter { args } => filter::run(args),
         Bench::Sds { args } => sds::run(args),
         Bench::Scale => crate::shell::Cmd::cargo()
-            .args(["run", "--release", "-p", "acme-edge-tests", "--example", "bench-scale"])
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "acme-edge-tests",
+                "--example",
+                "bench-scale",
+            ])
             .run(),
     }
 }
