@@ -1,6 +1,7 @@
 //! Prometheus metrics: issuance outcomes (counters, recorded as they happen) and the state of
-//! the fleet (gauges, read from the store at scrape time so every replica reports the truth
-//! of the shared database, not its own memory).
+//! the fleet (gauges, recomputed from the store in the background, at once after a
+//! certificate changes and at least every minute, so every replica reports the shared
+//! database; a scrape reads memory only).
 //!
 //! - `acme_edge_issuance_success_total{kind="new"|"renewal"}`
 //! - `acme_edge_issuance_failure_total{reason}` (reasons as in `last_error.reason`)
@@ -16,6 +17,7 @@
 //!   under way, and waiting for one of the `acme.max_concurrent_requests` slots.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use time::OffsetDateTime;
@@ -23,6 +25,11 @@ use time::OffsetDateTime;
 use crate::model::DomainState;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The earliest served certificate's expiry (Unix seconds), as last read from the store;
+/// [`NO_EXPIRY`] when none is served.
+static EARLIEST_EXPIRY: AtomicI64 = AtomicI64::new(NO_EXPIRY);
+const NO_EXPIRY: i64 = i64::MIN;
 
 /// Metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +101,11 @@ impl Drop for Occupancy {
 }
 
 /// Set the fleet gauges: domains per state, and seconds until the earliest served
-/// certificate expires (`None`: nothing is served).
+/// certificate expires (`None`: nothing is served). The expiry is kept, so that
+/// [`refresh_expiry_gauge`] can count down to it at each scrape.
 pub fn set_fleet_gauges(counts: &[(DomainState, u64)], earliest_expiry: Option<OffsetDateTime>) {
+    let unix = earliest_expiry.map_or(NO_EXPIRY, OffsetDateTime::unix_timestamp);
+    EARLIEST_EXPIRY.store(unix, Ordering::Relaxed);
     for state in DomainState::ALL {
         let n = counts
             .iter()
@@ -107,4 +117,17 @@ pub fn set_fleet_gauges(counts: &[(DomainState, u64)], earliest_expiry: Option<O
         let secs = (expiry - OffsetDateTime::now_utc()).as_seconds_f64();
         metrics::gauge!("acme_edge_earliest_expiry_seconds").set(secs);
     }
+}
+
+/// Seconds until the earliest expiry last read from the store, as of now: memory only.
+/// `false` when no certificate is served (the gauge then has no meaningful value).
+pub fn refresh_expiry_gauge() -> bool {
+    let unix = EARLIEST_EXPIRY.load(Ordering::Relaxed);
+    if unix == NO_EXPIRY {
+        return false;
+    }
+    let secs = unix - OffsetDateTime::now_utc().unix_timestamp();
+    #[allow(clippy::cast_precision_loss)] // seconds until an expiry: far below 2^52
+    metrics::gauge!("acme_edge_earliest_expiry_seconds").set(secs as f64);
+    true
 }

@@ -284,6 +284,7 @@ impl Bound {
             clock: Clock::system(),
             health: ca_health.clone(),
         };
+        let gauges = api::gauges::keep_fresh(self.store.clone(), source.subscribe(), stop.clone());
         let admin_routes =
             api::ready::routes(readiness.clone(), self.store.clone(), ca_health.clone())
                 .or(api::routes(api_state))
@@ -315,6 +316,7 @@ impl Bound {
             self.sds,
             self.config.sds.tls.clone(),
             Arc::new(source.clone()),
+            Arc::new(sds::HeldNames::new(self.config.sds.max_names_per_proxy)),
             readiness.check("sds", "not serving yet"),
             stop.clone(),
         );
@@ -355,6 +357,13 @@ impl Bound {
             ),
             ("change follower", Box::pin(changes)),
             ("ACME account", Box::pin(account)),
+            (
+                "metrics gauges",
+                Box::pin(async move {
+                    gauges.await;
+                    Ok(())
+                }),
+            ),
         ]
     }
 }
@@ -371,16 +380,21 @@ async fn serve_sds(
     listener: SdsListener,
     tls: Option<sds::ServerTls>,
     source: Arc<dyn CertificateSource>,
+    held: Arc<sds::HeldNames>,
     check: Check,
     stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     check.ready();
     let served = match (listener, &tls) {
         (SdsListener::Tcp(listener), Some(tls)) => {
-            sds::serve_tls_on(listener, source, tls, stopped(stop)).await
+            sds::serve_tls_on(listener, source, held, tls, stopped(stop)).await
         }
-        (SdsListener::Tcp(listener), None) => sds::serve_on(listener, source, stopped(stop)).await,
-        (SdsListener::Unix(socket), _) => sds::serve_unix_on(socket, source, stopped(stop)).await,
+        (SdsListener::Tcp(listener), None) => {
+            sds::serve_on(listener, source, held, stopped(stop)).await
+        }
+        (SdsListener::Unix(socket), _) => {
+            sds::serve_unix_on(socket, source, held, stopped(stop)).await
+        }
     };
     check.not_ready("stopped");
     served.map_err(|e| e.to_string())

@@ -299,7 +299,10 @@ async fn start_sds(source: Arc<MemorySource>) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = acme_edge::sds::serve_on(listener, source, std::future::pending()).await {
+        if let Err(e) =
+            acme_edge::sds::serve_on(listener, source, Default::default(), std::future::pending())
+                .await
+        {
             eprintln!("SDS server failed: {e}");
         }
     });

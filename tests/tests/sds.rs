@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acme_edge::certs::ServedCertificate;
+use acme_edge::sds::HeldNames;
 use acme_edge::sds::memory::MemorySource;
 use acme_edge_tests::envoy::{EnvoyConfig, SdsClientTls, http, render, with_sds_client_tls};
 use acme_edge_tests::ports::free_port;
@@ -110,14 +111,21 @@ async fn refused(client: &TlsConnector, addr: SocketAddr, sni: &str) -> Result<(
 struct Sds {
     addr: SocketAddr,
     source: Arc<MemorySource>,
+    held: Arc<HeldNames>,
     running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl Sds {
     async fn start() -> Result<Self> {
+        Self::start_bounded(0).await
+    }
+
+    /// A server that keeps each Envoy to `max_names` names (0: no bound).
+    async fn start_bounded(max_names: usize) -> Result<Self> {
         let mut sds = Sds {
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             source: Arc::new(MemorySource::new()),
+            held: Arc::new(HeldNames::new(max_names)),
             running: None,
         };
         sds.resume().await?;
@@ -128,11 +136,12 @@ impl Sds {
         let listener = tokio::net::TcpListener::bind(self.addr).await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let source = self.source.clone();
+        let held = self.held.clone();
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = acme_edge::sds::serve_on(listener, source, shutdown).await {
+            if let Err(e) = acme_edge::sds::serve_on(listener, source, held, shutdown).await {
                 eprintln!("SDS server failed: {e}");
             }
         });
@@ -677,7 +686,7 @@ async fn mutual_tls_between_envoy_and_the_sds_listener() -> Result<()> {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            acme_edge::sds::serve_tls_on(listener, source, &tls, shutdown).await
+            acme_edge::sds::serve_tls_on(listener, source, Default::default(), &tls, shutdown).await
         }
     });
 
@@ -701,5 +710,169 @@ async fn mutual_tls_between_envoy_and_the_sds_listener() -> Result<()> {
     tokio::time::timeout(CHANGE_LIMIT, server)
         .await
         .context("SDS server did not stop")???;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The bound on the names an Envoy holds (`sds.max_names_per_proxy`).
+
+/// How many secrets Envoy holds, from its admin interface: the active and warming SDS
+/// secrets of its configuration dump.
+async fn held_by_envoy(edge: &Edge) -> Result<usize> {
+    let url = format!(
+        "http://{}/config_dump?resource=dynamic_active_secrets",
+        edge.admin
+    );
+    let body: serde_json::Value = reqwest::get(&url).await?.json().await?;
+    let active = body.get("configs").and_then(|c| c.as_array());
+    Ok(active.map_or(0, Vec::len))
+}
+
+/// What the server says the (single) Envoy holds.
+fn held_by_server(sds: &Sds) -> usize {
+    sds.held.counts().most_by_one_proxy
+}
+
+/// Envoy 1.40, established: when the server removes a name Envoy holds (the certificate
+/// still exists), Envoy drops it (the server's account, Envoy's own, and the name's SDS
+/// stream all go), and a later handshake for it subscribes again and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_name_is_dropped_and_a_later_handshake_fetches_it_again() -> Result<()> {
+    let ca = TestCa::with_intermediate("acme-edge test")?;
+    let client = ca.client()?;
+    let sds = Sds::start_bounded(1).await?;
+    let edge = Edge::start(sds.addr).await?;
+    let pid = edge.pid()?;
+    let first = Leaf::issue(&ca, "first.example")?;
+    let second = Leaf::issue(&ca, "second.example")?;
+    sds.put(&first);
+    sds.put(&second);
+
+    let der = handshake(&client, edge.https, Some("first.example")).await?;
+    assert!(der == first.der, "first.example presented another leaf");
+    println!(
+        "one name: server {}, Envoy {}, streams {}",
+        held_by_server(&sds),
+        held_by_envoy(&edge).await?,
+        sds.source.followers()
+    );
+    // A second name beyond the bound of 1: the first is removed from Envoy.
+    let der = handshake(&client, edge.https, Some("second.example")).await?;
+    assert!(der == second.der, "second.example presented another leaf");
+    let dropped = eventually(CHANGE_LIMIT, || async {
+        let envoy = held_by_envoy(&edge).await.ok()?;
+        let streams = sds.source.followers();
+        (envoy == 1 && streams == 1).then_some((envoy, streams))
+    });
+    let (envoy, streams) = dropped
+        .await
+        .context("Envoy kept the removed name (its secret or its stream)")?;
+    println!(
+        "after the removal: server {}, Envoy {envoy}, streams {streams}, evicted {}",
+        held_by_server(&sds),
+        sds.held.counts().evicted
+    );
+    assert_eq!(held_by_server(&sds), 1);
+    assert_eq!(sds.held.counts().evicted, 1);
+
+    // A later handshake for the removed name subscribes again (cold) and succeeds, every
+    // time, with the two names taking turns.
+    for round in 0..20 {
+        let name = if round % 2 == 0 {
+            "first.example"
+        } else {
+            "second.example"
+        };
+        let leaf = if round % 2 == 0 { &first } else { &second };
+        // The other name's removal (sent as this one was handed out) has reached Envoy.
+        let settled = eventually(CHANGE_LIMIT, || async {
+            let envoy = held_by_envoy(&edge).await.ok()?;
+            (envoy == 1 && sds.source.followers() == 1).then_some(())
+        });
+        settled.await.context("Envoy kept a removed name")?;
+        let requested = sds.held.counts().requested;
+        let started = Instant::now();
+        let der = handshake(&client, edge.https, Some(name)).await?;
+        let took = started.elapsed();
+        assert!(der == leaf.der, "{name} presented another leaf");
+        assert_eq!(
+            sds.held.counts().requested,
+            requested + 1,
+            "{name} was served without subscribing again"
+        );
+        if round == 0 {
+            println!("cold handshake after removal: {took:?}");
+        }
+    }
+    assert_eq!(edge.pid()?, pid, "Envoy was restarted");
+    Ok(())
+}
+
+/// With the bound at 500, handshakes to 3,000 distinct names all succeed, and Envoy never
+/// holds more than 500 of them, by the server's account or by its own; its memory stays
+/// flat after the first 500.
+///
+/// The certificates come from the test CA through the in-memory source, not from Pebble:
+/// what is tested is Envoy holding names, which is the same for any certificate served;
+/// issuing 3,000 through the ACME flow would cost minutes and test issuance again
+/// (`issuance.rs`, `renewal.rs` do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_thousand_names_with_a_bound_of_five_hundred() -> Result<()> {
+    const BOUND: usize = 500;
+    const NAMES: usize = 3_000;
+    let ca = TestCa::with_intermediate("acme-edge test")?;
+    let client = ca.client()?;
+    let sds = Sds::start_bounded(BOUND).await?;
+    let edge = Edge::start(sds.addr).await?;
+    let leaves: Vec<Leaf> = (0..NAMES)
+        .map(|i| Leaf::issue(&ca, &format!("n{i}.bound.example")))
+        .collect::<Result<_>>()?;
+    leaves.iter().for_each(|leaf| sds.put(leaf));
+
+    let mut most_by_server = 0;
+    let mut most_by_envoy = 0;
+    let mut rss = Vec::new();
+    for (i, leaf) in leaves.iter().enumerate() {
+        let der = handshake(&client, edge.https, Some(&leaf.served.name)).await?;
+        assert!(
+            der == leaf.der,
+            "{} presented another leaf",
+            leaf.served.name
+        );
+        most_by_server = most_by_server.max(held_by_server(&sds));
+        assert!(
+            most_by_server <= BOUND,
+            "the server let Envoy hold {most_by_server}"
+        );
+        if (i + 1) % 100 == 0 {
+            let envoy = held_by_envoy(&edge).await?;
+            most_by_envoy = most_by_envoy.max(envoy);
+            assert!(envoy <= BOUND, "Envoy holds {envoy} names");
+        }
+        if (i + 1) % 500 == 0 {
+            rss.push((i + 1, edge.rss_kib()?));
+        }
+    }
+    let counts = sds.held.counts();
+    println!(
+        "{NAMES} names, bound {BOUND}: most held (server) {most_by_server}, most held \
+         (Envoy admin, every 100) {most_by_envoy}, evicted {}, SDS streams open {}",
+        counts.evicted,
+        sds.source.followers()
+    );
+    for (names, kib) in &rss {
+        println!("Envoy RSS after {names} names: {} MiB", kib / 1024);
+    }
+    assert!(counts.evicted >= (NAMES - BOUND) as u64);
+    // Evicted names come back (cold), every one.
+    for leaf in leaves.iter().take(100) {
+        let der = handshake(&client, edge.https, Some(&leaf.served.name)).await?;
+        assert!(
+            der == leaf.der,
+            "{} presented another leaf",
+            leaf.served.name
+        );
+    }
+    assert!(held_by_server(&sds) <= BOUND);
     Ok(())
 }

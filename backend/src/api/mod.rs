@@ -26,6 +26,7 @@ pub mod auth;
 pub mod ca;
 pub mod domains;
 pub mod error;
+pub mod gauges;
 pub mod model;
 pub mod ready;
 
@@ -151,21 +152,21 @@ fn account(state: ApiState) -> impl Filter<Extract = (Response,), Error = Reject
 #[cfg(test)]
 mod tests;
 
-/// Refresh the fleet gauges from the store (every replica reports the shared database, not its
-/// own memory) and render the exposition text.
+/// Render the exposition text. The fleet gauges are kept from the store in the background
+/// ([`gauges::keep_fresh`]): a scrape reads memory only.
 async fn render_metrics(
     handle: &metrics_exporter_prometheus::PrometheusHandle,
     store: &dyn Store,
 ) -> Result<String, crate::store::StoreError> {
-    let counts = store.count_by_state().await?;
-    let earliest_expiry = store.earliest_expiry().await?;
-    crate::metrics::set_fleet_gauges(&counts, earliest_expiry);
+    gauges::ensure_counted(store).await?;
+    let served = crate::metrics::refresh_expiry_gauge();
     handle.run_upkeep();
     let text = handle.render();
     // Nothing served: no earliest expiry, rather than the last one's stale value.
-    Ok(match earliest_expiry {
-        Some(_) => text,
-        None => without_metric(&text, EARLIEST_EXPIRY_METRIC),
+    Ok(if served {
+        text
+    } else {
+        without_metric(&text, EARLIEST_EXPIRY_METRIC)
     })
 }
 

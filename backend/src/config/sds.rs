@@ -13,6 +13,10 @@ use super::tls::{key_matches, pem_certificates, pem_private_key};
 /// the file system can say who may connect (mode 0660, `sds.socket_group`). The directory is
 /// the systemd unit's `RuntimeDirectory`. Across hosts, use TCP with mutual TLS.
 pub const DEFAULT_SDS_SOCKET: &str = "/run/acme-edge/sds.sock";
+/// Default `sds.max_names_per_proxy`: Envoy 1.40 keeps about 46 KiB per certificate name it
+/// has served (its TLS context, stats and SDS stream), so 3,000 names keep an Envoy's
+/// certificate memory near 135 MiB.
+pub const DEFAULT_MAX_NAMES_PER_PROXY: usize = 3_000;
 /// Longest Unix socket path (`sun_path` is 108 bytes with its terminating NUL on Linux).
 pub const MAX_SOCKET_PATH_LEN: usize = 107;
 
@@ -97,6 +101,9 @@ pub(super) struct SdsSection {
     tls_key_file: Option<PathBuf>,
     /// ... and the CA (PEM) whose client certificates Envoys must present to get secrets.
     client_ca_file: Option<PathBuf>,
+    /// Most certificate names one Envoy holds; beyond it the least recently requested are
+    /// removed from it. 0: no bound. Default [`DEFAULT_MAX_NAMES_PER_PROXY`].
+    max_names_per_proxy: Option<usize>,
 }
 
 impl SdsSection {
@@ -120,6 +127,8 @@ pub struct SdsConfig {
     pub tls: Option<ServerTls>,
     /// `insecure_plaintext`: private keys over plain TCP off loopback were allowed.
     pub insecure_plaintext: bool,
+    /// Most names one Envoy holds (0: no bound).
+    pub max_names_per_proxy: usize,
 }
 
 impl SdsConfig {
@@ -153,6 +162,7 @@ impl SdsConfig {
             socket_group,
             tls,
             insecure_plaintext,
+            max_names_per_proxy: s.max_names_per_proxy.unwrap_or(DEFAULT_MAX_NAMES_PER_PROXY),
         })
     }
 }

@@ -34,6 +34,7 @@ fn defaults_are_valid() {
     );
     assert_eq!(c.sds.socket_group, None);
     assert!(!c.sds.insecure_plaintext);
+    assert_eq!(c.sds.max_names_per_proxy, DEFAULT_MAX_NAMES_PER_PROXY);
     assert_eq!(c.storage.sqlite_path(), Some(Path::new("acme-edge.db")));
     assert_eq!(
         c.admin.token,
@@ -370,6 +371,7 @@ fn every_key_has_an_environment_override() {
         "ACME_EDGE_SDS_TLS_CERT_FILE",
         "ACME_EDGE_SDS_TLS_KEY_FILE",
         "ACME_EDGE_SDS_CLIENT_CA_FILE",
+        "ACME_EDGE_SDS_MAX_NAMES_PER_PROXY",
         // Not an override: where a service manager keeps the service's state.
         "STATE_DIRECTORY",
     ];

@@ -17,6 +17,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use tonic::Status;
 
 use super::driver::{Protocol, StreamInfo, check_type_url, log_ack};
+use super::held::{Evictions, HeldNames, ProxyId};
 use super::names::{Requested, WILDCARD, classify};
 use super::resource::{SECRET_TYPE_URL, delta_resource};
 use crate::certs::{CertEvent, CertificateSource, ServedCertificate};
@@ -53,6 +54,14 @@ pub struct DeltaStream {
     by_key: HashMap<String, HashSet<String>>,
     first_request: bool,
     nonce: u64,
+    /// The per-proxy account of held names, and where its evictions reach this stream.
+    held: Arc<HeldNames>,
+    evictions: Evictions,
+    proxy: Option<ProxyId>,
+    /// Names Envoy holds a version of (by this stream), and the nonce of the response that
+    /// carried each one not yet acknowledged.
+    holding: HashSet<String>,
+    unsettled: HashMap<String, u64>,
 }
 
 /// The resources and removals one response will carry.
@@ -82,7 +91,19 @@ impl Reply {
 }
 
 impl DeltaStream {
+    /// A stream whose names no bound applies to.
     pub fn new(info: StreamInfo, source: Arc<dyn CertificateSource>) -> Self {
+        let (evictions, _) = tokio::sync::mpsc::unbounded_channel();
+        Self::bounded(info, source, Arc::new(HeldNames::unbounded()), evictions)
+    }
+
+    /// A stream accounted in `held`; evictions of its names arrive through `evictions`.
+    pub fn bounded(
+        info: StreamInfo,
+        source: Arc<dyn CertificateSource>,
+        held: Arc<HeldNames>,
+        evictions: Evictions,
+    ) -> Self {
         DeltaStream {
             info,
             source,
@@ -91,6 +112,61 @@ impl DeltaStream {
             by_key: HashMap::new(),
             first_request: true,
             nonce: 0,
+            held,
+            evictions,
+            proxy: None,
+            holding: HashSet::new(),
+            unsettled: HashMap::new(),
+        }
+    }
+
+    fn proxy(&mut self) -> &ProxyId {
+        let peer = &self.info.peer;
+        self.proxy
+            .get_or_insert_with(|| ProxyId::new(&Default::default(), peer))
+    }
+
+    /// Keep the account of held names true to `response` (about to be sent); `requested`:
+    /// its resources answer a subscription, so they count as just requested.
+    fn account(&mut self, response: &DeltaDiscoveryResponse, requested: bool) {
+        let (id, nonce) = (self.info.id, self.nonce);
+        let proxy = self.proxy().clone();
+        for resource in &response.resources {
+            let name = &resource.name;
+            if requested || !self.holding.contains(name) {
+                self.held.hold(&proxy, name, id, &self.evictions);
+            }
+            self.holding.insert(name.clone());
+            self.unsettled.insert(name.clone(), nonce);
+        }
+        for name in &response.removed_resources {
+            self.let_go(name);
+        }
+    }
+
+    /// Envoy no longer holds `name` through this stream.
+    fn let_go(&mut self, name: &str) {
+        if self.holding.remove(name) {
+            let proxy = self.proxy().clone();
+            self.held.release(&proxy, name, self.info.id);
+        }
+        self.unsettled.remove(name);
+    }
+
+    /// Envoy acknowledged (or refused) every response up to `nonce`: the handshakes that
+    /// waited for those names have been resumed.
+    fn settle(&mut self, nonce: &str) {
+        let Ok(nonce) = nonce.parse::<u64>() else {
+            return;
+        };
+        let done: Vec<String> = (self.unsettled.iter())
+            .filter(|(_, sent)| **sent <= nonce)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let proxy = self.proxy().clone();
+        for name in done {
+            self.unsettled.remove(&name);
+            self.held.settle(&proxy, &name, self.info.id);
         }
     }
 
@@ -153,9 +229,13 @@ impl DeltaStream {
                     .filter(|(_, e)| !e.explicit)
                     .map(|(n, _)| n.clone())
                     .collect();
-                implicit.iter().for_each(|n| self.remove(n));
+                for n in &implicit {
+                    self.remove(n);
+                    self.let_go(n);
+                }
             } else {
                 self.remove(name);
+                self.let_go(name);
             }
         }
     }
@@ -194,7 +274,8 @@ impl DeltaStream {
         Ok(())
     }
 
-    fn finish(&mut self, reply: Reply) -> Option<DeltaDiscoveryResponse> {
+    /// The response for `reply`, if it says anything; `requested`: it answers a request.
+    fn finish(&mut self, reply: Reply, requested: bool) -> Option<DeltaDiscoveryResponse> {
         if reply.is_empty() {
             return None;
         }
@@ -202,6 +283,7 @@ impl DeltaStream {
         let mut response = reply.response;
         response.type_url = SECRET_TYPE_URL.to_owned();
         response.nonce = self.nonce.to_string();
+        self.account(&response, requested);
         Some(response)
     }
 
@@ -229,12 +311,16 @@ impl Protocol for DeltaStream {
         check_type_url(&request.type_url)?;
         if let Some(node) = &request.node {
             self.info.set_node(node);
+            if self.proxy.is_none() {
+                self.proxy = Some(ProxyId::new(node, &self.info.peer));
+            }
         }
         log_ack(
             &self.info,
             &request.response_nonce,
             request.error_detail.as_ref(),
         );
+        self.settle(&request.response_nonce);
         let first = std::mem::replace(&mut self.first_request, false);
         // A first request subscribing to nothing is the legacy spelling of the wildcard.
         if first && request.resource_names_subscribe.is_empty() {
@@ -249,7 +335,7 @@ impl Protocol for DeltaStream {
         };
         self.subscribe(request.resource_names_subscribe, &initial, &mut reply)
             .await?;
-        Ok(self.finish(reply))
+        Ok(self.finish(reply, true))
     }
 
     async fn on_event(
@@ -271,7 +357,7 @@ impl Protocol for DeltaStream {
                 }
             }
         }
-        Ok(self.finish(reply))
+        Ok(self.finish(reply, false))
     }
 
     async fn resync(&mut self) -> Result<Option<DeltaDiscoveryResponse>, Status> {
@@ -280,6 +366,26 @@ impl Protocol for DeltaStream {
         for name in names {
             self.refresh(&name, &mut reply).await?;
         }
-        Ok(self.finish(reply))
+        Ok(self.finish(reply, false))
+    }
+
+    async fn on_evict(&mut self, name: String) -> Result<Option<DeltaDiscoveryResponse>, Status> {
+        if !self.holding.contains(&name) {
+            return Ok(None);
+        }
+        // Forgotten here too: a renewal must not hand the name back to Envoy unasked.
+        self.remove(&name);
+        let mut reply = Reply::default();
+        reply.response.removed_resources.push(name);
+        Ok(self.finish(reply, false))
+    }
+}
+
+impl Drop for DeltaStream {
+    fn drop(&mut self) {
+        let proxy = self.proxy().clone();
+        for name in std::mem::take(&mut self.holding) {
+            self.held.release(&proxy, &name, self.info.id);
+        }
     }
 }

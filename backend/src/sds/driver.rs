@@ -38,6 +38,15 @@ pub trait Protocol: Send + 'static {
 
     /// Events were lost: compare everything served with the source.
     fn resync(&mut self) -> impl Future<Output = Result<Option<Self::Response>, Status>> + Send;
+
+    /// The proxy holds too many names: tell it to drop `name` (see [`super::held`]).
+    fn on_evict(
+        &mut self,
+        name: String,
+    ) -> impl Future<Output = Result<Option<Self::Response>, Status>> + Send {
+        let _ = name;
+        async { Ok(None) }
+    }
 }
 
 /// Who is on the other end of a stream, for logs.
@@ -45,6 +54,8 @@ pub trait Protocol: Send + 'static {
 pub struct StreamInfo {
     pub id: u64,
     pub node: String,
+    /// The connection's peer (`IP:PORT`, or `pid:N` on a Unix socket); empty if unknown.
+    pub peer: String,
 }
 
 impl StreamInfo {
@@ -52,6 +63,7 @@ impl StreamInfo {
         StreamInfo {
             id: counter.fetch_add(1, Ordering::Relaxed),
             node: String::new(),
+            peer: String::new(),
         }
     }
 
@@ -102,10 +114,12 @@ pub async fn drive<P: Protocol>(
     mut protocol: P,
     mut requests: Streaming<P::Request>,
     mut events: broadcast::Receiver<CertEvent>,
+    mut evictions: mpsc::UnboundedReceiver<String>,
     replies: mpsc::Sender<Result<P::Response, Status>>,
     mut stopping: watch::Receiver<bool>,
 ) {
     let mut events_open = true;
+    let mut evictions_open = true;
     loop {
         let outcome = tokio::select! {
             () = stopped(&mut stopping) => break,
@@ -125,6 +139,13 @@ pub async fn drive<P: Protocol>(
                 }
                 Err(broadcast::error::RecvError::Closed) => {
                     events_open = false;
+                    Ok(None)
+                }
+            },
+            eviction = evictions.recv(), if evictions_open => match eviction {
+                Some(name) => protocol.on_evict(name).await,
+                None => {
+                    evictions_open = false;
                     Ok(None)
                 }
             },

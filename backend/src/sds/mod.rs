@@ -22,6 +22,8 @@
 //!   wildcard, ACK/NACK, push on [`CertEvent`](crate::certs::CertEvent)).
 //! - [`sotw`]: the state-of-the-world stream and one-shot fetch.
 //! - [`driver`]: the I/O loop shared by both: Envoy's requests, certificate events, replies.
+//! - [`held`]: the names each Envoy holds, bounded (`sds.max_names_per_proxy`) by evicting
+//!   the least recently requested.
 //! - [`service`]: the tonic service, one task per stream.
 //! - [`socket`]: the Unix domain socket it listens on by default (mode 0660, Envoy's group).
 //! - `memory` (feature `test-support`): an in-memory certificate source.
@@ -56,6 +58,7 @@
 
 pub mod delta;
 pub mod driver;
+pub mod held;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod names;
@@ -77,6 +80,7 @@ use tonic::transport::{Certificate, Identity};
 
 use crate::certs::CertificateSource;
 pub use crate::config::ServerTls;
+pub use held::HeldNames;
 pub use resource::SECRET_TYPE_URL;
 pub use service::SdsService;
 
@@ -108,6 +112,7 @@ pub enum SdsError {
 pub async fn serve(
     listen: SocketAddr,
     source: Arc<dyn CertificateSource>,
+    held: Arc<HeldNames>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SdsError> {
     let listener = TcpListener::bind(listen)
@@ -116,17 +121,18 @@ pub async fn serve(
             addr: listen,
             source,
         })?;
-    serve_on(listener, source, shutdown).await
+    serve_on(listener, source, held, shutdown).await
 }
 
 /// [`serve`] on a listener already bound (e.g. to port 0 in tests).
 pub async fn serve_on(
     listener: TcpListener,
     source: Arc<dyn CertificateSource>,
+    held: Arc<HeldNames>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SdsError> {
     log_listening(&listener);
-    run(server(), incoming(listener), source, shutdown).await
+    run(server(), incoming(listener), source, held, shutdown).await
 }
 
 /// [`serve_on`] with mutual TLS: only Envoys presenting a certificate from
@@ -134,6 +140,7 @@ pub async fn serve_on(
 pub async fn serve_tls_on(
     listener: TcpListener,
     source: Arc<dyn CertificateSource>,
+    held: Arc<HeldNames>,
     tls: &ServerTls,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SdsError> {
@@ -142,13 +149,14 @@ pub async fn serve_tls_on(
         .client_ca_root(Certificate::from_pem(&tls.client_ca_pem));
     let server = server().tls_config(config).map_err(SdsError::Tls)?;
     log_listening(&listener);
-    run(server, incoming(listener), source, shutdown).await
+    run(server, incoming(listener), source, held, shutdown).await
 }
 
 async fn run<I, IO, IE>(
     mut server: tonic::transport::Server,
     incoming: I,
     source: Arc<dyn CertificateSource>,
+    held: Arc<HeldNames>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SdsError>
 where
@@ -162,7 +170,7 @@ where
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (stop, stopping) = watch::channel(false);
-    let service = SdsService::new(source, stopping);
+    let service = SdsService::new(source, held, stopping);
     let shutdown = async move {
         shutdown.await;
         tracing::info!("SDS server stopping");
@@ -189,11 +197,12 @@ fn server() -> tonic::transport::Server {
 pub async fn serve_unix_on(
     socket: socket::UnixSocket,
     source: Arc<dyn CertificateSource>,
+    held: Arc<HeldNames>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SdsError> {
     tracing::info!(path = %socket.path().display(), "SDS server listening");
     let accepting = async_accept(&socket.listener);
-    run(server(), accepting, source, shutdown).await
+    run(server(), accepting, source, held, shutdown).await
 }
 
 /// Connections accepted on a Unix socket, as the stream tonic serves.

@@ -14,12 +14,14 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::delta::DeltaStream;
 use super::driver::{Protocol, REPLY_QUEUE, StreamInfo, drive};
+use super::held::{Evictions, HeldNames};
 use super::sotw::{SotwStream, fetch};
 use crate::certs::CertificateSource;
 
 /// Serves one [`CertificateSource`] to any number of Envoy streams.
 pub struct SdsService {
     source: Arc<dyn CertificateSource>,
+    held: Arc<HeldNames>,
     streams: AtomicU64,
     stopping: watch::Receiver<bool>,
 }
@@ -27,10 +29,15 @@ pub struct SdsService {
 type Replies<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
 
 impl SdsService {
-    /// Streams end when `stopping` turns true.
-    pub fn new(source: Arc<dyn CertificateSource>, stopping: watch::Receiver<bool>) -> Self {
+    /// Streams end when `stopping` turns true; `held` keeps each proxy's names bounded.
+    pub fn new(
+        source: Arc<dyn CertificateSource>,
+        held: Arc<HeldNames>,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
         SdsService {
             source,
+            held,
             streams: AtomicU64::new(0),
             stopping,
         }
@@ -38,17 +45,36 @@ impl SdsService {
 
     fn start<P: Protocol>(
         &self,
-        protocol: impl FnOnce(StreamInfo, Arc<dyn CertificateSource>) -> P,
+        protocol: impl FnOnce(StreamInfo, Arc<dyn CertificateSource>, Evictions) -> P,
+        peer: String,
         requests: Streaming<P::Request>,
     ) -> Replies<P::Response> {
         // Subscribe before the first lookup, so no change between the two is missed.
         let events = self.source.subscribe();
-        let info = StreamInfo::next(&self.streams);
-        tracing::debug!(stream = info.id, "SDS stream opened");
+        let mut info = StreamInfo::next(&self.streams);
+        info.peer = peer;
+        tracing::debug!(stream = info.id, peer = %info.peer, "SDS stream opened");
         let (tx, rx) = mpsc::channel(REPLY_QUEUE);
-        let protocol = protocol(info, self.source.clone());
-        tokio::spawn(drive(protocol, requests, events, tx, self.stopping.clone()));
+        let (evict, evictions) = mpsc::unbounded_channel();
+        let protocol = protocol(info, self.source.clone(), evict);
+        let stopping = self.stopping.clone();
+        tokio::spawn(drive(protocol, requests, events, evictions, tx, stopping));
         Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+/// Who is on the other end of `request`'s connection: its TCP address, or on a Unix socket
+/// the peer's process id.
+fn peer<T>(request: &Request<T>) -> String {
+    if let Some(addr) = request.remote_addr() {
+        return addr.to_string();
+    }
+    let unix = request
+        .extensions()
+        .get::<tonic::transport::server::UdsConnectInfo>();
+    match unix.and_then(|info| info.peer_cred).and_then(|c| c.pid()) {
+        Some(pid) => format!("pid:{pid}"),
+        None => String::new(),
     }
 }
 
@@ -61,18 +87,27 @@ impl SecretDiscoveryService for SdsService {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaSecretsStream>, Status> {
-        Ok(Response::new(
-            self.start(DeltaStream::new, request.into_inner()),
-        ))
+        let held = self.held.clone();
+        let protocol = move |info, source, evict| DeltaStream::bounded(info, source, held, evict);
+        let peer = peer(&request);
+        Ok(Response::new(self.start(
+            protocol,
+            peer,
+            request.into_inner(),
+        )))
     }
 
     async fn stream_secrets(
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamSecretsStream>, Status> {
-        Ok(Response::new(
-            self.start(SotwStream::new, request.into_inner()),
-        ))
+        let protocol = |info, source, _| SotwStream::new(info, source);
+        let peer = peer(&request);
+        Ok(Response::new(self.start(
+            protocol,
+            peer,
+            request.into_inner(),
+        )))
     }
 
     async fn fetch_secrets(

@@ -16,7 +16,7 @@ use super::delta::DeltaStream;
 use super::driver::{Protocol, StreamInfo};
 use super::memory::MemorySource;
 use super::sotw::{SotwStream, fetch};
-use super::{SECRET_TYPE_URL, serve_on};
+use super::{HeldNames, SECRET_TYPE_URL, serve_on};
 use crate::certs::{CertEvent, ServedCertificate};
 
 fn cert(name: &str, version: &str) -> ServedCertificate {
@@ -291,9 +291,14 @@ async fn serves_over_grpc_and_pushes() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_on(listener, source.clone(), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve_on(
+        listener,
+        source.clone(),
+        Arc::new(HeldNames::unbounded()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let mut client = SecretDiscoveryServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -437,4 +442,79 @@ mod properties {
             })?;
         }
     }
+}
+
+fn node_request(names: &[&str]) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        node: Some(envoy_types::pb::envoy::config::core::v3::Node {
+            id: "edge-1".into(),
+            cluster: "edge".into(),
+            ..Default::default()
+        }),
+        ..subscribe(names)
+    }
+}
+
+/// One stream per name, as Envoy's on-demand selector opens them, all on one bound.
+fn bounded_streams(
+    source: &Arc<MemorySource>,
+    held: &Arc<HeldNames>,
+    count: usize,
+) -> Vec<(DeltaStream, tokio::sync::mpsc::UnboundedReceiver<String>)> {
+    let counter = AtomicU64::new(0);
+    (0..count)
+        .map(|_| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let info = StreamInfo::next(&counter);
+            let stream = DeltaStream::bounded(info, source.clone(), held.clone(), tx);
+            (stream, rx)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn names_beyond_the_bound_are_removed_once_acknowledged() {
+    let source = source_with(&["a.example", "b.example", "c.example"]);
+    let held = Arc::new(HeldNames::new(2));
+    let mut streams = bounded_streams(&source, &held, 3);
+    let mut nonces = Vec::new();
+    for ((stream, _), name) in streams
+        .iter_mut()
+        .zip(["a.example", "b.example", "c.example"])
+    {
+        let reply = stream
+            .on_request(node_request(&[name]))
+            .await
+            .unwrap()
+            .unwrap();
+        nonces.push(reply.nonce);
+    }
+    // Three held, none acknowledged: a handshake may still wait for each.
+    assert_eq!(held.counts().names, 3);
+    assert!(streams.iter_mut().all(|(_, rx)| rx.try_recv().is_err()));
+    for ((stream, _), nonce) in streams.iter_mut().zip(&nonces) {
+        stream.on_request(ack(nonce)).await.unwrap();
+    }
+    // The least recently requested goes: its stream tells Envoy it is removed.
+    let evicted = streams[0].1.try_recv().unwrap();
+    assert_eq!(evicted, "a.example");
+    let removal = streams[0].0.on_evict(evicted).await.unwrap().unwrap();
+    assert_eq!(summary(&removal).1, vec!["a.example"]);
+    assert_eq!(held.counts().names, 2);
+    assert_eq!(held.counts().most_by_one_proxy, 2);
+    // A renewal does not hand the evicted name back.
+    source.put(cert("a.example", "v2"));
+    let push = streams[0]
+        .0
+        .on_event(CertEvent::Updated("a.example".into()));
+    assert_eq!(push.await.unwrap(), None);
+    // Subscribed again (a later handshake): served, and now the most recent.
+    let again = streams[0].0.on_request(node_request(&["a.example"])).await;
+    assert_eq!(
+        summary(&again.unwrap().unwrap()).0,
+        vec![pair("a.example", "v2")]
+    );
+    // A stream that ends lets go of its names.
+    streams.truncate(1);
+    assert_eq!(held.counts().names, 1);
 }
