@@ -20,8 +20,8 @@ use tokio::sync::watch;
 use crate::model::{Domain, DomainState, KeyType, LastError};
 use crate::schedule::Clock;
 use crate::store::{
-    Claim, Enabled, IssuedCertificate, OpenOrder, OrderLog, SqliteStore, Store, StoreError,
-    StoredAccount, StoredCertificate, source::StoreSource,
+    Claim, DomainQuery, Enabled, ExpiryCounts, IssuedCertificate, OpenOrder, OrderLog, Overview,
+    SqliteStore, Store, StoreError, StoredAccount, StoredCertificate, source::StoreSource,
 };
 
 /// Where the tests' clocks start: a whole second, like the times the store keeps.
@@ -101,6 +101,23 @@ impl OrderLog for PausedStore {
 }
 
 #[async_trait]
+impl Overview for PausedStore {
+    async fn domain_page(&self, query: &DomainQuery) -> Result<Vec<Domain>, StoreError> {
+        held!(self.domain_page(query))
+    }
+    async fn expiry_by_day(
+        &self,
+        now: OffsetDateTime,
+        days: u32,
+    ) -> Result<ExpiryCounts, StoreError> {
+        held!(self.expiry_by_day(now, days))
+    }
+    async fn failure_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        held!(self.failure_reasons())
+    }
+}
+
+#[async_trait]
 impl Store for PausedStore {
     async fn account(&self, directory_url: &str) -> Result<Option<StoredAccount>, StoreError> {
         held!(self.account(directory_url))
@@ -139,9 +156,6 @@ impl Store for PausedStore {
     }
     async fn domain(&self, name: &str) -> Result<Option<Domain>, StoreError> {
         held!(self.domain(name))
-    }
-    async fn domains(&self, state: Option<DomainState>) -> Result<Vec<Domain>, StoreError> {
-        held!(self.domains(state))
     }
     async fn claim_due(
         &self,

@@ -130,26 +130,11 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 async fn list(state: ApiState, query: HashMap<String, String>) -> Result<Response, ApiError> {
-    let mut filter = None;
-    for (key, value) in &query {
-        match key.as_str() {
-            "state" => {
-                filter = Some(DomainState::parse(value).ok_or_else(|| {
-                    ApiError::InvalidQuery(format!(
-                        "state must be one of pending, validating, issued, failed, disabled (got {value:?})"
-                    ))
-                })?);
-            }
-            other => {
-                return Err(ApiError::InvalidQuery(format!(
-                    "unknown parameter {other:?}"
-                )));
-            }
-        }
-    }
-    let domains = state.store.domains(filter).await?;
+    let page = super::paging::PageQuery::parse(&query)?;
+    let mut domains = state.store.domain_page(&page.store_query()).await?;
+    let next = page.next_cursor(&mut domains);
     let domains = domains.into_iter().map(Domain::from).collect();
-    Ok(warp::reply::json(&DomainList { domains }).into_response())
+    Ok(warp::reply::json(&DomainList { domains, next }).into_response())
 }
 
 async fn show(state: ApiState, name: String) -> Result<Response, ApiError> {

@@ -54,10 +54,69 @@ impl From<crate::model::Domain> for Domain {
     }
 }
 
-/// `GET /v1/domains` response.
+/// `GET /v1/domains` response: one page, by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DomainList {
     pub domains: Vec<Domain>,
+    /// Cursor for the next page (`after=`); `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// `GET /v1/summary` response: the fleet at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    #[serde(with = "time::serde::rfc3339")]
+    pub generated_at: OffsetDateTime,
+    /// Domains in every state.
+    pub total: u64,
+    pub states: StateCounts,
+    pub expiring: ExpiringCounts,
+    /// The earliest `not_after` among served certificates; `null` when none is served.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub earliest_expiry: Option<OffsetDateTime>,
+    /// Failed domains by the reason of their last error, largest count first.
+    pub failures: Vec<FailureCount>,
+    /// Served certificates expiring in each of the coming weeks (13 entries, from
+    /// `generated_at`).
+    pub expiry_weeks: Vec<ExpiryWeek>,
+}
+
+/// Domains per state (every state present).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCounts {
+    pub pending: u64,
+    pub validating: u64,
+    pub issued: u64,
+    pub failed: u64,
+    pub disabled: u64,
+}
+
+/// Served certificates by expiry; each window starts at `generated_at` (so 14 days
+/// includes 7).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiringCounts {
+    pub expired: u64,
+    pub within_7_days: u64,
+    pub within_14_days: u64,
+    pub within_30_days: u64,
+}
+
+/// Failed domains with one `last_error.reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCount {
+    pub reason: String,
+    pub count: u64,
+}
+
+/// Served certificates expiring in `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiryWeek {
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
+    pub count: u64,
 }
 
 /// `PUT /v1/domains/{name}` body (optional; an empty body takes the defaults).

@@ -83,7 +83,75 @@ async fn requires_the_bearer_token() {
     assert_eq!(status, 200);
     let (status, body) = api.call("GET", "/v1/domains", "").await;
     assert_eq!(status, 200);
-    assert_eq!(body, serde_json::json!({"domains": []}));
+    assert_eq!(body, serde_json::json!({"domains": [], "next": null}));
+}
+
+#[tokio::test]
+async fn domains_come_in_pages_by_name() {
+    let api = api().await;
+    for i in (0..7).rev() {
+        let (status, _) = api
+            .call("PUT", &format!("/v1/domains/d{i}.example"), "")
+            .await;
+        assert_eq!(status, 201);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/domains?limit=3".to_owned();
+    loop {
+        let (status, body) = api.call("GET", &path, "").await;
+        assert_eq!(status, 200, "{body}");
+        let page: DomainList = serde_json::from_value(body).unwrap();
+        assert!(page.domains.len() <= 3);
+        seen.extend(page.domains.into_iter().map(|d| d.name));
+        match page.next {
+            Some(next) => path = format!("/v1/domains?limit=3&after={next}"),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..7).map(|i| format!("d{i}.example")).collect();
+    assert_eq!(seen, want);
+    let (_, body) = api.call("GET", "/v1/domains?q=D3&state=pending", "").await;
+    assert_eq!(body["domains"][0]["name"], "d3.example");
+    assert_eq!(body["domains"].as_array().map(Vec::len), Some(1));
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "after=%25",
+        "q=a%25",
+        "q=a_b",
+        "state=x",
+        "page=2",
+    ] {
+        let (status, body) = api.call("GET", &format!("/v1/domains?{bad}"), "").await;
+        assert_eq!((status, code(&body)), (400, "invalid_query"), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn summary_counts_every_state_and_thirteen_weeks() {
+    let api = api().await;
+    for name in ["a.example", "b.example"] {
+        api.call("PUT", &format!("/v1/domains/{name}"), "").await;
+    }
+    api.call("DELETE", "/v1/domains/b.example", "").await;
+    let (status, body) = api.call("GET", "/v1/summary", "").await;
+    assert_eq!(status, 200, "{body}");
+    let summary: super::model::Summary = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(summary.total, 2);
+    assert_eq!(
+        (
+            summary.states.pending,
+            summary.states.disabled,
+            summary.states.issued
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(summary.expiry_weeks.len(), 13);
+    assert_eq!(summary.earliest_expiry, None);
+    assert_eq!(body["earliest_expiry"], Value::Null);
+    assert!(summary.failures.is_empty());
+    let (status, _) = api.call_with("GET", "/v1/summary", "", None).await;
+    assert_eq!(status, 401);
 }
 
 #[tokio::test]

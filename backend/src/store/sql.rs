@@ -33,7 +33,7 @@ use super::{
 use crate::model::{Domain, DomainState, KeyType, LastError};
 
 /// A domain as [`domain_from_row`] reads it.
-const SELECT_DOMAIN: &str = "SELECT name, state, key_type, attempts, retry_at, renew_at, \
+pub(super) const SELECT_DOMAIN: &str = "SELECT name, state, key_type, attempts, retry_at, renew_at, \
      not_before, not_after, last_error, created_at, updated_at FROM domains";
 
 /// States in which a domain may be picked up when due.
@@ -241,19 +241,6 @@ where
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(domain_from_row).transpose()
-    }
-
-    async fn domains(&self, state: Option<DomainState>) -> Result<Vec<Domain>, StoreError> {
-        let sql = match state {
-            Some(_) => format!("{SELECT_DOMAIN} WHERE state = $1 ORDER BY name"),
-            None => format!("{SELECT_DOMAIN} ORDER BY name"),
-        };
-        let mut query = sqlx::query(&sql);
-        if let Some(state) = state {
-            query = query.bind(state.as_str());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(domain_from_row).collect()
     }
 
     async fn claim_due(
