@@ -11,6 +11,7 @@
 //! | `GET /v1/domains/{name}/certificate`| the chain, PEM (never the key)                |
 //! | `GET /v1/account`                   | [`model::AccountInfo`]                        |
 //! | `GET /v1/summary`                   | [`model::Summary`]                            |
+//! | `GET /v1/openapi.json`              | this table as OpenAPI 3.1 ([`openapi`])       |
 //!
 //! Errors are `{"error": {"code", "message"}}`, mapped in [`error`].
 //!
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod domains;
 pub mod error;
 pub mod model;
+pub mod openapi;
 pub mod paging;
 pub mod summary;
 
@@ -66,6 +68,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
             .or(account(state.clone()))
             .unify()
             .or(summary::route(state.clone()))
+            .unify()
+            .or(openapi::route())
             .unify(),
     );
     let healthz = warp::path!("healthz")

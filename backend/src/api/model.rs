@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 pub use crate::model::{DomainState, KeyType, LastError};
 
 /// One managed domain, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Domain {
     /// Normal form: lower case, punycode (`xn--...`) for internationalised names.
     pub name: String,
@@ -55,7 +55,7 @@ impl From<crate::model::Domain> for Domain {
 }
 
 /// `GET /v1/domains` response: one page, by name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DomainList {
     pub domains: Vec<Domain>,
     /// Cursor for the next page (`after=`); `null` on the last page.
@@ -64,7 +64,7 @@ pub struct DomainList {
 }
 
 /// `GET /v1/summary` response: the fleet at a glance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Summary {
     #[serde(with = "time::serde::rfc3339")]
     pub generated_at: OffsetDateTime,
@@ -83,7 +83,7 @@ pub struct Summary {
 }
 
 /// Domains per state (every state present).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StateCounts {
     pub pending: u64,
     pub validating: u64,
@@ -94,7 +94,7 @@ pub struct StateCounts {
 
 /// Served certificates by expiry; each window starts at `generated_at` (so 14 days
 /// includes 7).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExpiringCounts {
     pub expired: u64,
     pub within_7_days: u64,
@@ -103,14 +103,14 @@ pub struct ExpiringCounts {
 }
 
 /// Failed domains with one `last_error.reason`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FailureCount {
     pub reason: String,
     pub count: u64,
 }
 
 /// Served certificates expiring in `[start, end)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExpiryWeek {
     #[serde(with = "time::serde::rfc3339")]
     pub start: OffsetDateTime,
@@ -120,7 +120,7 @@ pub struct ExpiryWeek {
 }
 
 /// `PUT /v1/domains/{name}` body (optional; an empty body takes the defaults).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnableRequest {
     /// Key type for this domain's certificates; the configured `acme.key_type` when absent.
@@ -129,7 +129,7 @@ pub struct EnableRequest {
 }
 
 /// `GET /v1/account` response: the ACME account this service uses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountInfo {
     /// The CA's directory URL.
     pub directory_url: String,
@@ -140,13 +140,13 @@ pub struct AccountInfo {
 }
 
 /// Every error response: `{"error": {"code": "...", "message": "..."}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorResponse {
     pub error: ErrorBody,
 }
 
 /// The body of an [`ErrorResponse`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable code (`unauthorized`, `invalid_domain`,
     /// `wildcard_not_supported`, `ip_not_supported`, `not_found`, `malformed_json`,

@@ -341,3 +341,182 @@ async fn a_body_without_a_length_is_cut_off_at_the_cap() {
         Err(super::error::ApiError::PayloadTooLarge)
     ));
 }
+
+// ---- the OpenAPI description against the routes and the bodies they answer
+
+/// `(method, path)` of every route in the table at the top of `api/mod.rs`.
+fn documented_routes() -> Vec<(String, String)> {
+    include_str!("mod.rs")
+        .lines()
+        .filter_map(|line| {
+            let cell = line.strip_prefix("//! | `")?;
+            let (route, _) = cell.split_once('`')?;
+            let (method, path) = route.split_once(' ')?;
+            let path = path.split('?').next()?.replace("{name}", "{name}");
+            Some((method.to_lowercase(), path))
+        })
+        .collect()
+}
+
+fn spec() -> Value {
+    serde_json::to_value(super::openapi::document()).unwrap()
+}
+
+fn spec_routes(spec: &Value) -> Vec<(String, String)> {
+    let mut routes = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            routes.push((method.clone(), path.clone()));
+        }
+    }
+    routes
+}
+
+#[tokio::test]
+async fn every_route_is_described_and_every_description_is_a_route() {
+    let spec = spec();
+    assert_eq!(spec["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+    let mut described: Vec<_> = spec_routes(&spec)
+        .into_iter()
+        .filter(|(_, p)| p.starts_with("/v1/"))
+        .collect();
+    let mut table = documented_routes();
+    described.sort();
+    table.sort();
+    assert_eq!(
+        described, table,
+        "the OpenAPI paths and the route table differ"
+    );
+    let api = api().await;
+    api.call("PUT", "/v1/domains/a.example", "").await;
+    for (method, path) in spec_routes(&spec) {
+        let path = path.replace("{name}", "a.example");
+        let (status, body) = api.call(&method.to_uppercase(), &path, "").await;
+        let unrouted =
+            status == 405 || (status == 404 && body["error"]["message"] == "no such resource");
+        assert!(
+            !unrouted,
+            "{method} {path} is described but not served: {status} {body}"
+        );
+    }
+}
+
+/// The schema `name` refers to, `$ref`s followed.
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.rsplit('/').next().unwrap();
+            &spec["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+/// Every object in `value` has exactly the properties its schema names.
+fn assert_fields(spec: &Value, schema: &Value, value: &Value, at: &str) {
+    let schema = resolve(spec, schema);
+    if let Some(alternatives) = schema["oneOf"].as_array() {
+        for alt in alternatives {
+            let alt = resolve(spec, alt);
+            if alt["type"] != "null" && !value.is_null() {
+                assert_fields(spec, alt, value, at);
+            }
+        }
+        return;
+    }
+    match value {
+        Value::Object(object) => {
+            let Some(properties) = schema["properties"].as_object() else {
+                return;
+            };
+            let mut want: Vec<&String> = properties.keys().collect();
+            let mut got: Vec<&String> = object.keys().collect();
+            want.sort();
+            got.sort();
+            // Absent-when-empty fields (`skip_serializing_if`) may be missing, never extra.
+            for key in &got {
+                assert!(
+                    want.contains(key),
+                    "{at}.{key} is answered but not described"
+                );
+            }
+            for key in schema["required"].as_array().into_iter().flatten() {
+                let key = key.as_str().unwrap();
+                assert!(
+                    object.contains_key(key),
+                    "{at}.{key} is required but not answered"
+                );
+            }
+            for (key, v) in object {
+                assert_fields(spec, &properties[key.as_str()], v, &format!("{at}.{key}"));
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                assert_fields(spec, &schema["items"], v, &format!("{at}[{i}]"));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn described_fields(spec: &Value, name: &str) -> Vec<String> {
+    let mut keys: Vec<String> = spec["components"]["schemas"][name]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no schema {name}"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn answers_have_exactly_the_described_fields() {
+    let spec = spec();
+    let api = api().await;
+    let (_, domain) = api.call("PUT", "/v1/domains/a.example", "").await;
+    let (_, list) = api.call("GET", "/v1/domains?limit=1", "").await;
+    let (_, summary) = api.call("GET", "/v1/summary", "").await;
+    let (_, error) = api.call("GET", "/v1/domains/b.example", "").await;
+    let schema = |name: &str| serde_json::json!({"$ref": format!("#/components/schemas/{name}")});
+    for (name, value) in [
+        ("Domain", &domain),
+        ("DomainList", &list),
+        ("Summary", &summary),
+        ("ErrorResponse", &error),
+    ] {
+        assert_fields(&spec, &schema(name), value, name);
+    }
+    // Every field a full answer has is described, and the other way round.
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&domain), described_fields(&spec, "Domain"));
+    assert_eq!(keys(&summary), described_fields(&spec, "Summary"));
+    assert_eq!(keys(&list), described_fields(&spec, "DomainList"));
+    assert_eq!(
+        keys(&summary["states"]),
+        described_fields(&spec, "StateCounts")
+    );
+    assert_eq!(
+        keys(&summary["expiring"]),
+        described_fields(&spec, "ExpiringCounts")
+    );
+    assert_eq!(
+        keys(&summary["expiry_weeks"][0]),
+        described_fields(&spec, "ExpiryWeek")
+    );
+}
+
+#[tokio::test]
+async fn the_description_is_served_behind_the_token() {
+    let api = api().await;
+    let (status, body) = api.call("GET", "/v1/openapi.json", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, spec());
+    let (status, _) = api.call_with("GET", "/v1/openapi.json", "", None).await;
+    assert_eq!(status, 401);
+}
