@@ -106,7 +106,7 @@ async fn respond(result: impl Future<Output = Result<Response, ApiError>>) -> Re
 }
 
 /// Path segments arrive percent-encoded (IDNs typed as UTF-8 in a URL).
-fn domain_param(raw: &str) -> Result<DomainName, ApiError> {
+pub(super) fn domain_param(raw: &str) -> Result<DomainName, ApiError> {
     let decoded =
         percent_decode(raw).ok_or(ApiError::InvalidDomain(crate::model::DomainError::Idna))?;
     Ok(DomainName::parse(&decoded)?)
@@ -159,6 +159,7 @@ async fn enable(state: ApiState, name: String, body: Bytes) -> Result<Response, 
     {
         Enabled::Created(domain) => {
             tracing::info!(domain = %name, %key_type, "enabled");
+            state.source.announce_domain(name.as_str());
             state.wake.notify_one();
             Ok(with_status(&Domain::from(domain), StatusCode::CREATED))
         }
@@ -198,6 +199,7 @@ async fn renew(state: ApiState, name: String) -> Result<Response, ApiError> {
         return Err(ApiError::DomainDisabled(name.into_string()));
     }
     tracing::info!(domain = %name, "renewal requested");
+    state.source.announce_domain(name.as_str());
     state.wake.notify_one();
     Ok(with_status(&Domain::from(domain), StatusCode::ACCEPTED))
 }
@@ -220,7 +222,7 @@ async fn certificate(state: ApiState, name: String) -> Result<Response, ApiError
     .into_response())
 }
 
-fn not_found(name: &DomainName) -> ApiError {
+pub(super) fn not_found(name: &DomainName) -> ApiError {
     ApiError::NotFound(format!("{name} is not managed here"))
 }
 

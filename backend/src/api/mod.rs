@@ -9,7 +9,9 @@
 //! | `DELETE /v1/domains/{name}`         | disable: the domain, now `disabled`           |
 //! | `POST /v1/domains/{name}/renew`     | force renewal: the domain, due now            |
 //! | `GET /v1/domains/{name}/certificate`| the chain, PEM (never the key)                |
+//! | `GET /v1/domains/{name}/certificate/details` | [`model::CertificateDetails`] |
 //! | `GET /v1/account`                   | [`model::AccountInfo`]                        |
+//! | `GET /v1/events`                    | server-sent events of domain changes ([`events`]) |
 //! | `GET /v1/summary`                   | [`model::Summary`]                            |
 //! | `GET /v1/openapi.json`              | this table as OpenAPI 3.1 ([`openapi`])       |
 //!
@@ -23,8 +25,10 @@
 //! - [`domains`]: the handlers; [`paging`]: the list's query; [`summary`]: the fleet at a glance.
 
 pub mod auth;
+pub mod certificate;
 pub mod domains;
 pub mod error;
+pub mod events;
 pub mod model;
 pub mod openapi;
 pub mod paging;
@@ -70,6 +74,10 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
             .or(summary::route(state.clone()))
             .unify()
             .or(openapi::route())
+            .unify()
+            .or(certificate::route(state.clone()))
+            .unify()
+            .or(events::route(state.clone()))
             .unify(),
     );
     let healthz = warp::path!("healthz")

@@ -119,6 +119,35 @@ pub struct ExpiryWeek {
     pub count: u64,
 }
 
+/// `GET /v1/domains/{name}/certificate/details` response: the served certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CertificateDetails {
+    pub name: String,
+    /// The DNS names the certificate covers.
+    pub sans: Vec<String>,
+    /// The issuer's distinguished name.
+    pub issuer: String,
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    pub key_type: KeyType,
+    /// The CA's suggested renewal window (ARI), when known; `null` otherwise.
+    #[serde(default)]
+    pub ari_window: Option<AriWindow>,
+}
+
+/// A renewal window suggested by the CA (ACME Renewal Information).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AriWindow {
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
+}
+
 /// `PUT /v1/domains/{name}` body (optional; an empty body takes the defaults).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

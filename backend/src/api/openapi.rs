@@ -8,8 +8,8 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::model::{
-    AccountInfo, Domain, DomainList, EnableRequest, ErrorBody, ErrorResponse, ExpiringCounts,
-    ExpiryWeek, FailureCount, StateCounts, Summary,
+    AccountInfo, AriWindow, CertificateDetails, Domain, DomainList, EnableRequest, ErrorBody,
+    ErrorResponse, ExpiringCounts, ExpiryWeek, FailureCount, StateCounts, Summary,
 };
 use crate::model::{DomainState, KeyType, LastError};
 
@@ -42,11 +42,11 @@ pub fn route() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone 
     ),
     paths(
         list_domains, show_domain, enable_domain, disable_domain, renew_domain,
-        domain_certificate, account, summary, openapi_json, healthz, metrics
+        domain_certificate, certificate_details, account, summary, events, openapi_json, healthz, metrics
     ),
     components(schemas(
         Domain, DomainList, DomainState, KeyType, LastError, EnableRequest, AccountInfo,
-        ErrorResponse, ErrorBody, Summary, StateCounts, ExpiringCounts, FailureCount, ExpiryWeek
+        ErrorResponse, ErrorBody, CertificateDetails, AriWindow, Summary, StateCounts, ExpiringCounts, FailureCount, ExpiryWeek
     )),
     modifiers(&BearerToken),
     security(("bearer" = []))
@@ -161,6 +161,18 @@ fn renew_domain() {}
 #[allow(dead_code)]
 fn domain_certificate() {}
 
+#[utoipa::path(get, path = "/v1/domains/{name}/certificate/details", params(NameParam), responses(
+    (status = 200, description = "What the served certificate says", body = CertificateDetails),
+    (status = 400, description = "invalid_domain, wildcard_not_supported, ip_not_supported", body = ErrorResponse),
+    (status = 401, description = "unauthorized", body = ErrorResponse),
+    (status = 404, description = "not_found", body = ErrorResponse),
+    (status = 409, description = "not_issued", body = ErrorResponse),
+    (status = 500, description = "internal: the stored certificate cannot be read", body = ErrorResponse),
+    (status = 503, description = "unavailable", body = ErrorResponse),
+))]
+#[allow(dead_code)]
+fn certificate_details() {}
+
 #[utoipa::path(get, path = "/v1/account", responses(
     (status = 200, description = "The ACME account in use", body = AccountInfo),
     (status = 401, description = "unauthorized", body = ErrorResponse),
@@ -177,6 +189,15 @@ fn account() {}
 ))]
 #[allow(dead_code)]
 fn summary() {}
+
+#[utoipa::path(get, path = "/v1/events", responses(
+    (status = 200, description = "Server-sent events, without end: `event: domain` (data: a \
+        Domain), `event: deleted` (data: {\"name\"}), `event: resync` (fell behind: re-list)",
+        body = String, content_type = "text/event-stream"),
+    (status = 401, description = "unauthorized", body = ErrorResponse),
+))]
+#[allow(dead_code)]
+fn events() {}
 
 #[utoipa::path(get, path = "/v1/openapi.json", responses(
     (status = 200, description = "This description", body = Object),

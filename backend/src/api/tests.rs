@@ -390,6 +390,10 @@ async fn every_route_is_described_and_every_description_is_a_route() {
     let api = api().await;
     api.call("PUT", "/v1/domains/a.example", "").await;
     for (method, path) in spec_routes(&spec) {
+        if path == "/v1/events" {
+            // An endless stream: `events_stream_domain_changes` reads it.
+            continue;
+        }
         let path = path.replace("{name}", "a.example");
         let (status, body) = api.call(&method.to_uppercase(), &path, "").await;
         let unrouted =
@@ -518,5 +522,101 @@ async fn the_description_is_served_behind_the_token() {
     assert_eq!(status, 200);
     assert_eq!(body, spec());
     let (status, _) = api.call_with("GET", "/v1/openapi.json", "", None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn certificate_details_read_the_served_leaf() {
+    let api = api().await;
+    let (status, body) = api
+        .call("GET", "/v1/domains/a.example/certificate/details", "")
+        .await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    api.call("PUT", "/v1/domains/a.example", "").await;
+    let (status, body) = api
+        .call("GET", "/v1/domains/a.example/certificate/details", "")
+        .await;
+    assert_eq!((status, code(&body)), (409, "not_issued"));
+
+    let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(vec![
+        "a.example".to_owned(),
+        "www.a.example".to_owned(),
+    ])
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let store = &api.state.store;
+    let claim = store
+        .claim_due(
+            now + time::Duration::minutes(1),
+            1,
+            "L",
+            now + time::Duration::minutes(5),
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    let issued = crate::store::IssuedCertificate {
+        chain_pem: cert.pem(),
+        key_pem: signing_key.serialize_pem(),
+        not_before: now,
+        not_after: now + time::Duration::days(90),
+        version: "v1".into(),
+    };
+    assert!(
+        store
+            .record_issued(&claim, &issued, now, now)
+            .await
+            .unwrap()
+    );
+    let (status, body) = api
+        .call("GET", "/v1/domains/a.example/certificate/details", "")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let details: super::model::CertificateDetails = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(details.sans, ["a.example", "www.a.example"]);
+    assert_eq!(details.key_type, KeyType::EcdsaP256);
+    assert!(!details.serial.is_empty() && !details.serial.contains(':'));
+    assert!(details.issuer.contains("rcgen"), "{}", details.issuer);
+    assert!(details.not_before < details.not_after);
+    assert_eq!(body["ari_window"], Value::Null);
+    let spec = spec();
+    assert_fields(
+        &spec,
+        &serde_json::json!({"$ref": "#/components/schemas/CertificateDetails"}),
+        &body,
+        "CertificateDetails",
+    );
+}
+
+#[tokio::test]
+async fn events_stream_domain_changes() {
+    let api = api().await;
+    let filter = routes(api.state.clone());
+    let response = warp::test::request()
+        .path("/v1/events")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .filter(&filter)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    api.call("PUT", "/v1/domains/a.example", "").await;
+    let event = |change| super::events::event_for(&api.state, change);
+    let text = event(Ok("a.example".to_owned())).await.to_string();
+    assert!(text.contains("event:domain"), "{text}");
+    assert!(text.contains(r#""state":"pending""#), "{text}");
+    let text = event(Ok("gone.example".to_owned())).await.to_string();
+    assert!(
+        text.contains("event:deleted") && text.contains("gone.example"),
+        "{text}"
+    );
+    let lagged = tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(3);
+    assert!(
+        event(Err(lagged))
+            .await
+            .to_string()
+            .contains("event:resync")
+    );
+    let (status, _) = api.call_with("GET", "/v1/events", "", None).await;
     assert_eq!(status, 401);
 }

@@ -132,6 +132,9 @@ impl Worker {
             Vec::new()
         };
         let took_all_allowed = claims.len() == allowed;
+        for claim in &claims {
+            self.source.announce_domain(&claim.name);
+        }
         for claim in claims {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 break;
@@ -332,6 +335,7 @@ impl Job {
         self.store
             .record_failed(claim, &error.to_last_error(), retry_at, now)
             .await?;
+        self.source.announce_domain(&claim.name);
         Ok(())
     }
 }
