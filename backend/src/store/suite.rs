@@ -929,6 +929,35 @@ async fn postgres_changes_reach_the_other_replicas() {
     follower.stop().await;
 }
 
+/// Every change of a domain's state on one replica reaches the others' domain feed (the admin
+/// API's event stream), not only changes of what is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_domain_changes_reach_the_other_replicas() {
+    let db = temp_database().await;
+    let (a, b) = (pg_store(&db).await, pg_store(&db).await);
+    let follower = Follower::start(b.clone());
+    let mut names = follower.source.subscribe_domains();
+    wait_for_listener(&db).await;
+    a.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    assert_eq!(next_name(&mut names).await, "a.example", "enabled");
+    let claim = claim_one(&*a, NOW, "A").await;
+    assert_eq!(next_name(&mut names).await, "a.example", "claimed");
+    a.record_failed(&claim, &failure(), NOW + secs(60), NOW)
+        .await
+        .unwrap();
+    assert_eq!(next_name(&mut names).await, "a.example", "failed");
+    follower.stop().await;
+}
+
+async fn next_name(names: &mut broadcast::Receiver<String>) -> String {
+    tokio::time::timeout(EVENT_DEADLINE, names.recv())
+        .await
+        .expect("a domain change within the deadline")
+        .unwrap()
+}
+
 /// Changes made while a replica was not listening are announced once it listens again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_listener_catches_up_after_losing_its_connection() {
