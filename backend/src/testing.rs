@@ -20,8 +20,9 @@ use tokio::sync::watch;
 use crate::model::{Domain, DomainState, KeyType, LastError};
 use crate::schedule::Clock;
 use crate::store::{
-    Claim, DomainQuery, Enabled, ExpiryCounts, IssuedCertificate, OpenOrder, OrderLog, Overview,
-    SqliteStore, Store, StoreError, StoredAccount, StoredCertificate, source::StoreSource,
+    Claim, DomainQuery, Enabled, ExpiryCounts, IssuedCertificate, OpenOrder, OrderLog,
+    OrderOutcome, OrderRecord, Overview, SqliteStore, Store, StoreError, StoredAccount,
+    StoredCertificate, source::StoreSource,
 };
 
 /// Where the tests' clocks start: a whole second, like the times the store keeps.
@@ -92,8 +93,23 @@ impl OrderLog for PausedStore {
     async fn open_order(&self, name: &str) -> Result<Option<OpenOrder>, StoreError> {
         held!(self.open_order(name))
     }
-    async fn close_orders(&self, name: &str, now: OffsetDateTime) -> Result<(), StoreError> {
-        held!(self.close_orders(name, now))
+    async fn close_orders(
+        &self,
+        name: &str,
+        outcome: OrderOutcome,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        held!(self.close_orders(name, outcome, now))
+    }
+    async fn mark_resumed(&self, order_url: &str) -> Result<(), StoreError> {
+        held!(self.mark_resumed(order_url))
+    }
+    async fn order_history(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        held!(self.order_history(name, limit))
     }
     async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
         held!(self.orders_since(since))

@@ -10,6 +10,7 @@
 //! | `POST /v1/domains/{name}/renew`     | force renewal: the domain, due now            |
 //! | `GET /v1/domains/{name}/certificate`| the chain, PEM (never the key)                |
 //! | `GET /v1/domains/{name}/certificate/details` | [`model::CertificateDetails`] |
+//! | `GET /v1/domains/{name}/orders`     | [`model::OrderList`] ([`orders`])             |
 //! | `GET /v1/account`                   | [`model::AccountInfo`]                        |
 //! | `GET /v1/events`                    | server-sent events of domain changes ([`events`]) |
 //! | `GET /v1/summary`                   | [`model::Summary`]                            |
@@ -31,6 +32,7 @@ pub mod error;
 pub mod events;
 pub mod model;
 pub mod openapi;
+pub mod orders;
 pub mod paging;
 pub mod summary;
 
@@ -78,6 +80,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
             .or(certificate::route(state.clone()))
             .unify()
             .or(events::route(state.clone()))
+            .unify()
+            .or(orders::route(state.clone()))
             .unify(),
     );
     let healthz = warp::path!("healthz")

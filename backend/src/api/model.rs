@@ -139,6 +139,34 @@ pub struct CertificateDetails {
     pub ari_window: Option<AriWindow>,
 }
 
+/// `GET /v1/domains/{name}/orders` response: newest first, at most 100.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OrderList {
+    pub orders: Vec<OrderEntry>,
+}
+
+/// One order placed with the CA for a domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OrderEntry {
+    /// The order's URL at the CA.
+    pub order_url: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it ended; `null` while open.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub closed_at: Option<OffsetDateTime>,
+    /// `new`, `renewal` (a certificate was stored already), or `unknown` (logged before
+    /// kinds were).
+    pub kind: String,
+    /// Taken up again after the process stopped mid-order (crash, restart, takeover).
+    pub resumed: bool,
+    /// `open`, `issued`, `failed` (the CA declared it invalid), `abandoned`, or `unknown`.
+    pub outcome: String,
+    /// Why it failed (when `outcome` is `failed`), with the CA's problem document.
+    #[serde(default)]
+    pub problem: Option<LastError>,
+}
+
 /// A renewal window suggested by the CA (ACME Renewal Information).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AriWindow {

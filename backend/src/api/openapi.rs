@@ -9,7 +9,8 @@ use warp::{Filter, Rejection, Reply};
 
 use super::model::{
     AccountInfo, AriWindow, CertificateDetails, Domain, DomainList, EnableRequest, ErrorBody,
-    ErrorResponse, ExpiringCounts, ExpiryWeek, FailureCount, StateCounts, Summary,
+    ErrorResponse, ExpiringCounts, ExpiryWeek, FailureCount, OrderEntry, OrderList, StateCounts,
+    Summary,
 };
 use crate::model::{DomainState, KeyType, LastError};
 
@@ -42,11 +43,11 @@ pub fn route() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone 
     ),
     paths(
         list_domains, show_domain, enable_domain, disable_domain, renew_domain,
-        domain_certificate, certificate_details, account, summary, events, openapi_json, healthz, metrics
+        domain_certificate, certificate_details, domain_orders, account, summary, events, openapi_json, healthz, metrics
     ),
     components(schemas(
         Domain, DomainList, DomainState, KeyType, LastError, EnableRequest, AccountInfo,
-        ErrorResponse, ErrorBody, CertificateDetails, AriWindow, Summary, StateCounts, ExpiringCounts, FailureCount, ExpiryWeek
+        ErrorResponse, ErrorBody, OrderList, OrderEntry, CertificateDetails, AriWindow, Summary, StateCounts, ExpiringCounts, FailureCount, ExpiryWeek
     )),
     modifiers(&BearerToken),
     security(("bearer" = []))
@@ -172,6 +173,16 @@ fn domain_certificate() {}
 ))]
 #[allow(dead_code)]
 fn certificate_details() {}
+
+#[utoipa::path(get, path = "/v1/domains/{name}/orders", params(NameParam), responses(
+    (status = 200, description = "The domain's orders, newest first (at most 100)", body = OrderList),
+    (status = 400, description = "invalid_domain, wildcard_not_supported, ip_not_supported", body = ErrorResponse),
+    (status = 401, description = "unauthorized", body = ErrorResponse),
+    (status = 404, description = "not_found", body = ErrorResponse),
+    (status = 503, description = "unavailable", body = ErrorResponse),
+))]
+#[allow(dead_code)]
+fn domain_orders() {}
 
 #[utoipa::path(get, path = "/v1/account", responses(
     (status = 200, description = "The ACME account in use", body = AccountInfo),

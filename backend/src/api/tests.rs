@@ -620,3 +620,46 @@ async fn events_stream_domain_changes() {
     let (status, _) = api.call_with("GET", "/v1/events", "", None).await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn orders_show_the_domain_history() {
+    let api = api().await;
+    let (status, body) = api.call("GET", "/v1/domains/a.example/orders", "").await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    api.call("PUT", "/v1/domains/a.example", "").await;
+    let now = time::OffsetDateTime::now_utc();
+    let store = &api.state.store;
+    store
+        .record_order("a.example", "https://ca.test/order/1", now)
+        .await
+        .unwrap();
+    store
+        .close_orders("a.example", crate::store::OrderOutcome::Failed, now)
+        .await
+        .unwrap();
+    store
+        .record_order("a.example", "https://ca.test/order/2", now)
+        .await
+        .unwrap();
+    let (status, body) = api.call("GET", "/v1/domains/a.example/orders", "").await;
+    assert_eq!(status, 200, "{body}");
+    let list: super::model::OrderList = serde_json::from_value(body.clone()).unwrap();
+    let summary: Vec<(&str, &str, &str)> = list
+        .orders
+        .iter()
+        .map(|o| (o.order_url.as_str(), o.kind.as_str(), o.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("https://ca.test/order/2", "new", "open"),
+            ("https://ca.test/order/1", "new", "failed"),
+        ]
+    );
+    assert_fields(
+        &spec(),
+        &serde_json::json!({"$ref": "#/components/schemas/OrderList"}),
+        &body,
+        "OrderList",
+    );
+}

@@ -54,7 +54,7 @@ use tokio::sync::watch;
 use crate::config::StorageConfig;
 use crate::model::{Domain, DomainState, KeyType, LastError};
 
-pub use orders::{OpenOrder, OrderLog};
+pub use orders::{OpenOrder, OrderLog, OrderOutcome, OrderRecord};
 pub use overview::{DomainQuery, ExpiryCounts, Overview};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

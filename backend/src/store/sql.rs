@@ -368,7 +368,20 @@ where
         .bind(claim.lease.as_str())
         .execute(&self.pool)
         .await?;
-        Ok(DB::rows_affected(&done) == 1)
+        let recorded = DB::rows_affected(&done) == 1;
+        if recorded {
+            // The order's history keeps its last failure: the open order's, or the one the
+            // CA has just declared invalid.
+            sqlx::query(
+                "UPDATE orders SET problem = $1 WHERE name = $2 \
+                 AND (closed_at IS NULL OR (outcome = 'failed' AND problem IS NULL))",
+            )
+            .bind(json.as_str())
+            .bind(claim.name.as_str())
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(recorded)
     }
 
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

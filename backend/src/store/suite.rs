@@ -16,8 +16,8 @@ use tokio::sync::{broadcast, watch};
 use super::engine::Engine;
 use super::source::StoreSource;
 use super::{
-    Claim, DomainQuery, Enabled, IssuedCertificate, OpenOrder, PgStore, SqliteStore, Store,
-    StoredAccount,
+    Claim, DomainQuery, Enabled, IssuedCertificate, OpenOrder, OrderOutcome, PgStore, SqliteStore,
+    Store, StoredAccount,
 };
 use crate::certs::{CertEvent, CertificateSource};
 use crate::model::{DomainState, KeyType, LastError};
@@ -743,7 +743,9 @@ async fn orders_are_resumed_until_closed(s: Arc<dyn Store>) {
         s.open_order("a.example").await.unwrap(),
         open("https://ca/order/3", None)
     );
-    s.close_orders("a.example", NOW + secs(120)).await.unwrap();
+    s.close_orders("a.example", OrderOutcome::Issued, NOW + secs(120))
+        .await
+        .unwrap();
     assert_eq!(
         s.open_order("a.example").await.unwrap(),
         None,
@@ -754,6 +756,61 @@ async fn orders_are_resumed_until_closed(s: Arc<dyn Store>) {
         open("https://ca/order/2", None),
         "other names' orders stay open"
     );
+}
+
+async fn orders_make_a_history(s: Arc<dyn Store>) {
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let claim = claim_one(&*s, NOW, "L1").await;
+    s.record_order("a.example", "https://ca/order/1", NOW)
+        .await
+        .unwrap();
+    assert!(
+        s.record_failed(&claim, &failure(), NOW + secs(60), NOW)
+            .await
+            .unwrap()
+    );
+    let claim = claim_one(&*s, NOW + secs(60), "L2").await;
+    s.mark_resumed("https://ca/order/1").await.unwrap();
+    s.close_orders("a.example", OrderOutcome::Issued, NOW + secs(60))
+        .await
+        .unwrap();
+    assert!(
+        s.record_issued(&claim, &cert("01"), NOW + secs(90), NOW + secs(60))
+            .await
+            .unwrap()
+    );
+    s.record_order("a.example", "https://ca/order/2", NOW + secs(120))
+        .await
+        .unwrap();
+    s.record_order("b.example", "https://ca/order/3", NOW)
+        .await
+        .unwrap();
+    let history = s.order_history("a.example", 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+    let (renewal, first) = (&history[0], &history[1]);
+    assert_eq!(renewal.order_url, "https://ca/order/2");
+    assert_eq!(
+        (
+            renewal.kind.as_deref(),
+            renewal.outcome.as_deref(),
+            renewal.resumed
+        ),
+        (Some("renewal"), None, false)
+    );
+    assert_eq!(
+        (
+            first.kind.as_deref(),
+            first.outcome.as_deref(),
+            first.resumed
+        ),
+        (Some("new"), Some("issued"), true)
+    );
+    assert_eq!(first.closed_at, Some(NOW + secs(60)));
+    let problem: LastError = serde_json::from_str(first.problem.as_deref().unwrap()).unwrap();
+    assert_eq!(problem, failure());
+    assert_eq!(s.order_history("a.example", 1).await.unwrap().len(), 1);
 }
 
 async fn orders_count_against_the_budget_once_each(s: Arc<dyn Store>) {
@@ -767,7 +824,9 @@ async fn orders_count_against_the_budget_once_each(s: Arc<dyn Store>) {
     s.record_order("a.example", "https://ca/order/1", NOW + secs(90))
         .await
         .unwrap();
-    s.close_orders("a.example", NOW + secs(120)).await.unwrap();
+    s.close_orders("a.example", OrderOutcome::Issued, NOW + secs(120))
+        .await
+        .unwrap();
     assert_eq!(
         s.orders_since(NOW).await.unwrap(),
         2,
@@ -834,6 +893,7 @@ suite! {
         renewal_advances_only_earlier_for_the_same_issued_certificate,
         orders_are_resumed_until_closed,
         orders_count_against_the_budget_once_each,
+        orders_make_a_history,
     ],
     engines: [release_in_flight_takes_back_only_expired_leases],
 }
