@@ -87,13 +87,27 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    healthz
+    let all = healthz
         .or(metrics(state))
         .unify()
         .or(v1)
         .unify()
         .recover(error::recover)
-        .unify()
+        .unify();
+    warp::path::full().and(all).map(with_allow)
+}
+
+/// A 405 says which methods the path has (`Allow`, RFC 9110).
+fn with_allow(path: warp::path::FullPath, mut response: Response) -> Response {
+    if response.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = openapi::allowed_methods(path.as_str())
+        && let Ok(value) = warp::http::HeaderValue::from_str(&allow)
+    {
+        response
+            .headers_mut()
+            .insert(warp::http::header::ALLOW, value);
+    }
+    response
 }
 
 /// Passes only with the right bearer token.

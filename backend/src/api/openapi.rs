@@ -66,14 +66,44 @@ impl Modify for BearerToken {
     }
 }
 
-/// A domain name (path segment): lower or upper case, trailing dot allowed, internationalised
-/// names in UTF-8 (percent-encoded) or `xn--` form; no wildcards, no IP addresses.
+/// A domain name (path segment): at least two labels, lower or upper case, a trailing dot
+/// allowed; internationalised names in their `xn--` form (UTF-8 is accepted too); no
+/// wildcards, no IP addresses.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
 struct NameParam {
-    #[param(min_length = 1, max_length = 253)]
+    #[param(
+        min_length = 3,
+        max_length = 253,
+        pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$"
+    )]
     name: String,
+}
+
+/// `Allow` for a 405 on `path`: the methods the description lists for it.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    let doc = document();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    doc.paths.paths.iter().find_map(|(template, item)| {
+        let parts: Vec<&str> = template.split('/').collect();
+        let matches = parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(&segments)
+                .all(|(t, s)| t.starts_with('{') || t == s);
+        if !matches {
+            return None;
+        }
+        let value = serde_json::to_value(item).ok()?;
+        let methods: Vec<String> = value
+            .as_object()?
+            .keys()
+            .filter(|k| ["get", "put", "post", "delete", "patch"].contains(&k.as_str()))
+            .map(|k| k.to_uppercase())
+            .collect();
+        Some(methods.join(", "))
+    })
 }
 
 /// `GET /v1/domains` query.
@@ -90,7 +120,7 @@ struct ListParams {
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// The `next` cursor of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]+$")]
+    #[param(max_length = 253)]
     after: Option<String>,
 }
 

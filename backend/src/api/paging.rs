@@ -1,13 +1,10 @@
 //! `GET /v1/domains` query parameters: keyset pages by name (`limit`, `after`), a substring
 //! of the name (`q`) and a state (`state`).
 //!
-//! The cursor is the last name of the page, base64url-encoded (opaque to clients, and free
-//! of characters a query string would need to escape).
+//! The cursor is the last name of the page (opaque to clients; names need no escaping in a
+//! query string). Any text is a valid cursor: the page holds the names sorting after it.
 
 use std::collections::HashMap;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::error::ApiError;
 use super::model::DomainState;
@@ -112,17 +109,16 @@ fn parse_contains(value: &str) -> Result<Option<String>, ApiError> {
 }
 
 pub fn encode_cursor(name: &str) -> String {
-    URL_SAFE_NO_PAD.encode(name)
+    name.to_owned()
 }
 
 fn decode_cursor(value: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::InvalidQuery("after is not a cursor from a previous page".into());
-    let bytes = URL_SAFE_NO_PAD.decode(value).map_err(|_| bad())?;
-    let name = String::from_utf8(bytes).map_err(|_| bad())?;
-    if name.is_empty() || name.len() > MAX_QUERY_LEN {
-        return Err(bad());
+    if value.len() > MAX_QUERY_LEN {
+        return Err(ApiError::InvalidQuery(format!(
+            "after is at most {MAX_QUERY_LEN} characters"
+        )));
     }
-    Ok(name)
+    Ok(value.to_owned())
 }
 
 #[cfg(test)]
@@ -153,9 +149,7 @@ mod tests {
             parse(&[("after", &c)]).unwrap().after.as_deref(),
             Some("a.example")
         );
-        for bad in ["%%%", "!", ""] {
-            assert!(parse(&[("after", bad)]).is_err(), "{bad:?}");
-        }
+        assert!(parse(&[("after", &"a".repeat(254))]).is_err());
     }
 
     #[test]
