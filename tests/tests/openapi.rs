@@ -78,6 +78,9 @@ async fn schemathesis(backend: &Backend, config: &Path, spec: &Path) -> Result<(
         .arg(spec)
         .args(["--url", &backend.admin_url()])
         .args(["--checks", "all"])
+        // DELETE disables a domain, which stays readable (state `disabled`): by design, not a
+        // resource that should be gone.
+        .args(["--exclude-checks", "use_after_free"])
         // An endless event stream: every request to it would time out (its own tests read it).
         .args(["--exclude-path", "/v1/events"])
         .args(["--max-examples", MAX_EXAMPLES])

@@ -171,7 +171,10 @@ fn parse_enable(body: &[u8]) -> Result<EnableRequest, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(EnableRequest::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    // `null` is no preference, like an empty body.
+    serde_json::from_slice::<Option<EnableRequest>>(body)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 
 async fn disable(state: ApiState, name: String) -> Result<Response, ApiError> {
