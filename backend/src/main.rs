@@ -44,6 +44,9 @@ enum Command {
     Domains(cli::CliArgs),
     /// Print an Envoy bootstrap for one proxy (YAML; `--json` for JSON).
     EnvoyConfig(Box<cli::envoy_config::EnvoyConfigArgs>),
+    /// Print the admin API's OpenAPI 3.1 description (JSON), as `GET /v1/openapi.json`
+    /// serves it.
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,10 @@ fn main() -> ExitCode {
                 ExitCode::from(e.exit_code())
             }
         },
+        Command::Openapi => {
+            println!("{}", acme_edge::api::openapi::json());
+            ExitCode::SUCCESS
+        }
         Command::Domains(cli_args) => runtime.block_on(cli::run(cli_args)).unwrap_or_else(|e| {
             eprintln!("acme-edge: {e:#}");
             ExitCode::FAILURE

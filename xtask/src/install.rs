@@ -28,6 +28,8 @@ const WRK_BIN: &str = "/usr/bin/wrk";
 const SYSTEMD_ANALYZE_BIN: &str = "/usr/bin/systemd-analyze";
 /// Builds the container image in the deployment tests (`podman build`).
 const PODMAN_BIN: &str = "/usr/bin/podman";
+/// Property-based tests of the admin API against its OpenAPI description (tests/openapi.rs).
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
 const POSTGRES_ADDR: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 5432);
 const POSTGRES_CONF_DIR: &str = "/etc/postgresql";
 /// The tests' connection: local server, trust authentication, as user `postgres`.
@@ -57,6 +59,8 @@ pub enum Tool {
     Nextest,
     /// PostgreSQL on 127.0.0.1:5432 with a `test` database.
     Postgres,
+    /// Schemathesis (PyPI), which checks the admin API against its OpenAPI description.
+    Schemathesis,
 }
 
 /// `cargo xtask build` and `cargo xtask lint`.
@@ -78,6 +82,7 @@ pub const TEST: &[Tool] = &[
     Tool::Podman,
     Tool::Nextest,
     Tool::Postgres,
+    Tool::Schemathesis,
 ];
 
 /// The tasks `cargo xtask install --for` knows.
@@ -140,6 +145,7 @@ impl Machine {
             Tool::Podman => self.apt_tool("podman", &[PODMAN_BIN], "podman"),
             Tool::Nextest => self.nextest(),
             Tool::Postgres => self.postgres(),
+            Tool::Schemathesis => self.schemathesis(),
         }
     }
 
@@ -205,6 +211,31 @@ impl Machine {
                 paths::ENVOY_ENV
             )),
         }
+    }
+
+    /// Schemathesis, from PyPI at a pinned version (the admin API's OpenAPI test).
+    fn schemathesis(&mut self) {
+        let installed = Cmd::new("schemathesis")
+            .arg("--version")
+            .probe()
+            .is_some_and(|v| v.contains(SCHEMATHESIS_VERSION));
+        if installed {
+            ok(&format!("schemathesis {SCHEMATHESIS_VERSION}"));
+            return;
+        }
+        let mut pip = Cmd::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--no-input",
+                "--disable-pip-version-check",
+            ])
+            .arg(format!("schemathesis=={SCHEMATHESIS_VERSION}"));
+        if python_is_externally_managed() {
+            pip = pip.arg("--break-system-packages");
+        }
+        self.try_run(pip);
     }
 
     /// The Envoy binary, if it is the right version.

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::{AcmeError, keys};
 use crate::model::KeyType;
-use crate::store::{IssuedCertificate, OpenOrder, Store};
+use crate::store::{IssuedCertificate, OpenOrder, OrderOutcome, Store};
 
 /// Total time the CA may take to validate, and then to sign. Pebble answers in seconds and
 /// Let's Encrypt in well under a minute; five minutes means something is stuck, and the
@@ -66,7 +66,11 @@ pub async fn issue(
     let result = complete(&mut order, store, request, key_pem).await;
     if matches!(result, Err(AcmeError::OrderInvalid { .. })) {
         store
-            .close_orders(request.name, OffsetDateTime::now_utc())
+            .close_orders(
+                request.name,
+                OrderOutcome::Failed,
+                OffsetDateTime::now_utc(),
+            )
             .await?;
     }
     result
@@ -150,6 +154,7 @@ async fn resume(
         return abandon(store, request.name, &order_url, why).await;
     }
     tracing::info!(domain = %request.name, order = %order_url, status = ?order.state().status, "resuming the open order");
+    store.mark_resumed(&order_url).await?;
     Ok(Some((order, key_pem)))
 }
 
@@ -167,7 +172,9 @@ async fn abandon<T>(
     why: &str,
 ) -> Result<Option<T>, AcmeError> {
     tracing::info!(domain = %name, order = %order_url, why, "open order no longer usable; placing a new one");
-    store.close_orders(name, OffsetDateTime::now_utc()).await?;
+    store
+        .close_orders(name, OrderOutcome::Abandoned, OffsetDateTime::now_utc())
+        .await?;
     Ok(None)
 }
 

@@ -3,14 +3,19 @@
 //!
 //! | method and path                     | answer                                        |
 //! |-------------------------------------|-----------------------------------------------|
-//! | `GET /v1/domains?state=S`           | [`model::DomainList`]                         |
+//! | `GET /v1/domains?state=&q=&limit=&after=` | [`model::DomainList`], a page ([`paging`]) |
 //! | `GET /v1/domains/{name}`            | [`model::Domain`]                             |
 //! | `PUT /v1/domains/{name}`            | enable: 201 when new, 200 when already there  |
 //! | `DELETE /v1/domains/{name}`         | disable: the domain, now `disabled`           |
 //! | `POST /v1/domains/{name}/renew`     | force renewal: the domain, due now            |
 //! | `GET /v1/domains/{name}/certificate`| the chain, PEM (never the key)                |
+//! | `GET /v1/domains/{name}/certificate/details` | [`model::CertificateDetails`] |
+//! | `GET /v1/domains/{name}/orders`     | [`model::OrderList`] ([`orders`])             |
 //! | `GET /v1/account`                   | [`model::AccountInfo`]                        |
 //! | `GET /v1/ca`                        | [`model::CaStatus`]: issuance paused or not   |
+//! | `GET /v1/events`                    | server-sent events of domain changes ([`events`]) |
+//! | `GET /v1/summary`                   | [`model::Summary`]                            |
+//! | `GET /v1/openapi.json`              | this table as OpenAPI 3.1 ([`openapi`])       |
 //!
 //! Errors are `{"error": {"code", "message"}}`, mapped in [`error`].
 //!
@@ -19,16 +24,22 @@
 //! - [`model`]: the JSON types (shared with the CLI).
 //! - [`auth`]: the bearer token.
 //! - [`error`]: error codes and statuses, in one place.
-//! - [`domains`]: the handlers.
+//! - [`domains`]: the handlers; [`paging`]: the list's query; [`summary`]: the fleet at a glance.
 //! - [`ready`]: `/readyz`, from the components' readiness checks.
 
 pub mod auth;
 pub mod ca;
+pub mod certificate;
 pub mod domains;
 pub mod error;
+pub mod events;
 pub mod gauges;
 pub mod model;
+pub mod openapi;
+pub mod orders;
+pub mod paging;
 pub mod ready;
+pub mod summary;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -71,18 +82,42 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
             .or(account(state.clone()))
             .unify()
             .or(ca::routes(state.ca_health.clone()))
+            .unify()
+            .or(summary::route(state.clone()))
+            .unify()
+            .or(openapi::route())
+            .unify()
+            .or(certificate::route(state.clone()))
+            .unify()
+            .or(events::route(state.clone()))
+            .unify()
+            .or(orders::route(state.clone()))
             .unify(),
     );
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    healthz
+    let all = healthz
         .or(metrics(state))
         .unify()
         .or(v1)
         .unify()
         .recover(error::recover)
-        .unify()
+        .unify();
+    warp::path::full().and(all).map(with_allow)
+}
+
+/// A 405 says which methods the path has (`Allow`, RFC 9110).
+fn with_allow(path: warp::path::FullPath, mut response: Response) -> Response {
+    if response.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = openapi::allowed_methods(path.as_str())
+        && let Ok(value) = warp::http::HeaderValue::from_str(&allow)
+    {
+        response
+            .headers_mut()
+            .insert(warp::http::header::ALLOW, value);
+    }
+    response
 }
 
 /// Passes only with the right bearer token.
