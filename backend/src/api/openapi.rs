@@ -8,11 +8,11 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::model::{
-    AccountInfo, AriWindow, CaStatus, CertificateDetails, Domain, DomainList, EnableRequest, ErrorBody,
-    ErrorResponse, ExpiringCounts, ExpiryWeek, FailureCount, OrderEntry, OrderList, StateCounts,
-    Summary,
+    AccountInfo, AriWindow, CaStatus, CertificateDetails, Domain, DomainList, EnableRequest,
+    ErrorBody, ErrorResponse, ExpiringCounts, ExpiryWeek, FailureCount, OrderEntry, OrderList,
+    StateCounts, Summary,
 };
-use crate::model::{DomainState, KeyType, LastError};
+use crate::model::{DomainState, FailureClass, KeyType, LastError};
 
 /// The description, as served.
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -46,7 +46,7 @@ pub fn route() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone 
         domain_certificate, certificate_details, domain_orders, account, ca, summary, events, openapi_json, healthz, metrics
     ),
     components(schemas(
-        Domain, DomainList, DomainState, KeyType, LastError, EnableRequest, AccountInfo, CaStatus,
+        Domain, DomainList, DomainState, KeyType, LastError, FailureClass, EnableRequest, AccountInfo, CaStatus,
         ErrorResponse, ErrorBody, OrderList, OrderEntry, CertificateDetails, AriWindow, Summary, StateCounts, ExpiringCounts, FailureCount, ExpiryWeek
     )),
     modifiers(&BearerToken),

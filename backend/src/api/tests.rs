@@ -356,6 +356,9 @@ fn the_earliest_expiry_is_left_out_when_nothing_is_served() {
         "# TYPE acme_edge_earliest_expiry_seconds_other gauge\n\
          acme_edge_earliest_expiry_seconds_other 1\n\
          acme_edge_domains{state=\"issued\"} 0\n"
+    );
+}
+
 // ---- the OpenAPI description against the routes and the bodies they answer
 
 /// `(method, path)` of every route in the table at the top of `api/mod.rs`.
@@ -366,7 +369,7 @@ fn documented_routes() -> Vec<(String, String)> {
             let cell = line.strip_prefix("//! | `")?;
             let (route, _) = cell.split_once('`')?;
             let (method, path) = route.split_once(' ')?;
-            let path = path.split('?').next()?.replace("{name}", "{name}");
+            let path = path.split('?').next()?.to_owned();
             Some((method.to_lowercase(), path))
         })
         .collect()

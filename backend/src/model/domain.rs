@@ -27,7 +27,9 @@ pub struct LastError {
 }
 
 /// Whose failure an attempt was, which decides when it is tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     /// The CA could not validate the name for a reason at the name's end (DNS, a refused
