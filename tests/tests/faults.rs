@@ -509,12 +509,25 @@ async fn bad_few_minutes(tag: &str) -> Result<f64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known failure: all 30 are issued within seconds of the thaw, but the CA issues 31 \
-            certificates, and authorizations are found invalid after the kills"]
+#[ignore = "known intermittent failure: a resumed order's challenge is told ready \
+            twice, the second validation fails after the first one's certificate was issued, \
+            Pebble then reports the issued order invalid and it is replaced (README: \
+            Limitations)"]
 async fn thirty_domains_through_nonce_rejections_kills_and_a_frozen_ca() -> Result<()> {
     // One lucky run proves little: two in a row, each with its own CA and backend.
     for run in ["bad1", "bad2"] {
         bad_few_minutes(run).await?;
     }
     Ok(())
+}
+
+#[test]
+fn reads_the_orders_pebble_issued_from_its_log() {
+    let log = "Pebble 2026/11/29 22:47:44 Order 6Ww is fully authorized. Processing finalization\n\
+               Pebble 2026/11/29 22:47:44 Issued certificate serial 6661651971b4a4d6 for order 6Ww\n\
+               Pebble 2026/11/29 22:48:04 order 6Ww set INVALID by invalid authz 2Mo\n";
+    assert_eq!(
+        pebble_issued_orders(log),
+        vec![("6Ww".to_owned(), "6661651971b4a4d6".to_owned())]
+    );
 }
