@@ -100,6 +100,22 @@ impl Database {
             .collect()
     }
 
+    /// Every logged order: its URL, domain, and whether its CSR was (about to be) sent.
+    async fn order_log(&self) -> Result<Vec<(String, String, bool)>> {
+        let rows = sqlx::query("SELECT order_url, name, key_made FROM orders ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("order_url")?,
+                    r.try_get("name")?,
+                    r.try_get("key_made")?,
+                ))
+            })
+            .collect()
+    }
+
     async fn orders(&self) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM orders")
             .fetch_one(&self.pool)
@@ -304,6 +320,67 @@ fn pebble_counts(stack: &Stack) -> (usize, usize) {
     (issued, invalid)
 }
 
+/// The order id of each certificate Pebble issued (its "Issued certificate serial S for
+/// order ID" lines), in issuance order, with the serial.
+fn pebble_issued_orders(pebble_log: &str) -> Vec<(String, String)> {
+    pebble_log
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("Issued certificate serial ")? + 26..];
+            let (serial, order) = rest.split_once(" for order ")?;
+            Some((order.trim().to_owned(), serial.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// When the CA issued more certificates than there are names: which domain got more than
+/// one, through which orders (as the backend logged them, or not logged at all), with every
+/// line of Pebble's log naming those orders and every backend line naming the domain (the
+/// backend's log holds all its processes, the killed ones included).
+async fn extra_certificates(stack: &Stack) -> Result<String> {
+    let db = Database::open(stack.backend.dir()).await?;
+    let logged = db.order_log().await?;
+    let pebble_log = stack.pebble.log();
+    let mut by_name: BTreeMap<String, Vec<(String, String, bool)>> = BTreeMap::new();
+    for (order_id, serial) in pebble_issued_orders(&pebble_log) {
+        let entry = logged
+            .iter()
+            .find(|(url, _, _)| url.rsplit('/').next() == Some(order_id.as_str()));
+        let (name, key_made) = match entry {
+            Some((_, name, key_made)) => (name.clone(), *key_made),
+            None => ("<order not in the backend's order log>".to_owned(), false),
+        };
+        by_name
+            .entry(name)
+            .or_default()
+            .push((order_id, serial, key_made));
+    }
+    let backend_log = stack.backend.log();
+    let mut report = String::new();
+    for (name, issued) in by_name.iter().filter(|(_, v)| v.len() > 1) {
+        report += &format!("{name}: {} certificates: {issued:?}\n", issued.len());
+        report += "--- Pebble's lines for these orders ---\n";
+        for line in pebble_log.lines() {
+            if issued
+                .iter()
+                .any(|(order, _, _)| line.contains(order.as_str()))
+            {
+                report += line;
+                report += "\n";
+            }
+        }
+        report += "--- the backend's lines for this domain (all processes) ---\n";
+        for line in backend_log
+            .lines()
+            .filter(|l| l.contains(name.as_str()) || l.contains("acme-edge serving"))
+        {
+            report += line;
+            report += "\n";
+        }
+    }
+    Ok(report)
+}
+
 /// The backend SIGKILLed again and again while the CA validates (Pebble's validation sleep
 /// on): the stopped worker's tokens stay answered and the resumed orders neither post a
 /// challenge twice nor give up an order the CA is validating, so the CA never finds an
@@ -419,10 +496,9 @@ async fn bad_few_minutes(tag: &str) -> Result<f64> {
     let (certificates, invalid) = pebble_counts(&stack);
     if certificates != names.len() {
         bail!(
-            "{tag}: the CA issued {certificates} certificates for {} names\n{}\n{}",
+            "{tag}: the CA issued {certificates} certificates for {} names\n{}",
             names.len(),
-            stack.pebble.log(),
-            stack.logs()
+            extra_certificates(&stack).await?
         );
     }
     eprintln!(
@@ -433,12 +509,25 @@ async fn bad_few_minutes(tag: &str) -> Result<f64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known failure: all 30 are issued within seconds of the thaw, but the CA issues 31 \
-            certificates, and authorizations are found invalid after the kills"]
+#[ignore = "known intermittent failure: a resumed order's challenge is told ready \
+            twice, the second validation fails after the first one's certificate was issued, \
+            Pebble then reports the issued order invalid and it is replaced (README: \
+            Limitations)"]
 async fn thirty_domains_through_nonce_rejections_kills_and_a_frozen_ca() -> Result<()> {
     // One lucky run proves little: two in a row, each with its own CA and backend.
     for run in ["bad1", "bad2"] {
         bad_few_minutes(run).await?;
     }
     Ok(())
+}
+
+#[test]
+fn reads_the_orders_pebble_issued_from_its_log() {
+    let log = "Pebble 2026/11/29 22:47:44 Order 6Ww is fully authorized. Processing finalization\n\
+               Pebble 2026/11/29 22:47:44 Issued certificate serial 6661651971b4a4d6 for order 6Ww\n\
+               Pebble 2026/11/29 22:48:04 order 6Ww set INVALID by invalid authz 2Mo\n";
+    assert_eq!(
+        pebble_issued_orders(log),
+        vec![("6Ww".to_owned(), "6661651971b4a4d6".to_owned())]
+    );
 }
