@@ -46,6 +46,8 @@ pub enum ServiceError {
     Metrics(#[from] MetricsError),
     #[error("admin API: {0}")]
     AdminTls(#[from] listener::TlsError),
+    #[error("{0}")]
+    Console(#[from] crate::api::console::ConsoleError),
     #[error("SDS socket: {0}")]
     SdsSocket(#[from] SocketError),
     #[error("listening on {addr} ({what}): {source}")]
@@ -65,6 +67,7 @@ pub struct Bound {
     challenge: TcpListener,
     sds: SdsListener,
     admin_tls: Option<Arc<rustls::ServerConfig>>,
+    console: Option<crate::api::console::Assets>,
 }
 
 /// Bind and serve until `shutdown` completes.
@@ -100,6 +103,7 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
              request travel in plain text; keep it on loopback or behind a TLS proxy"
         );
     }
+    let console = crate::api::console::Assets::load(&config.admin.console_dir)?;
     let admin = listen("admin API", config.admin.listen).await?;
     let challenge = listen("challenge lookup", config.challenge.listen).await?;
     let sds = bind_sds(&config.sds).await?;
@@ -111,6 +115,7 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
         challenge,
         sds,
         admin_tls,
+        console,
     })
 }
 
@@ -206,6 +211,7 @@ impl Bound {
             directory_url: self.config.acme.directory_url.to_string(),
             metrics,
             metrics_require_token: self.config.admin.metrics_require_token,
+            console: self.console.clone(),
         };
         let ca: Arc<dyn CertificateAuthority> =
             Arc::new(Issuer::new(&self.config.acme, self.store.clone()));

@@ -10,6 +10,7 @@
 //! | `POST /v1/domains/{name}/renew`     | force renewal: the domain, due now            |
 //! | `GET /v1/domains/{name}/certificate`| the chain, PEM (never the key)                |
 //! | `GET /v1/account`                   | [`model::AccountInfo`]                        |
+//! | `GET /console/`                     | the web console's files ([`console`]), no token |
 //!
 //! Errors are `{"error": {"code", "message"}}`, mapped in [`error`].
 //!
@@ -19,8 +20,10 @@
 //! - [`auth`]: the bearer token.
 //! - [`error`]: error codes and statuses, in one place.
 //! - [`domains`]: the handlers.
+//! - [`console`]: the web console's files.
 
 pub mod auth;
+pub mod console;
 pub mod domains;
 pub mod error;
 pub mod model;
@@ -54,6 +57,8 @@ pub struct ApiState {
     pub directory_url: String,
     pub metrics: Option<PrometheusHandle>,
     pub metrics_require_token: bool,
+    /// The web console's files, when installed.
+    pub console: Option<console::Assets>,
 }
 
 /// All routes, errors recovered into the JSON shape.
@@ -66,7 +71,10 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    let console = console::routes(state.console.clone());
     healthz
+        .or(console)
+        .unify()
         .or(metrics(state))
         .unify()
         .or(v1)

@@ -30,6 +30,7 @@ async fn api() -> Api {
         directory_url: "https://ca.test/dir".into(),
         metrics: crate::metrics::install().ok(),
         metrics_require_token: false,
+        console: None,
     };
     Api { _dir: dir, state }
 }
