@@ -239,28 +239,29 @@ fn listen() {
     let doc = dom::document();
     on(&window, "hashchange", |_| render());
     on(&doc, "click", |e| {
-        if let Some((target, action)) = acting(&e) {
+        if let Some((target, action)) = acting(&e, "button[data-action], a[data-action]") {
             e.prevent_default();
             views::click(&action, &target);
         }
     });
     on(&doc, "submit", |e| {
         e.prevent_default();
-        if let Some((target, action)) = acting(&e) {
+        if let Some((target, action)) = acting(&e, "form[data-action]") {
             views::submit(&action, &target);
         }
     });
     on(&doc, "change", |e| {
-        if let Some((target, action)) = acting(&e) {
+        if let Some((target, action)) = acting(&e, "select[data-action]") {
             views::change(&action, &target);
         }
     });
 }
 
-/// The element with `data-action` the event happened in, and its action.
-fn acting(e: &Event) -> Option<(Element, String)> {
+/// The element matching `selector` (one with `data-action`) the event happened in, and its
+/// action.
+fn acting(e: &Event, selector: &str) -> Option<(Element, String)> {
     let target = e.target()?.dyn_into::<Element>().ok()?;
-    let acting = target.closest("[data-action]").ok()??;
+    let acting = target.closest(selector).ok()??;
     let action = acting.get_attribute("data-action")?;
     Some((acting, action))
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask build`: the wasm filter and the backend binary, the two things the end-to-end
+//! `cargo xtask build`: the wasm filter, the backend binary and its web console, the two things the end-to-end
 //! tests and the demo run.
 
 use std::path::PathBuf;
@@ -66,8 +66,11 @@ pub fn build() -> Result<Artifacts> {
     Cmd::cargo()
         .args(["build", "-p", "acme-edge", "--bin", "acme-edge"])
         .run()?;
+    crate::console::check_wasm_bindgen_cli()?;
+    let console = crate::console::build()?;
     let artifacts = locate()?;
     println!("xtask: filter  {}", artifacts.filter_wasm.display());
+    println!("xtask: console {}", console.display());
     println!("xtask: backend {}", artifacts.backend_bin.display());
     println!("xtask: envoy   {}", artifacts.envoy.display());
     Ok(artifacts)

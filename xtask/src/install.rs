@@ -21,6 +21,9 @@ pub const WASM_TARGET: &str = "wasm32-wasip1";
 const PEBBLE_BIN: &str = "/usr/bin/pebble";
 const CHALLTESTSRV_BIN: &str = "/usr/bin/pebble-challtestsrv";
 const WRK_BIN: &str = "/usr/bin/wrk";
+/// The browser the console's tests drive, and its WebDriver.
+const CHROMIUM_BIN: &str = "/usr/bin/chromium";
+const CHROMEDRIVER_BIN: &str = "/usr/bin/chromedriver";
 /// Checks the systemd unit (`systemd-analyze verify`); no running systemd is needed.
 const SYSTEMD_ANALYZE_BIN: &str = "/usr/bin/systemd-analyze";
 const POSTGRES_ADDR: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 5432);
@@ -42,6 +45,9 @@ pub fn run() -> Result<()> {
     machine.apt_tool("systemd", &[SYSTEMD_ANALYZE_BIN], "systemd");
     machine.nextest();
     machine.postgres();
+    machine.console_target();
+    machine.wasm_bindgen_cli();
+    machine.chromium();
     machine.finish()
 }
 
@@ -177,6 +183,48 @@ impl Machine {
             }
         }
         self.try_run(install)
+    }
+
+    /// The web console's Rust target.
+    fn console_target(&mut self) {
+        let target = crate::console::CONSOLE_TARGET;
+        let installed = Cmd::new("rustup")
+            .args(["target", "list", "--installed"])
+            .probe()
+            .is_some_and(|list| list.lines().any(|t| t.trim() == target));
+        if installed {
+            ok(&format!("Rust target {target}"));
+            return;
+        }
+        self.try_run(Cmd::new("rustup").args(["target", "add", target]));
+    }
+
+    /// `wasm-bindgen`, the version of the crate in Cargo.lock (they must match exactly).
+    fn wasm_bindgen_cli(&mut self) {
+        let version = match crate::console::wasm_bindgen_version() {
+            Ok(v) => v,
+            Err(e) => {
+                self.todo.push(format!("# {e:#}"));
+                return;
+            }
+        };
+        if crate::console::wasm_bindgen_cli_matches(&version) {
+            ok(&format!("wasm-bindgen {version}"));
+            return;
+        }
+        self.try_run(Cmd::cargo().args([
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            &version,
+            "--locked",
+        ]));
+    }
+
+    /// Chromium and its WebDriver, for the console's browser tests.
+    fn chromium(&mut self) {
+        self.apt_tool("chromium", &[CHROMIUM_BIN], "chromium");
+        self.apt_tool("chromedriver", &[CHROMEDRIVER_BIN], "chromium-driver");
     }
 
     /// Optional: `cargo xtask test` falls back to `cargo test` without it.

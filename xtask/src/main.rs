@@ -6,6 +6,7 @@
 //!   Pebble, wrk), or says what to run.
 //! - [`build`]: the wasm filter and the backend binary; [`build::Artifacts`] says where they
 //!   are and exports that to the test harness.
+//! - [`console`]: the web console's build (wasm32-unknown-unknown + wasm-bindgen).
 //! - [`lint`]: `cargo fmt --check` and clippy for the host and the wasm target.
 //! - [`test`]: install, lint, build, then the whole suite with bounded parallelism.
 //! - [`bench`]: benchmarks, one subcommand each.
@@ -15,6 +16,7 @@
 
 mod bench;
 mod build;
+mod console;
 mod demo;
 mod fuzz;
 mod install;
