@@ -123,7 +123,10 @@ async fn enable_follow_renew_and_disable() -> Result<()> {
         .wait_text("li[data-state='refused']", |t| t.contains("refused"))
         .await?;
     assert!(refused.contains(bad), "{refused}");
-    assert!(refused.contains("invalid_domain"), "the API's reason: {refused}");
+    assert!(
+        refused.contains("invalid_domain"),
+        "the API's reason: {refused}"
+    );
     // Followed without reloading the page until issued.
     let issued = format!("li[data-name='{good}'][data-state='issued']");
     eventually(ISSUE_DEADLINE, || async {
@@ -138,7 +141,9 @@ async fn enable_follow_renew_and_disable() -> Result<()> {
         .find("section[data-kind='details'][data-state='issued']")
         .await?;
     browser
-        .wait_text("#certificate", |t| t.contains("Serial") || t.contains("Not available"))
+        .wait_text("#certificate", |t| {
+            t.contains("Serial") || t.contains("Not available")
+        })
         .await?;
     browser.screenshot("domain-page").await?;
 
@@ -216,7 +221,9 @@ async fn a_ca_problem_with_markup_is_shown_as_text() -> Result<()> {
     browser
         .goto(&format!("{}#/domains/{name}", console_url(&backend)))
         .await?;
-    let shown = browser.wait_text("#problem", |t| t.contains("<script>")).await?;
+    let shown = browser
+        .wait_text("#problem", |t| t.contains("<script>"))
+        .await?;
     assert!(shown.contains("<img src=x"), "{shown}");
     let page = browser
         .script(

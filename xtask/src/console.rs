@@ -44,7 +44,9 @@ fn locked_version(lock: &str, package: &str) -> Option<String> {
 /// default (`admin.console_dir`).
 pub fn out_dir() -> Result<PathBuf> {
     let bin = tools::backend_bin()?;
-    let dir = bin.parent().context("the backend binary has no directory")?;
+    let dir = bin
+        .parent()
+        .context("the backend binary has no directory")?;
     Ok(dir.join(OUT_NAME))
 }
 
