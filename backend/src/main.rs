@@ -39,6 +39,9 @@ enum Command {
     },
     /// Manage domains through the admin API.
     Domains(cli::CliArgs),
+    /// Print the admin API's OpenAPI 3.1 description (JSON), as `GET /v1/openapi.json`
+    /// serves it.
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,10 @@ fn main() -> ExitCode {
     match args.command {
         Command::Serve { config } => serve(&runtime, &config),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Openapi => {
+            println!("{}", acme_edge::api::openapi::json());
+            ExitCode::SUCCESS
+        }
         Command::Domains(cli_args) => runtime.block_on(cli::run(cli_args)).unwrap_or_else(|e| {
             eprintln!("acme-edge: {e:#}");
             ExitCode::FAILURE

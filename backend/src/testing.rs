@@ -20,8 +20,9 @@ use tokio::sync::watch;
 use crate::model::{Domain, DomainState, KeyType, LastError};
 use crate::schedule::Clock;
 use crate::store::{
-    Claim, Enabled, IssuedCertificate, OpenOrder, OrderLog, SqliteStore, Store, StoreError,
-    StoredAccount, StoredCertificate, source::StoreSource,
+    Claim, DomainQuery, Enabled, ExpiryCounts, IssuedCertificate, OpenOrder, OrderLog,
+    OrderOutcome, OrderRecord, Overview, SqliteStore, Store, StoreError, StoredAccount,
+    StoredCertificate, source::StoreSource,
 };
 
 /// Where the tests' clocks start: a whole second, like the times the store keeps.
@@ -92,11 +93,43 @@ impl OrderLog for PausedStore {
     async fn open_order(&self, name: &str) -> Result<Option<OpenOrder>, StoreError> {
         held!(self.open_order(name))
     }
-    async fn close_orders(&self, name: &str, now: OffsetDateTime) -> Result<(), StoreError> {
-        held!(self.close_orders(name, now))
+    async fn close_orders(
+        &self,
+        name: &str,
+        outcome: OrderOutcome,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        held!(self.close_orders(name, outcome, now))
+    }
+    async fn mark_resumed(&self, order_url: &str) -> Result<(), StoreError> {
+        held!(self.mark_resumed(order_url))
+    }
+    async fn order_history(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        held!(self.order_history(name, limit))
     }
     async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
         held!(self.orders_since(since))
+    }
+}
+
+#[async_trait]
+impl Overview for PausedStore {
+    async fn domain_page(&self, query: &DomainQuery) -> Result<Vec<Domain>, StoreError> {
+        held!(self.domain_page(query))
+    }
+    async fn expiry_by_day(
+        &self,
+        now: OffsetDateTime,
+        days: u32,
+    ) -> Result<ExpiryCounts, StoreError> {
+        held!(self.expiry_by_day(now, days))
+    }
+    async fn failure_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        held!(self.failure_reasons())
     }
 }
 
@@ -139,9 +172,6 @@ impl Store for PausedStore {
     }
     async fn domain(&self, name: &str) -> Result<Option<Domain>, StoreError> {
         held!(self.domain(name))
-    }
-    async fn domains(&self, state: Option<DomainState>) -> Result<Vec<Domain>, StoreError> {
-        held!(self.domains(state))
     }
     async fn claim_due(
         &self,

@@ -381,10 +381,24 @@ impl Backend {
         Ok(body)
     }
 
-    /// `GET /v1/domains`.
+    /// `GET /v1/domains`, every page (1,000 domains a page): `{"domains": [all of them]}`.
     pub async fn domains(&self) -> Result<serde_json::Value> {
-        let url = format!("{}/v1/domains", self.admin_url());
-        self.json(self.client.get(&url), &url).await
+        let mut domains = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{}/v1/domains?limit=1000", self.admin_url());
+            if let Some(cursor) = &after {
+                url.push_str(&format!("&after={cursor}"));
+            }
+            let mut page = self.json(self.client.get(&url), &url).await?;
+            if let Some(items) = page["domains"].as_array_mut() {
+                domains.append(items);
+            }
+            match page["next"].as_str() {
+                Some(next) => after = Some(next.to_owned()),
+                None => return Ok(serde_json::json!({ "domains": domains, "next": null })),
+            }
+        }
     }
 
     /// Poll `GET /v1/domains/{name}` until its `state` is `state`; fail early if it is

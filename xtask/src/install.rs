@@ -26,6 +26,8 @@ const CHROMIUM_BIN: &str = "/usr/bin/chromium";
 const CHROMEDRIVER_BIN: &str = "/usr/bin/chromedriver";
 /// Checks the systemd unit (`systemd-analyze verify`); no running systemd is needed.
 const SYSTEMD_ANALYZE_BIN: &str = "/usr/bin/systemd-analyze";
+/// Property-based tests of the admin API against its OpenAPI description (tests/openapi.rs).
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
 const POSTGRES_ADDR: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 5432);
 const POSTGRES_CONF_DIR: &str = "/etc/postgresql";
 /// The tests' connection: local server, trust authentication, as user `postgres`.
@@ -45,6 +47,7 @@ pub fn run() -> Result<()> {
     machine.apt_tool("systemd", &[SYSTEMD_ANALYZE_BIN], "systemd");
     machine.nextest();
     machine.postgres();
+    machine.schemathesis();
     machine.console_target();
     machine.wasm_bindgen_cli();
     machine.chromium();
@@ -135,6 +138,31 @@ impl Machine {
                 tools::ENVOY_ENV
             )),
         }
+    }
+
+    /// Schemathesis, from PyPI at a pinned version (the admin API's OpenAPI test).
+    fn schemathesis(&mut self) {
+        let installed = Cmd::new("schemathesis")
+            .arg("--version")
+            .probe()
+            .is_some_and(|v| v.contains(SCHEMATHESIS_VERSION));
+        if installed {
+            ok(&format!("schemathesis {SCHEMATHESIS_VERSION}"));
+            return;
+        }
+        let mut pip = Cmd::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--no-input",
+                "--disable-pip-version-check",
+            ])
+            .arg(format!("schemathesis=={SCHEMATHESIS_VERSION}"));
+        if python_is_externally_managed() {
+            pip = pip.arg("--break-system-packages");
+        }
+        self.try_run(pip);
     }
 
     /// The Envoy binary, if it is the right version.

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use super::{AcmeError, CertificateAuthority, Failure, ari, order};
 use crate::schedule::Clock;
-use crate::store::{Claim, IssuedCertificate, Store, StoredCertificate};
+use crate::store::{Claim, IssuedCertificate, OrderOutcome, Store, StoredCertificate};
 
 /// Lifetime of the certificates the fake issues unless a step says otherwise.
 pub const LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -234,7 +234,10 @@ impl FakeCa {
                 }
                 Step::Fail { error, retry_after } => {
                     if matches!(error, AcmeError::OrderInvalid { .. }) {
-                        let _ = self.store.close_orders(name, self.clock.now()).await;
+                        let _ = self
+                            .store
+                            .close_orders(name, OrderOutcome::Failed, self.clock.now())
+                            .await;
                     }
                     return Err(Failure {
                         error,

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::{AcmeError, bounded, keys};
 use crate::model::KeyType;
-use crate::store::{IssuedCertificate, OpenOrder, Store};
+use crate::store::{IssuedCertificate, OpenOrder, OrderOutcome, Store};
 
 /// Total time the CA may take to validate, and then to sign. Pebble answers in seconds and
 /// Let's Encrypt in well under a minute; five minutes means something is stuck, and the
@@ -65,7 +65,11 @@ pub async fn issue(
     let result = complete(&mut order, store, request, key_pem).await;
     if matches!(result, Err(AcmeError::OrderInvalid { .. })) {
         store
-            .close_orders(request.name, OffsetDateTime::now_utc())
+            .close_orders(
+                request.name,
+                OrderOutcome::Failed,
+                OffsetDateTime::now_utc(),
+            )
             .await?;
     }
     result
@@ -144,6 +148,7 @@ async fn resume(
         return abandon(store, request.name, &order_url).await;
     }
     tracing::info!(domain = %request.name, order = %order_url, status = ?order.state().status, "resuming the open order");
+    store.mark_resumed(&order_url).await?;
     Ok(Some((order, key_pem)))
 }
 
@@ -162,7 +167,9 @@ async fn abandon<T>(
     order_url: &str,
 ) -> Result<Option<T>, AcmeError> {
     tracing::info!(domain = %name, order = %order_url, "open order no longer usable; placing a new one");
-    store.close_orders(name, OffsetDateTime::now_utc()).await?;
+    store
+        .close_orders(name, OrderOutcome::Abandoned, OffsetDateTime::now_utc())
+        .await?;
     Ok(None)
 }
 

@@ -106,7 +106,7 @@ async fn respond(result: impl Future<Output = Result<Response, ApiError>>) -> Re
 }
 
 /// Path segments arrive percent-encoded (IDNs typed as UTF-8 in a URL).
-fn domain_param(raw: &str) -> Result<DomainName, ApiError> {
+pub(super) fn domain_param(raw: &str) -> Result<DomainName, ApiError> {
     let decoded =
         percent_decode(raw).ok_or(ApiError::InvalidDomain(crate::model::DomainError::Idna))?;
     Ok(DomainName::parse(&decoded)?)
@@ -130,26 +130,11 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 async fn list(state: ApiState, query: HashMap<String, String>) -> Result<Response, ApiError> {
-    let mut filter = None;
-    for (key, value) in &query {
-        match key.as_str() {
-            "state" => {
-                filter = Some(DomainState::parse(value).ok_or_else(|| {
-                    ApiError::InvalidQuery(format!(
-                        "state must be one of pending, validating, issued, failed, disabled (got {value:?})"
-                    ))
-                })?);
-            }
-            other => {
-                return Err(ApiError::InvalidQuery(format!(
-                    "unknown parameter {other:?}"
-                )));
-            }
-        }
-    }
-    let domains = state.store.domains(filter).await?;
+    let page = super::paging::PageQuery::parse(&query)?;
+    let mut domains = state.store.domain_page(&page.store_query()).await?;
+    let next = page.next_cursor(&mut domains);
     let domains = domains.into_iter().map(Domain::from).collect();
-    Ok(warp::reply::json(&DomainList { domains }).into_response())
+    Ok(warp::reply::json(&DomainList { domains, next }).into_response())
 }
 
 async fn show(state: ApiState, name: String) -> Result<Response, ApiError> {
@@ -174,6 +159,7 @@ async fn enable(state: ApiState, name: String, body: Bytes) -> Result<Response, 
     {
         Enabled::Created(domain) => {
             tracing::info!(domain = %name, %key_type, "enabled");
+            state.source.announce_domain(name.as_str());
             state.wake.notify_one();
             Ok(with_status(&Domain::from(domain), StatusCode::CREATED))
         }
@@ -213,6 +199,7 @@ async fn renew(state: ApiState, name: String) -> Result<Response, ApiError> {
         return Err(ApiError::DomainDisabled(name.into_string()));
     }
     tracing::info!(domain = %name, "renewal requested");
+    state.source.announce_domain(name.as_str());
     state.wake.notify_one();
     Ok(with_status(&Domain::from(domain), StatusCode::ACCEPTED))
 }
@@ -235,7 +222,7 @@ async fn certificate(state: ApiState, name: String) -> Result<Response, ApiError
     .into_response())
 }
 
-fn not_found(name: &DomainName) -> ApiError {
+pub(super) fn not_found(name: &DomainName) -> ApiError {
     ApiError::NotFound(format!("{name} is not managed here"))
 }
 

@@ -3,13 +3,18 @@
 //!
 //! | method and path                     | answer                                        |
 //! |-------------------------------------|-----------------------------------------------|
-//! | `GET /v1/domains?state=S`           | [`model::DomainList`]                         |
+//! | `GET /v1/domains?state=&q=&limit=&after=` | [`model::DomainList`], a page ([`paging`]) |
 //! | `GET /v1/domains/{name}`            | [`model::Domain`]                             |
 //! | `PUT /v1/domains/{name}`            | enable: 201 when new, 200 when already there  |
 //! | `DELETE /v1/domains/{name}`         | disable: the domain, now `disabled`           |
 //! | `POST /v1/domains/{name}/renew`     | force renewal: the domain, due now            |
 //! | `GET /v1/domains/{name}/certificate`| the chain, PEM (never the key)                |
+//! | `GET /v1/domains/{name}/certificate/details` | [`model::CertificateDetails`] |
+//! | `GET /v1/domains/{name}/orders`     | [`model::OrderList`] ([`orders`])             |
 //! | `GET /v1/account`                   | [`model::AccountInfo`]                        |
+//! | `GET /v1/events`                    | server-sent events of domain changes ([`events`]) |
+//! | `GET /v1/summary`                   | [`model::Summary`]                            |
+//! | `GET /v1/openapi.json`              | this table as OpenAPI 3.1 ([`openapi`])       |
 //! | `GET /console/`                     | the web console's files ([`console`]), no token |
 //!
 //! Errors are `{"error": {"code", "message"}}`, mapped in [`error`].
@@ -19,14 +24,20 @@
 //! - [`model`]: the JSON types (shared with the CLI).
 //! - [`auth`]: the bearer token.
 //! - [`error`]: error codes and statuses, in one place.
-//! - [`domains`]: the handlers.
+//! - [`domains`]: the handlers; [`paging`]: the list's query; [`summary`]: the fleet at a glance.
 //! - [`console`]: the web console's files.
 
 pub mod auth;
+pub mod certificate;
 pub mod console;
 pub mod domains;
 pub mod error;
+pub mod events;
 pub mod model;
+pub mod openapi;
+pub mod orders;
+pub mod paging;
+pub mod summary;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -66,6 +77,16 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
     let v1 = warp::path("v1").and(authorized(state.token.clone())).and(
         domains::routes(state.clone())
             .or(account(state.clone()))
+            .unify()
+            .or(summary::route(state.clone()))
+            .unify()
+            .or(openapi::route())
+            .unify()
+            .or(certificate::route(state.clone()))
+            .unify()
+            .or(events::route(state.clone()))
+            .unify()
+            .or(orders::route(state.clone()))
             .unify(),
     );
     let healthz = warp::path!("healthz")

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 pub use crate::model::{DomainState, KeyType, LastError};
 
 /// One managed domain, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Domain {
     /// Normal form: lower case, punycode (`xn--...`) for internationalised names.
     pub name: String,
@@ -54,14 +54,130 @@ impl From<crate::model::Domain> for Domain {
     }
 }
 
-/// `GET /v1/domains` response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `GET /v1/domains` response: one page, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DomainList {
     pub domains: Vec<Domain>,
+    /// Cursor for the next page (`after=`); `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// `GET /v1/summary` response: the fleet at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Summary {
+    #[serde(with = "time::serde::rfc3339")]
+    pub generated_at: OffsetDateTime,
+    /// Domains in every state.
+    pub total: u64,
+    pub states: StateCounts,
+    pub expiring: ExpiringCounts,
+    /// The earliest `not_after` among served certificates; `null` when none is served.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub earliest_expiry: Option<OffsetDateTime>,
+    /// Failed domains by the reason of their last error, largest count first.
+    pub failures: Vec<FailureCount>,
+    /// Served certificates expiring in each of the coming weeks (13 entries, from
+    /// `generated_at`).
+    pub expiry_weeks: Vec<ExpiryWeek>,
+}
+
+/// Domains per state (every state present).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StateCounts {
+    pub pending: u64,
+    pub validating: u64,
+    pub issued: u64,
+    pub failed: u64,
+    pub disabled: u64,
+}
+
+/// Served certificates by expiry; each window starts at `generated_at` (so 14 days
+/// includes 7).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExpiringCounts {
+    pub expired: u64,
+    pub within_7_days: u64,
+    pub within_14_days: u64,
+    pub within_30_days: u64,
+}
+
+/// Failed domains with one `last_error.reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FailureCount {
+    pub reason: String,
+    pub count: u64,
+}
+
+/// Served certificates expiring in `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExpiryWeek {
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
+    pub count: u64,
+}
+
+/// `GET /v1/domains/{name}/certificate/details` response: the served certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CertificateDetails {
+    pub name: String,
+    /// The DNS names the certificate covers.
+    pub sans: Vec<String>,
+    /// The issuer's distinguished name.
+    pub issuer: String,
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    pub key_type: KeyType,
+    /// The CA's suggested renewal window (ARI), when known; `null` otherwise.
+    #[serde(default)]
+    pub ari_window: Option<AriWindow>,
+}
+
+/// `GET /v1/domains/{name}/orders` response: newest first, at most 100.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OrderList {
+    pub orders: Vec<OrderEntry>,
+}
+
+/// One order placed with the CA for a domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OrderEntry {
+    /// The order's URL at the CA.
+    pub order_url: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it ended; `null` while open.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub closed_at: Option<OffsetDateTime>,
+    /// `new`, `renewal` (a certificate was stored already), or `unknown` (logged before
+    /// kinds were).
+    pub kind: String,
+    /// Taken up again after the process stopped mid-order (crash, restart, takeover).
+    pub resumed: bool,
+    /// `open`, `issued`, `failed` (the CA declared it invalid), `abandoned`, or `unknown`.
+    pub outcome: String,
+    /// Why it failed (when `outcome` is `failed`), with the CA's problem document.
+    #[serde(default)]
+    pub problem: Option<LastError>,
+}
+
+/// A renewal window suggested by the CA (ACME Renewal Information).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AriWindow {
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
 }
 
 /// `PUT /v1/domains/{name}` body (optional; an empty body takes the defaults).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnableRequest {
     /// Key type for this domain's certificates; the configured `acme.key_type` when absent.
@@ -70,7 +186,7 @@ pub struct EnableRequest {
 }
 
 /// `GET /v1/account` response: the ACME account this service uses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountInfo {
     /// The CA's directory URL.
     pub directory_url: String,
@@ -81,13 +197,13 @@ pub struct AccountInfo {
 }
 
 /// Every error response: `{"error": {"code": "...", "message": "..."}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorResponse {
     pub error: ErrorBody,
 }
 
 /// The body of an [`ErrorResponse`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable code (`unauthorized`, `invalid_domain`,
     /// `wildcard_not_supported`, `ip_not_supported`, `not_found`, `malformed_json`,

@@ -84,7 +84,75 @@ async fn requires_the_bearer_token() {
     assert_eq!(status, 200);
     let (status, body) = api.call("GET", "/v1/domains", "").await;
     assert_eq!(status, 200);
-    assert_eq!(body, serde_json::json!({"domains": []}));
+    assert_eq!(body, serde_json::json!({"domains": [], "next": null}));
+}
+
+#[tokio::test]
+async fn domains_come_in_pages_by_name() {
+    let api = api().await;
+    for i in (0..7).rev() {
+        let (status, _) = api
+            .call("PUT", &format!("/v1/domains/d{i}.example"), "")
+            .await;
+        assert_eq!(status, 201);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/domains?limit=3".to_owned();
+    loop {
+        let (status, body) = api.call("GET", &path, "").await;
+        assert_eq!(status, 200, "{body}");
+        let page: DomainList = serde_json::from_value(body).unwrap();
+        assert!(page.domains.len() <= 3);
+        seen.extend(page.domains.into_iter().map(|d| d.name));
+        match page.next {
+            Some(next) => path = format!("/v1/domains?limit=3&after={next}"),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..7).map(|i| format!("d{i}.example")).collect();
+    assert_eq!(seen, want);
+    let (_, body) = api.call("GET", "/v1/domains?q=D3&state=pending", "").await;
+    assert_eq!(body["domains"][0]["name"], "d3.example");
+    assert_eq!(body["domains"].as_array().map(Vec::len), Some(1));
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "after=%25",
+        "q=a%25",
+        "q=a_b",
+        "state=x",
+        "page=2",
+    ] {
+        let (status, body) = api.call("GET", &format!("/v1/domains?{bad}"), "").await;
+        assert_eq!((status, code(&body)), (400, "invalid_query"), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn summary_counts_every_state_and_thirteen_weeks() {
+    let api = api().await;
+    for name in ["a.example", "b.example"] {
+        api.call("PUT", &format!("/v1/domains/{name}"), "").await;
+    }
+    api.call("DELETE", "/v1/domains/b.example", "").await;
+    let (status, body) = api.call("GET", "/v1/summary", "").await;
+    assert_eq!(status, 200, "{body}");
+    let summary: super::model::Summary = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(summary.total, 2);
+    assert_eq!(
+        (
+            summary.states.pending,
+            summary.states.disabled,
+            summary.states.issued
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(summary.expiry_weeks.len(), 13);
+    assert_eq!(summary.earliest_expiry, None);
+    assert_eq!(body["earliest_expiry"], Value::Null);
+    assert!(summary.failures.is_empty());
+    let (status, _) = api.call_with("GET", "/v1/summary", "", None).await;
+    assert_eq!(status, 401);
 }
 
 #[tokio::test]
@@ -273,4 +341,326 @@ async fn a_body_without_a_length_is_cut_off_at_the_cap() {
         read_capped(endless, super::MAX_BODY_BYTES).await,
         Err(super::error::ApiError::PayloadTooLarge)
     ));
+}
+
+// ---- the OpenAPI description against the routes and the bodies they answer
+
+/// `(method, path)` of every route in the table at the top of `api/mod.rs`.
+fn documented_routes() -> Vec<(String, String)> {
+    include_str!("mod.rs")
+        .lines()
+        .filter_map(|line| {
+            let cell = line.strip_prefix("//! | `")?;
+            let (route, _) = cell.split_once('`')?;
+            let (method, path) = route.split_once(' ')?;
+            let path = path.split('?').next()?.replace("{name}", "{name}");
+            Some((method.to_lowercase(), path))
+        })
+        .collect()
+}
+
+fn spec() -> Value {
+    serde_json::to_value(super::openapi::document()).unwrap()
+}
+
+fn spec_routes(spec: &Value) -> Vec<(String, String)> {
+    let mut routes = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            routes.push((method.clone(), path.clone()));
+        }
+    }
+    routes
+}
+
+#[tokio::test]
+async fn every_route_is_described_and_every_description_is_a_route() {
+    let spec = spec();
+    assert_eq!(spec["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+    let mut described: Vec<_> = spec_routes(&spec)
+        .into_iter()
+        .filter(|(_, p)| p.starts_with("/v1/"))
+        .collect();
+    let mut table = documented_routes();
+    described.sort();
+    table.sort();
+    assert_eq!(
+        described, table,
+        "the OpenAPI paths and the route table differ"
+    );
+    let api = api().await;
+    api.call("PUT", "/v1/domains/a.example", "").await;
+    for (method, path) in spec_routes(&spec) {
+        if path == "/v1/events" {
+            // An endless stream: `events_stream_domain_changes` reads it.
+            continue;
+        }
+        let path = path.replace("{name}", "a.example");
+        let (status, body) = api.call(&method.to_uppercase(), &path, "").await;
+        let unrouted =
+            status == 405 || (status == 404 && body["error"]["message"] == "no such resource");
+        assert!(
+            !unrouted,
+            "{method} {path} is described but not served: {status} {body}"
+        );
+    }
+}
+
+/// The schema `name` refers to, `$ref`s followed.
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.rsplit('/').next().unwrap();
+            &spec["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+/// Every object in `value` has exactly the properties its schema names.
+fn assert_fields(spec: &Value, schema: &Value, value: &Value, at: &str) {
+    let schema = resolve(spec, schema);
+    if let Some(alternatives) = schema["oneOf"].as_array() {
+        for alt in alternatives {
+            let alt = resolve(spec, alt);
+            if alt["type"] != "null" && !value.is_null() {
+                assert_fields(spec, alt, value, at);
+            }
+        }
+        return;
+    }
+    match value {
+        Value::Object(object) => {
+            let Some(properties) = schema["properties"].as_object() else {
+                return;
+            };
+            let mut want: Vec<&String> = properties.keys().collect();
+            let mut got: Vec<&String> = object.keys().collect();
+            want.sort();
+            got.sort();
+            // Absent-when-empty fields (`skip_serializing_if`) may be missing, never extra.
+            for key in &got {
+                assert!(
+                    want.contains(key),
+                    "{at}.{key} is answered but not described"
+                );
+            }
+            for key in schema["required"].as_array().into_iter().flatten() {
+                let key = key.as_str().unwrap();
+                assert!(
+                    object.contains_key(key),
+                    "{at}.{key} is required but not answered"
+                );
+            }
+            for (key, v) in object {
+                assert_fields(spec, &properties[key.as_str()], v, &format!("{at}.{key}"));
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                assert_fields(spec, &schema["items"], v, &format!("{at}[{i}]"));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn described_fields(spec: &Value, name: &str) -> Vec<String> {
+    let mut keys: Vec<String> = spec["components"]["schemas"][name]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no schema {name}"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn answers_have_exactly_the_described_fields() {
+    let spec = spec();
+    let api = api().await;
+    let (_, domain) = api.call("PUT", "/v1/domains/a.example", "").await;
+    let (_, list) = api.call("GET", "/v1/domains?limit=1", "").await;
+    let (_, summary) = api.call("GET", "/v1/summary", "").await;
+    let (_, error) = api.call("GET", "/v1/domains/b.example", "").await;
+    let schema = |name: &str| serde_json::json!({"$ref": format!("#/components/schemas/{name}")});
+    for (name, value) in [
+        ("Domain", &domain),
+        ("DomainList", &list),
+        ("Summary", &summary),
+        ("ErrorResponse", &error),
+    ] {
+        assert_fields(&spec, &schema(name), value, name);
+    }
+    // Every field a full answer has is described, and the other way round.
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&domain), described_fields(&spec, "Domain"));
+    assert_eq!(keys(&summary), described_fields(&spec, "Summary"));
+    assert_eq!(keys(&list), described_fields(&spec, "DomainList"));
+    assert_eq!(
+        keys(&summary["states"]),
+        described_fields(&spec, "StateCounts")
+    );
+    assert_eq!(
+        keys(&summary["expiring"]),
+        described_fields(&spec, "ExpiringCounts")
+    );
+    assert_eq!(
+        keys(&summary["expiry_weeks"][0]),
+        described_fields(&spec, "ExpiryWeek")
+    );
+}
+
+#[tokio::test]
+async fn the_description_is_served_behind_the_token() {
+    let api = api().await;
+    let (status, body) = api.call("GET", "/v1/openapi.json", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, spec());
+    let (status, _) = api.call_with("GET", "/v1/openapi.json", "", None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn certificate_details_read_the_served_leaf() {
+    let api = api().await;
+    let (status, body) = api
+        .call("GET", "/v1/domains/a.example/certificate/details", "")
+        .await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    api.call("PUT", "/v1/domains/a.example", "").await;
+    let (status, body) = api
+        .call("GET", "/v1/domains/a.example/certificate/details", "")
+        .await;
+    assert_eq!((status, code(&body)), (409, "not_issued"));
+
+    let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(vec![
+        "a.example".to_owned(),
+        "www.a.example".to_owned(),
+    ])
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let store = &api.state.store;
+    let claim = store
+        .claim_due(
+            now + time::Duration::minutes(1),
+            1,
+            "L",
+            now + time::Duration::minutes(5),
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    let issued = crate::store::IssuedCertificate {
+        chain_pem: cert.pem(),
+        key_pem: signing_key.serialize_pem(),
+        not_before: now,
+        not_after: now + time::Duration::days(90),
+        version: "v1".into(),
+    };
+    assert!(
+        store
+            .record_issued(&claim, &issued, now, now)
+            .await
+            .unwrap()
+    );
+    let (status, body) = api
+        .call("GET", "/v1/domains/a.example/certificate/details", "")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let details: super::model::CertificateDetails = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(details.sans, ["a.example", "www.a.example"]);
+    assert_eq!(details.key_type, KeyType::EcdsaP256);
+    assert!(!details.serial.is_empty() && !details.serial.contains(':'));
+    assert!(details.issuer.contains("rcgen"), "{}", details.issuer);
+    assert!(details.not_before < details.not_after);
+    assert_eq!(body["ari_window"], Value::Null);
+    let spec = spec();
+    assert_fields(
+        &spec,
+        &serde_json::json!({"$ref": "#/components/schemas/CertificateDetails"}),
+        &body,
+        "CertificateDetails",
+    );
+}
+
+#[tokio::test]
+async fn events_stream_domain_changes() {
+    let api = api().await;
+    let filter = routes(api.state.clone());
+    let response = warp::test::request()
+        .path("/v1/events")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .filter(&filter)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    api.call("PUT", "/v1/domains/a.example", "").await;
+    let event = |change| super::events::event_for(&api.state, change);
+    let text = event(Ok("a.example".to_owned())).await.to_string();
+    assert!(text.contains("event:domain"), "{text}");
+    assert!(text.contains(r#""state":"pending""#), "{text}");
+    let text = event(Ok("gone.example".to_owned())).await.to_string();
+    assert!(
+        text.contains("event:deleted") && text.contains("gone.example"),
+        "{text}"
+    );
+    let lagged = tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(3);
+    assert!(
+        event(Err(lagged))
+            .await
+            .to_string()
+            .contains("event:resync")
+    );
+    let (status, _) = api.call_with("GET", "/v1/events", "", None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn orders_show_the_domain_history() {
+    let api = api().await;
+    let (status, body) = api.call("GET", "/v1/domains/a.example/orders", "").await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    api.call("PUT", "/v1/domains/a.example", "").await;
+    let now = time::OffsetDateTime::now_utc();
+    let store = &api.state.store;
+    store
+        .record_order("a.example", "https://ca.test/order/1", now)
+        .await
+        .unwrap();
+    store
+        .close_orders("a.example", crate::store::OrderOutcome::Failed, now)
+        .await
+        .unwrap();
+    store
+        .record_order("a.example", "https://ca.test/order/2", now)
+        .await
+        .unwrap();
+    let (status, body) = api.call("GET", "/v1/domains/a.example/orders", "").await;
+    assert_eq!(status, 200, "{body}");
+    let list: super::model::OrderList = serde_json::from_value(body.clone()).unwrap();
+    let summary: Vec<(&str, &str, &str)> = list
+        .orders
+        .iter()
+        .map(|o| (o.order_url.as_str(), o.kind.as_str(), o.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("https://ca.test/order/2", "new", "open"),
+            ("https://ca.test/order/1", "new", "failed"),
+        ]
+    );
+    assert_fields(
+        &spec(),
+        &serde_json::json!({"$ref": "#/components/schemas/OrderList"}),
+        &body,
+        "OrderList",
+    );
 }

@@ -85,13 +85,34 @@ impl ApiClient {
         Ok((domain, status == StatusCode::CREATED))
     }
 
-    /// `GET /v1/domains[?state=...]`
-    pub async fn list(&self, state: Option<DomainState>) -> Result<DomainList, ClientError> {
-        let query: Vec<(&str, &str)> = state.map(|s| ("state", s.as_str())).into_iter().collect();
-        let (_, list) = self
-            .send_json::<(), _>(Method::GET, &["domains"], &query, None)
-            .await?;
-        Ok(list)
+    /// `GET /v1/domains[?state=...&q=...]`, every page: all matching domains, by name.
+    pub async fn list(
+        &self,
+        state: Option<DomainState>,
+        contains: Option<&str>,
+    ) -> Result<DomainList, ClientError> {
+        let limit = crate::api::paging::MAX_LIMIT.to_string();
+        let mut domains = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query: Vec<(&str, &str)> = vec![("limit", &limit)];
+            query.extend(state.map(|s| ("state", s.as_str())));
+            query.extend(contains.map(|q| ("q", q)));
+            query.extend(after.as_deref().map(|a| ("after", a)));
+            let (_, page): (_, DomainList) = self
+                .send_json::<(), _>(Method::GET, &["domains"], &query, None)
+                .await?;
+            domains.extend(page.domains);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => {
+                    return Ok(DomainList {
+                        domains,
+                        next: None,
+                    });
+                }
+            }
+        }
     }
 
     /// `GET /v1/domains/{name}`

@@ -84,11 +84,14 @@ pub enum DomainsCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
-    /// List domains.
+    /// List domains (all of them, page after page).
     List {
         /// Only domains in this state: pending, validating, issued, failed, disabled.
         #[arg(long, value_parser = parse_state)]
         state: Option<DomainState>,
+        /// Only names containing this text.
+        #[arg(long, short = 'q')]
+        contains: Option<String>,
     },
     /// Show one domain.
     Show { name: String },
@@ -191,8 +194,8 @@ async fn execute(
             }
             finish(client, enabled, wait, json).await
         }
-        DomainsCommand::List { state } => {
-            let list = client.list(state).await?;
+        DomainsCommand::List { state, contains } => {
+            let list = client.list(state, contains.as_deref()).await?;
             if json {
                 render::print_json(&list);
             } else {

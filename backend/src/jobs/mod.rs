@@ -39,6 +39,7 @@ use crate::budget::OrderBudget;
 use crate::certs::CertEvent;
 use crate::metrics;
 use crate::schedule::{self, Backoff, Clock};
+use crate::store::OrderOutcome;
 use crate::store::{Claim, IssuedCertificate, Store, StoreError, source::StoreSource};
 
 #[cfg(test)]
@@ -132,6 +133,9 @@ impl Worker {
             Vec::new()
         };
         let took_all_allowed = claims.len() == allowed;
+        for claim in &claims {
+            self.source.announce_domain(&claim.name);
+        }
         for claim in claims {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 break;
@@ -290,7 +294,9 @@ impl Job {
             .await?;
         // Only now is the order done with; a crash before this line resumes it, finds the
         // certificate already stored, and places no second order.
-        self.store.close_orders(&claim.name, now).await?;
+        self.store
+            .close_orders(&claim.name, OrderOutcome::Issued, now)
+            .await?;
         if stored {
             metrics::issuance_succeeded(claim.renewal);
             tracing::info!(domain = %claim.name, not_after = %cert.not_after, renew_at = %renew_at, "issued");
@@ -332,6 +338,7 @@ impl Job {
         self.store
             .record_failed(claim, &error.to_last_error(), retry_at, now)
             .await?;
+        self.source.announce_domain(&claim.name);
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use super::{DomainState, KeyType};
 
 /// Why the last issuance attempt failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LastError {
     /// Stable, machine-readable reason: `ca_problem` (the CA said no; see `problem`),
     /// `validation_failed` (the CA could not validate, and would fail again until DNS or the

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// The kind of private key generated for a domain's certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyType {
     /// ECDSA on P-256: small, fast handshakes, accepted everywhere that matters today.

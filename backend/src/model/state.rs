@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a domain is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DomainState {
     /// Enabled, waiting for an issuance job (new, or a retry/renewal that is due).

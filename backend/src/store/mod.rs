@@ -29,12 +29,14 @@
 //!   store is opened ([`SqliteStore`]: a file, locked against a second process;
 //!   [`PgStore`]: a server, with change notifications between replicas).
 //! - [`orders`]: the order log (budget, resuming, audit), on the same store.
+//! - [`overview`]: the fleet for the admin API (pages of domains, expiry, failures).
 //! - `rows`, `due`: reading rows back into the model; the order in which due work is claimed.
 //! - [`source`]: the store seen as a [`CertificateSource`](crate::certs::CertificateSource).
 
 mod due;
 pub mod engine;
 pub mod orders;
+pub mod overview;
 pub mod postgres;
 mod rows;
 pub mod source;
@@ -52,7 +54,8 @@ use tokio::sync::watch;
 use crate::config::StorageConfig;
 use crate::model::{Domain, DomainState, KeyType, LastError};
 
-pub use orders::{OpenOrder, OrderLog};
+pub use orders::{OpenOrder, OrderLog, OrderOutcome, OrderRecord};
+pub use overview::{DomainQuery, ExpiryCounts, Overview};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -171,7 +174,7 @@ impl std::fmt::Debug for StoredCertificate {
 
 /// Durable state of the service.
 #[async_trait]
-pub trait Store: orders::OrderLog + Send + Sync + 'static {
+pub trait Store: orders::OrderLog + overview::Overview + Send + Sync + 'static {
     // ---- accounts
     async fn account(&self, directory_url: &str) -> Result<Option<StoredAccount>, StoreError>;
     /// Keep `account` unless one is already stored for its directory; returns the stored one.
@@ -206,8 +209,6 @@ pub trait Store: orders::OrderLog + Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Option<Domain>, StoreError>;
     async fn domain(&self, name: &str) -> Result<Option<Domain>, StoreError>;
-    /// All domains (or those in `state`), by name.
-    async fn domains(&self, state: Option<DomainState>) -> Result<Vec<Domain>, StoreError>;
 
     // ---- the worker
     /// Take up to `limit` domains due at `now` (earliest first), and domains in flight whose

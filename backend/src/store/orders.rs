@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::StoreError;
 use super::engine::Engine;
+use super::rows::{from_ts, opt_ts};
 use super::sql::SqlStore;
 
 /// An order that was placed and not closed: the worker resumes it instead of placing another.
@@ -30,6 +31,44 @@ impl std::fmt::Debug for OpenOrder {
     }
 }
 
+/// How an order ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderOutcome {
+    /// Its certificate is stored.
+    Issued,
+    /// The CA declared it invalid.
+    Failed,
+    /// Of no more use: the CA no longer has it, or it cannot be taken up again.
+    Abandoned,
+}
+
+impl OrderOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderOutcome::Issued => "issued",
+            OrderOutcome::Failed => "failed",
+            OrderOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// One order of a domain's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub order_url: String,
+    pub created_at: OffsetDateTime,
+    pub closed_at: Option<OffsetDateTime>,
+    /// `new` or `renewal`; `None` for orders logged before kinds were.
+    pub kind: Option<String>,
+    /// Taken up again after the process stopped mid-order.
+    pub resumed: bool,
+    /// How it ended ([`OrderOutcome::as_str`]); `None` while open, or for orders closed
+    /// before outcomes were logged.
+    pub outcome: Option<String>,
+    /// The last failure while it ran (JSON of a `LastError`).
+    pub problem: Option<String>,
+}
+
 /// Orders placed with the CA.
 #[async_trait]
 pub trait OrderLog {
@@ -46,7 +85,17 @@ pub trait OrderLog {
     /// The most recent open order of `name`.
     async fn open_order(&self, name: &str) -> Result<Option<OpenOrder>, StoreError>;
     /// Close every open order of `name` (certificate stored, order invalid or abandoned).
-    async fn close_orders(&self, name: &str, now: OffsetDateTime) -> Result<(), StoreError>;
+    async fn close_orders(
+        &self,
+        name: &str,
+        outcome: OrderOutcome,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Note that `order_url` was taken up again after the process stopped mid-order.
+    async fn mark_resumed(&self, order_url: &str) -> Result<(), StoreError>;
+    /// `name`'s orders, newest first, at most `limit`.
+    async fn order_history(&self, name: &str, limit: usize)
+    -> Result<Vec<OrderRecord>, StoreError>;
     /// Orders placed at or after `since`, by every process sharing this store.
     async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError>;
 }
@@ -64,6 +113,7 @@ where
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> bool: Decode<'r, DB> + Type<DB>,
     for<'c> &'c str: ColumnIndex<DB::Row>,
 {
     async fn record_order(
@@ -72,8 +122,11 @@ where
         order_url: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        // A renewal when the domain has a certificate already.
         sqlx::query(
-            "INSERT INTO orders (order_url, name, created_at) VALUES ($1, $2, $3) \
+            "INSERT INTO orders (order_url, name, created_at, kind) VALUES ($1, $2, $3, \
+             COALESCE((SELECT CASE WHEN chain_pem IS NOT NULL THEN 'renewal' ELSE 'new' END \
+             FROM domains WHERE name = $2), 'new')) \
              ON CONFLICT (order_url) DO NOTHING",
         )
         .bind(order_url)
@@ -110,17 +163,60 @@ where
         .transpose()
     }
 
-    async fn close_orders(&self, name: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+    async fn close_orders(
+        &self,
+        name: &str,
+        outcome: OrderOutcome,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         // A closed order's key is of no further use (an issued certificate's key is kept with
         // the certificate): it is deleted with the order's end.
         sqlx::query(
-            "UPDATE orders SET closed_at = $1, key_pem = NULL WHERE name = $2 AND closed_at IS NULL",
+            "UPDATE orders SET closed_at = $1, key_pem = NULL, outcome = $3 \
+             WHERE name = $2 AND closed_at IS NULL",
         )
-            .bind(now.unix_timestamp())
-            .bind(name)
+        .bind(now.unix_timestamp())
+        .bind(name)
+        .bind(outcome.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_resumed(&self, order_url: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET resumed = TRUE WHERE order_url = $1")
+            .bind(order_url)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn order_history(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT order_url, created_at, closed_at, kind, resumed, outcome, problem \
+             FROM orders WHERE name = $1 ORDER BY created_at DESC, order_url DESC LIMIT $2",
+        )
+        .bind(name)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OrderRecord {
+                    order_url: row.try_get("order_url")?,
+                    created_at: from_ts(row.try_get("created_at")?)?,
+                    closed_at: opt_ts(row, "closed_at")?,
+                    kind: row.try_get("kind")?,
+                    resumed: row.try_get("resumed")?,
+                    outcome: row.try_get("outcome")?,
+                    problem: row.try_get("problem")?,
+                })
+            })
+            .collect()
     }
 
     async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {

@@ -28,6 +28,9 @@ use crate::certs::CertEvent;
 
 /// The notification channel the schema's trigger sends on; payload `<kind> <name>`.
 pub const CHANNEL: &str = "acme_edge_certs";
+/// The channel every change of a domain's row is announced on (payload: the name), for the
+/// admin API's event stream.
+pub const DOMAIN_CHANNEL: &str = "acme_edge_domains";
 /// Connections per replica: the worker's claims and results, challenge lookups and SDS reads
 /// are short queries; ten keep a burst of 50 orders from queueing behind each other without
 /// exhausting the server's `max_connections` (100 by default) across a handful of replicas.
@@ -77,6 +80,9 @@ impl Engine for Postgres {
                 tokio::select! {
                     () = stopped(&mut stop) => return Ok(()),
                     received = listener.try_recv() => match received {
+                        Ok(Some(notification)) if notification.channel() == DOMAIN_CHANNEL => {
+                            source.announce_domain(notification.payload());
+                        }
                         Ok(Some(notification)) => match parse_notification(&notification) {
                             Some(event) => source.announce(event),
                             None => tracing::warn!(payload = notification.payload(), "unexpected change notification"),
@@ -118,7 +124,7 @@ impl PgStore {
         let mut listener = PgListener::connect(&self.held).await?;
         // A lost connection is replaced by a new listener (then caught up), not patched.
         listener.eager_reconnect(false);
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, DOMAIN_CHANNEL]).await?;
         Ok(listener)
     }
 

@@ -18,17 +18,39 @@ const EVENT_BUFFER: usize = 4096;
 pub struct StoreSource {
     store: Arc<dyn Store>,
     events: broadcast::Sender<CertEvent>,
+    /// Names of domains whose row changed (state, certificate, ...): the admin API's event
+    /// stream. Every certificate event is one too.
+    domains: broadcast::Sender<String>,
 }
 
 impl StoreSource {
     pub fn new(store: Arc<dyn Store>) -> StoreSource {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        StoreSource { store, events }
+        let (domains, _) = broadcast::channel(EVENT_BUFFER);
+        StoreSource {
+            store,
+            events,
+            domains,
+        }
     }
 
     /// Tell subscribers what changed. Nobody listening is fine.
     pub fn announce(&self, event: CertEvent) {
+        let (CertEvent::Updated(name) | CertEvent::Removed(name)) = &event;
+        let _ = self.domains.send(name.clone());
         let _ = self.events.send(event);
+    }
+
+    /// Tell the domain subscribers that `name`'s row changed, what is served staying the same
+    /// (enabled, claimed, failed, due for renewal).
+    pub fn announce_domain(&self, name: &str) {
+        let _ = self.domains.send(name.to_owned());
+    }
+
+    /// Names of changed domains from now on; `RecvError::Lagged` means "anything may have
+    /// changed".
+    pub fn subscribe_domains(&self) -> broadcast::Receiver<String> {
+        self.domains.subscribe()
     }
 }
 

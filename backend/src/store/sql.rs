@@ -33,7 +33,7 @@ use super::{
 use crate::model::{Domain, DomainState, KeyType, LastError};
 
 /// A domain as [`domain_from_row`] reads it.
-const SELECT_DOMAIN: &str = "SELECT name, state, key_type, attempts, retry_at, renew_at, \
+pub(super) const SELECT_DOMAIN: &str = "SELECT name, state, key_type, attempts, retry_at, renew_at, \
      not_before, not_after, last_error, created_at, updated_at FROM domains";
 
 /// States in which a domain may be picked up when due.
@@ -243,19 +243,6 @@ where
         row.as_ref().map(domain_from_row).transpose()
     }
 
-    async fn domains(&self, state: Option<DomainState>) -> Result<Vec<Domain>, StoreError> {
-        let sql = match state {
-            Some(_) => format!("{SELECT_DOMAIN} WHERE state = $1 ORDER BY name"),
-            None => format!("{SELECT_DOMAIN} ORDER BY name"),
-        };
-        let mut query = sqlx::query(&sql);
-        if let Some(state) = state {
-            query = query.bind(state.as_str());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(domain_from_row).collect()
-    }
-
     async fn claim_due(
         &self,
         now: OffsetDateTime,
@@ -381,7 +368,20 @@ where
         .bind(claim.lease.as_str())
         .execute(&self.pool)
         .await?;
-        Ok(DB::rows_affected(&done) == 1)
+        let recorded = DB::rows_affected(&done) == 1;
+        if recorded {
+            // The order's history keeps its last failure: the open order's, or the one the
+            // CA has just declared invalid.
+            sqlx::query(
+                "UPDATE orders SET problem = $1 WHERE name = $2 \
+                 AND (closed_at IS NULL OR (outcome = 'failed' AND problem IS NULL))",
+            )
+            .bind(json.as_str())
+            .bind(claim.name.as_str())
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(recorded)
     }
 
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

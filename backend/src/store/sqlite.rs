@@ -189,7 +189,9 @@ mod tests {
         s.set_order_key("https://ca/order/1", "-----BEGIN PRIVATE KEY----- SECRET")
             .await
             .unwrap();
-        s.close_orders("a.example", NOW).await.unwrap();
+        s.close_orders("a.example", crate::store::OrderOutcome::Issued, NOW)
+            .await
+            .unwrap();
         let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE key_pem IS NOT NULL")
             .fetch_one(&s.pool)
             .await

@@ -16,7 +16,8 @@ use tokio::sync::{broadcast, watch};
 use super::engine::Engine;
 use super::source::StoreSource;
 use super::{
-    Claim, Enabled, IssuedCertificate, OpenOrder, PgStore, SqliteStore, Store, StoredAccount,
+    Claim, DomainQuery, Enabled, IssuedCertificate, OpenOrder, OrderOutcome, PgStore, SqliteStore,
+    Store, StoredAccount,
 };
 use crate::certs::{CertEvent, CertificateSource};
 use crate::model::{DomainState, KeyType, LastError};
@@ -536,6 +537,112 @@ async fn issued_domains_page_by_name(s: Arc<dyn Store>) {
     assert_eq!(s.issued_after(None, 0).await.unwrap(), []);
 }
 
+fn names_of(domains: &[crate::model::Domain]) -> Vec<&str> {
+    domains.iter().map(|d| d.name.as_str()).collect()
+}
+
+async fn domains_page_by_name_state_and_substring(s: Arc<dyn Store>) {
+    let claims = claim_all(
+        s.as_ref(),
+        &["shop-b.example", "shop-a.example", "blog.example"],
+    )
+    .await;
+    for claim in &claims {
+        s.record_issued(claim, &cert(&claim.name), NOW + secs(60), NOW)
+            .await
+            .unwrap();
+    }
+    for n in ["a.example", "shop-c.example", "z.example"] {
+        s.enable_domain(n, KeyType::EcdsaP256, NOW).await.unwrap();
+    }
+    let page = |state, after: Option<&str>, contains: Option<&str>, limit| DomainQuery {
+        state,
+        after: after.map(str::to_owned),
+        contains: contains.map(str::to_owned),
+        limit,
+    };
+    let first = s.domain_page(&page(None, None, None, 2)).await.unwrap();
+    assert_eq!(names_of(&first), ["a.example", "blog.example"]);
+    // A name added before the cursor meanwhile neither repeats nor shifts the next page.
+    s.enable_domain("aa.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let second = s
+        .domain_page(&page(None, Some("blog.example"), None, 2))
+        .await
+        .unwrap();
+    assert_eq!(names_of(&second), ["shop-a.example", "shop-b.example"]);
+    let last = s
+        .domain_page(&page(None, Some("shop-b.example"), None, 2))
+        .await
+        .unwrap();
+    assert_eq!(names_of(&last), ["shop-c.example", "z.example"]);
+    let shops = s
+        .domain_page(&page(None, None, Some("shop-"), 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        names_of(&shops),
+        ["shop-a.example", "shop-b.example", "shop-c.example"]
+    );
+    let issued_shops = s
+        .domain_page(&page(
+            Some(DomainState::Issued),
+            Some("shop-a.example"),
+            Some("shop"),
+            10,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(names_of(&issued_shops), ["shop-b.example"]);
+    let none = s
+        .domain_page(&page(None, None, Some("nothing"), 10))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+async fn expiry_and_failures_for_the_summary(s: Arc<dyn Store>) {
+    let claims = claim_all(
+        s.as_ref(),
+        &[
+            "a.example",
+            "b.example",
+            "c.example",
+            "d.example",
+            "e.example",
+            "f.example",
+        ],
+    )
+    .await;
+    // Certificates issued at NOW expire at NOW + 90 days.
+    for claim in &claims[..4] {
+        s.record_issued(claim, &cert(&claim.name), NOW + secs(60), NOW)
+            .await
+            .unwrap();
+    }
+    for claim in &claims[4..] {
+        s.record_failed(claim, &failure(), NOW + secs(60), NOW)
+            .await
+            .unwrap();
+    }
+    s.disable_domain("d.example", NOW).await.unwrap();
+    let from = NOW + time::Duration::days(85);
+    let counts = s.expiry_by_day(from, 10).await.unwrap();
+    assert_eq!(counts.expired, 0);
+    assert_eq!(counts.by_day[5], 3, "disabled domains are not served");
+    assert_eq!(counts.by_day.iter().sum::<u64>(), 3);
+    let later = s
+        .expiry_by_day(NOW + time::Duration::days(91), 10)
+        .await
+        .unwrap();
+    assert_eq!((later.expired, later.by_day.iter().sum::<u64>()), (3, 0));
+    assert_eq!(
+        s.failure_reasons().await.unwrap(),
+        [("ca_problem".to_owned(), 2)]
+    );
+}
+
 async fn renewal_advances_only_earlier_for_the_same_issued_certificate(s: Arc<dyn Store>) {
     let claims = claim_all(s.as_ref(), &["a.example", "b.example"]).await;
     let renew = NOW + time::Duration::days(60);
@@ -636,7 +743,9 @@ async fn orders_are_resumed_until_closed(s: Arc<dyn Store>) {
         s.open_order("a.example").await.unwrap(),
         open("https://ca/order/3", None)
     );
-    s.close_orders("a.example", NOW + secs(120)).await.unwrap();
+    s.close_orders("a.example", OrderOutcome::Issued, NOW + secs(120))
+        .await
+        .unwrap();
     assert_eq!(
         s.open_order("a.example").await.unwrap(),
         None,
@@ -647,6 +756,61 @@ async fn orders_are_resumed_until_closed(s: Arc<dyn Store>) {
         open("https://ca/order/2", None),
         "other names' orders stay open"
     );
+}
+
+async fn orders_make_a_history(s: Arc<dyn Store>) {
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let claim = claim_one(&*s, NOW, "L1").await;
+    s.record_order("a.example", "https://ca/order/1", NOW)
+        .await
+        .unwrap();
+    assert!(
+        s.record_failed(&claim, &failure(), NOW + secs(60), NOW)
+            .await
+            .unwrap()
+    );
+    let claim = claim_one(&*s, NOW + secs(60), "L2").await;
+    s.mark_resumed("https://ca/order/1").await.unwrap();
+    s.close_orders("a.example", OrderOutcome::Issued, NOW + secs(60))
+        .await
+        .unwrap();
+    assert!(
+        s.record_issued(&claim, &cert("01"), NOW + secs(90), NOW + secs(60))
+            .await
+            .unwrap()
+    );
+    s.record_order("a.example", "https://ca/order/2", NOW + secs(120))
+        .await
+        .unwrap();
+    s.record_order("b.example", "https://ca/order/3", NOW)
+        .await
+        .unwrap();
+    let history = s.order_history("a.example", 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+    let (renewal, first) = (&history[0], &history[1]);
+    assert_eq!(renewal.order_url, "https://ca/order/2");
+    assert_eq!(
+        (
+            renewal.kind.as_deref(),
+            renewal.outcome.as_deref(),
+            renewal.resumed
+        ),
+        (Some("renewal"), None, false)
+    );
+    assert_eq!(
+        (
+            first.kind.as_deref(),
+            first.outcome.as_deref(),
+            first.resumed
+        ),
+        (Some("new"), Some("issued"), true)
+    );
+    assert_eq!(first.closed_at, Some(NOW + secs(60)));
+    let problem: LastError = serde_json::from_str(first.problem.as_deref().unwrap()).unwrap();
+    assert_eq!(problem, failure());
+    assert_eq!(s.order_history("a.example", 1).await.unwrap().len(), 1);
 }
 
 async fn orders_count_against_the_budget_once_each(s: Arc<dyn Store>) {
@@ -660,7 +824,9 @@ async fn orders_count_against_the_budget_once_each(s: Arc<dyn Store>) {
     s.record_order("a.example", "https://ca/order/1", NOW + secs(90))
         .await
         .unwrap();
-    s.close_orders("a.example", NOW + secs(120)).await.unwrap();
+    s.close_orders("a.example", OrderOutcome::Issued, NOW + secs(120))
+        .await
+        .unwrap();
     assert_eq!(
         s.orders_since(NOW).await.unwrap(),
         2,
@@ -722,9 +888,12 @@ suite! {
         accounts_are_kept_once_per_directory,
         counts_by_state,
         issued_domains_page_by_name,
+        domains_page_by_name_state_and_substring,
+        expiry_and_failures_for_the_summary,
         renewal_advances_only_earlier_for_the_same_issued_certificate,
         orders_are_resumed_until_closed,
         orders_count_against_the_budget_once_each,
+        orders_make_a_history,
     ],
     engines: [release_in_flight_takes_back_only_expired_leases],
 }
@@ -818,6 +987,35 @@ async fn postgres_changes_reach_the_other_replicas() {
         CertEvent::Removed("a.example".into())
     );
     follower.stop().await;
+}
+
+/// Every change of a domain's state on one replica reaches the others' domain feed (the admin
+/// API's event stream), not only changes of what is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_domain_changes_reach_the_other_replicas() {
+    let db = temp_database().await;
+    let (a, b) = (pg_store(&db).await, pg_store(&db).await);
+    let follower = Follower::start(b.clone());
+    let mut names = follower.source.subscribe_domains();
+    wait_for_listener(&db).await;
+    a.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    assert_eq!(next_name(&mut names).await, "a.example", "enabled");
+    let claim = claim_one(&*a, NOW, "A").await;
+    assert_eq!(next_name(&mut names).await, "a.example", "claimed");
+    a.record_failed(&claim, &failure(), NOW + secs(60), NOW)
+        .await
+        .unwrap();
+    assert_eq!(next_name(&mut names).await, "a.example", "failed");
+    follower.stop().await;
+}
+
+async fn next_name(names: &mut broadcast::Receiver<String>) -> String {
+    tokio::time::timeout(EVENT_DEADLINE, names.recv())
+        .await
+        .expect("a domain change within the deadline")
+        .unwrap()
 }
 
 /// Changes made while a replica was not listening are announced once it listens again.
