@@ -29,11 +29,11 @@ pub fn start(api: Api, generation: u64) {
                 }
                 return;
             }
-            if let Err(e) = outcome {
-                if e.status() == Some(401) {
-                    app::sign_out(Some("The admin API refused the token; sign in again."));
-                    return;
-                }
+            if let Err(e) = outcome
+                && e.status() == Some(401)
+            {
+                app::sign_out(Some("The admin API refused the token; sign in again."));
+                return;
             }
             show("Polling (no event stream)");
             views::refresh_shown().await;

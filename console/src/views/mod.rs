@@ -40,10 +40,10 @@ pub fn submit(action: &str, form: &Element) {
 
 /// A control with `data-action` changed.
 pub fn change(action: &str, control: &Element) {
-    if action == "filter-state" {
-        if let Ok(Some(form)) = control.closest("form") {
-            list::search(&form);
-        }
+    if action == "filter-state"
+        && let Ok(Some(form)) = control.closest("form")
+    {
+        list::search(&form);
     }
 }
 
