@@ -62,6 +62,8 @@ pub enum ServiceError {
     Metrics(#[from] MetricsError),
     #[error("admin API: {0}")]
     AdminTls(#[from] listener::TlsError),
+    #[error("{0}")]
+    Console(#[from] crate::api::console::ConsoleError),
     #[error("SDS socket: {0}")]
     SdsSocket(#[from] SocketError),
     #[error("{0}")]
@@ -83,6 +85,7 @@ pub struct Bound {
     challenge: TcpListener,
     sds: SdsListener,
     admin_tls: Option<Arc<rustls::ServerConfig>>,
+    console: Option<crate::api::console::Assets>,
 }
 
 /// Bind and serve until `shutdown` completes.
@@ -118,6 +121,7 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
              request travel in plain text; keep it on loopback or behind a TLS proxy"
         );
     }
+    let console = crate::api::console::Assets::load(&config.admin.console_dir)?;
     let admin = listen("admin API", config.admin.listen).await?;
     let challenge = listen("challenge lookup", config.challenge.listen).await?;
     let sds = bind_sds(&config.sds).await?;
@@ -129,6 +133,7 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
         challenge,
         sds,
         admin_tls,
+        console,
     })
 }
 
@@ -257,6 +262,7 @@ impl Bound {
             metrics,
             metrics_require_token: self.config.admin.metrics_require_token,
             ca_health: ca_health.clone(),
+            console: self.console.clone(),
         };
         let ca: Arc<dyn CertificateAuthority> =
             Arc::new(Issuer::new(&self.config.acme, self.store.clone()));

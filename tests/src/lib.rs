@@ -17,6 +17,7 @@
 //! - [`tls`]: TLS clients trusting only a test's roots.
 
 pub mod backend;
+pub mod browser;
 pub mod envoy;
 pub mod fixture;
 pub mod mutual_tls;

@@ -1,5 +1,5 @@
-//! `cargo xtask build`: the wasm filter and the backend binary, the two things the end-to-end
-//! tests and the demo run.
+//! `cargo xtask build`: the wasm filter, the backend binary and the web console, what the
+//! end-to-end tests and the demo run.
 
 use std::path::PathBuf;
 
@@ -14,6 +14,8 @@ use crate::shell::Cmd;
 pub struct Artifacts {
     pub filter_wasm: PathBuf,
     pub backend_bin: PathBuf,
+    /// The web console, beside the backend binary (where it looks by default).
+    pub console_dir: PathBuf,
 }
 
 impl Artifacts {
@@ -48,11 +50,12 @@ pub fn run() -> Result<Artifacts> {
     let artifacts = build()?;
     println!("xtask: filter  {}", artifacts.filter_wasm.display());
     println!("xtask: backend {}", artifacts.backend_bin.display());
+    println!("xtask: console {}", artifacts.console_dir.display());
     Ok(artifacts)
 }
 
-/// Build only (the machine is known to be ready): the filter (release, as Envoy loads it) and
-/// the backend (debug, as the tests run it).
+/// Build only (the machine is known to be ready): the filter (release, as Envoy loads it),
+/// the backend (debug, as the tests run it) and the web console beside it.
 pub fn build() -> Result<Artifacts> {
     let filter_wasm = build_filter()?;
     Cmd::cargo()
@@ -62,9 +65,12 @@ pub fn build() -> Result<Artifacts> {
         .join("debug")
         .join(paths::BACKEND_BIN_FILE);
     ensure!(backend_bin.is_file(), "{} not built", backend_bin.display());
+    crate::console::check_wasm_bindgen_cli()?;
+    let console_dir = crate::console::build(&backend_bin)?;
     Ok(Artifacts {
         filter_wasm,
         backend_bin,
+        console_dir,
     })
 }
 

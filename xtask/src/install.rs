@@ -24,6 +24,9 @@ pub const ENVOY_VERSION: &str = "1.40.0";
 /// The Rust target of the wasm filter.
 pub const WASM_TARGET: &str = "wasm32-wasip1";
 const WRK_BIN: &str = "/usr/bin/wrk";
+/// The browser the console's tests drive, and its WebDriver.
+const CHROMIUM_BIN: &str = "/usr/bin/chromium";
+const CHROMEDRIVER_BIN: &str = "/usr/bin/chromedriver";
 /// Checks the systemd unit (`systemd-analyze verify`); no running systemd is needed.
 const SYSTEMD_ANALYZE_BIN: &str = "/usr/bin/systemd-analyze";
 /// Builds the container image in the deployment tests (`podman build`).
@@ -61,16 +64,44 @@ pub enum Tool {
     Postgres,
     /// Schemathesis (PyPI), which checks the admin API against its OpenAPI description.
     Schemathesis,
+    /// The wasm32-unknown-unknown target, for the web console.
+    ConsoleTarget,
+    /// wasm-bindgen-cli at the version of the wasm-bindgen crate in Cargo.lock.
+    WasmBindgenCli,
+    /// Chromium and chromedriver, for the console's browser tests.
+    Chromium,
 }
 
 /// `cargo xtask build` and `cargo xtask lint`.
-pub const BUILD: &[Tool] = &[Tool::RustComponents, Tool::WasmTarget];
-/// `cargo xtask demo`: the filter, Envoy and Pebble; no PostgreSQL, no wrk.
-pub const DEMO: &[Tool] = &[Tool::WasmTarget, Tool::Envoy, Tool::Pebble];
-/// `cargo xtask dist`: the filter, and Envoy to validate the example bootstrap.
-pub const DIST: &[Tool] = &[Tool::WasmTarget, Tool::Envoy];
+pub const BUILD: &[Tool] = &[
+    Tool::RustComponents,
+    Tool::WasmTarget,
+    Tool::ConsoleTarget,
+    Tool::WasmBindgenCli,
+];
+/// `cargo xtask demo`: the filter, the console, Envoy and Pebble; no PostgreSQL, no wrk.
+pub const DEMO: &[Tool] = &[
+    Tool::WasmTarget,
+    Tool::ConsoleTarget,
+    Tool::WasmBindgenCli,
+    Tool::Envoy,
+    Tool::Pebble,
+];
+/// `cargo xtask dist`: the filter, the console, and Envoy to validate the example bootstrap.
+pub const DIST: &[Tool] = &[
+    Tool::WasmTarget,
+    Tool::ConsoleTarget,
+    Tool::WasmBindgenCli,
+    Tool::Envoy,
+];
 /// `cargo xtask bench`.
-pub const BENCH: &[Tool] = &[Tool::WasmTarget, Tool::Envoy, Tool::Wrk];
+pub const BENCH: &[Tool] = &[
+    Tool::WasmTarget,
+    Tool::ConsoleTarget,
+    Tool::WasmBindgenCli,
+    Tool::Envoy,
+    Tool::Wrk,
+];
 /// `cargo xtask test` (the whole suite) and `cargo xtask install`: everything.
 pub const TEST: &[Tool] = &[
     Tool::RustComponents,
@@ -83,6 +114,9 @@ pub const TEST: &[Tool] = &[
     Tool::Nextest,
     Tool::Postgres,
     Tool::Schemathesis,
+    Tool::ConsoleTarget,
+    Tool::WasmBindgenCli,
+    Tool::Chromium,
 ];
 
 /// The tasks `cargo xtask install --for` knows.
@@ -146,6 +180,9 @@ impl Machine {
             Tool::Nextest => self.nextest(),
             Tool::Postgres => self.postgres(),
             Tool::Schemathesis => self.schemathesis(),
+            Tool::ConsoleTarget => self.console_target(),
+            Tool::WasmBindgenCli => self.wasm_bindgen_cli(),
+            Tool::Chromium => self.chromium(),
         }
     }
 
@@ -281,6 +318,44 @@ impl Machine {
             }
         }
         self.try_run(install)
+    }
+
+    /// The web console's Rust target.
+    fn console_target(&mut self) {
+        let target = crate::console::CONSOLE_TARGET;
+        let installed = Cmd::new("rustup")
+            .args(["target", "list", "--installed"])
+            .probe()
+            .is_some_and(|list| list.lines().any(|t| t.trim() == target));
+        if installed {
+            ok(&format!("Rust target {target}"));
+            return;
+        }
+        self.try_run(Cmd::new("rustup").args(["target", "add", target]));
+    }
+
+    /// `wasm-bindgen`, the version of the crate in Cargo.lock (they must match exactly).
+    fn wasm_bindgen_cli(&mut self) {
+        let version = match crate::console::wasm_bindgen_version() {
+            Ok(v) => v,
+            Err(e) => {
+                self.todo.push(format!("# {e:#}"));
+                return;
+            }
+        };
+        if crate::console::wasm_bindgen_cli_matches(&version) {
+            ok(&format!("wasm-bindgen {version}"));
+            return;
+        }
+        // The version is pinned; its dependencies resolve from the registry (the CLI's own
+        // lock file names versions some registry mirrors lack).
+        self.try_run(Cmd::cargo().args(["install", "wasm-bindgen-cli", "--version", &version]));
+    }
+
+    /// Chromium and its WebDriver, for the console's browser tests.
+    fn chromium(&mut self) {
+        self.apt_tool("chromium", &[CHROMIUM_BIN], "chromium");
+        self.apt_tool("chromedriver", &[CHROMEDRIVER_BIN], "chromium-driver");
     }
 
     /// Optional: `cargo xtask test` falls back to `cargo test` without it.

@@ -11,6 +11,7 @@
 //!   says what to run.
 //! - [`build`]: the wasm filter and the backend binary; [`build::Artifacts`] says where they
 //!   are and passes that to the test harness.
+//! - [`console`]: the web console's build (wasm32-unknown-unknown + wasm-bindgen).
 //! - [`lint`]: `cargo fmt --check` and clippy for the host and the wasm target.
 //! - [`test`]: install, lint, build, then the whole suite with bounded parallelism.
 //! - [`bench`]: benchmarks, one subcommand each.
@@ -22,6 +23,7 @@
 
 mod bench;
 mod build;
+mod console;
 mod demo;
 mod dist;
 mod fuzz;

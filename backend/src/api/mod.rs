@@ -16,6 +16,7 @@
 //! | `GET /v1/events`                    | server-sent events of domain changes ([`events`]) |
 //! | `GET /v1/summary`                   | [`model::Summary`]                            |
 //! | `GET /v1/openapi.json`              | this table as OpenAPI 3.1 ([`openapi`])       |
+//! | `GET /console/`                     | the web console's files ([`console`]), no token |
 //!
 //! Errors are `{"error": {"code", "message"}}`, mapped in [`error`].
 //!
@@ -26,10 +27,12 @@
 //! - [`error`]: error codes and statuses, in one place.
 //! - [`domains`]: the handlers; [`paging`]: the list's query; [`summary`]: the fleet at a glance.
 //! - [`ready`]: `/readyz`, from the components' readiness checks.
+//! - [`console`]: the web console's files.
 
 pub mod auth;
 pub mod ca;
 pub mod certificate;
+pub mod console;
 pub mod domains;
 pub mod error;
 pub mod events;
@@ -73,6 +76,8 @@ pub struct ApiState {
     pub metrics_require_token: bool,
     /// The CA's health, shared with the worker.
     pub ca_health: Arc<CaHealth>,
+    /// The web console's files, when installed.
+    pub console: Option<console::Assets>,
 }
 
 /// All routes, errors recovered into the JSON shape.
@@ -97,7 +102,10 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    let console = console::routes(state.console.clone());
     let all = healthz
+        .or(console)
+        .unify()
         .or(metrics(state))
         .unify()
         .or(v1)

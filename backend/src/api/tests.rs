@@ -31,6 +31,7 @@ async fn api() -> Api {
         metrics: crate::metrics::install().ok(),
         metrics_require_token: false,
         ca_health: Arc::new(crate::acme::health::CaHealth::new()),
+        console: None,
     };
     Api { _dir: dir, state }
 }

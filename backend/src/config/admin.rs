@@ -18,6 +18,9 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// Default `admin.metrics_require_token`: off, since Prometheus scrapers usually carry no
 /// token.
 pub const DEFAULT_METRICS_REQUIRE_TOKEN: bool = false;
+/// Default `admin.console_dir`: a directory of this name beside the `acme-edge` binary
+/// (where `cargo xtask build` and the distribution put the web console).
+pub const DEFAULT_CONSOLE_DIR_NAME: &str = "console";
 
 /// `[admin]` as written; every key optional.
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +38,8 @@ pub(super) struct AdminSection {
     /// TLS for the admin API (both or neither): its PEM certificate chain and key.
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    /// The web console's files. Default: [`DEFAULT_CONSOLE_DIR_NAME`] beside the binary.
+    console_dir: Option<PathBuf>,
     /// The listener's bounds ([`ListenerLimits`]).
     max_connections: Option<usize>,
     header_read_timeout_secs: Option<u64>,
@@ -57,6 +62,50 @@ pub struct AdminConfig {
     pub limits: ListenerLimits,
     /// What `tls_cert_file` and `tls_key_file` hold: the API is served over TLS.
     pub tls: Option<TlsIdentity>,
+    /// Where the web console's files are read from at start-up.
+    pub console_dir: ConsoleDir,
+}
+
+/// `admin.console_dir`, or the default beside the binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleDir {
+    path: PathBuf,
+    configured: bool,
+}
+
+impl ConsoleDir {
+    /// Set by `admin.console_dir`: the console must be there.
+    pub fn configured(path: impl Into<PathBuf>) -> ConsoleDir {
+        ConsoleDir {
+            path: path.into(),
+            configured: true,
+        }
+    }
+
+    /// The default place: no console there is no error (the binary was built without it).
+    pub fn default_at(path: impl Into<PathBuf>) -> ConsoleDir {
+        ConsoleDir {
+            path: path.into(),
+            configured: false,
+        }
+    }
+
+    /// [`DEFAULT_CONSOLE_DIR_NAME`] beside the running binary.
+    fn beside_binary() -> ConsoleDir {
+        let dir = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        ConsoleDir::default_at(dir.join(DEFAULT_CONSOLE_DIR_NAME))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.configured
+    }
 }
 
 /// Where the admin API's bearer token comes from.
@@ -118,8 +167,13 @@ impl AdminConfig {
             ("admin.tls_key_file", &s.tls_key_file),
             problems,
         );
+        let console_dir = s
+            .console_dir
+            .map(ConsoleDir::configured)
+            .unwrap_or_else(ConsoleDir::beside_binary);
         Some(AdminConfig {
             listen,
+            console_dir,
             limits: limits?,
             tls: tls?,
             token: token?,

@@ -38,7 +38,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use acme::{AcmeConfig, DirectoryUrl, ExternalAccountBinding};
-pub use admin::{AdminConfig, TokenSource};
+pub use admin::{AdminConfig, ConsoleDir, TokenSource};
 pub use challenge::ChallengeConfig;
 pub use limits::ListenerLimits;
 pub use log::{LogConfig, LogFormat};

@@ -81,6 +81,7 @@ async fn demo(args: &DemoArgs, state: &Path) -> Result<()> {
     let stack = Stack::builder().dir(state).start().await?;
     describe(&stack, state);
     let env_file = write_cli_env(&stack, state)?;
+    describe_console(&stack, &env_file);
 
     step(&format!(
         "enabling {} with the CLI: Pebble validates it through Envoy",
@@ -119,6 +120,16 @@ async fn demo(args: &DemoArgs, state: &Path) -> Result<()> {
     step("shutting down");
     drop(stack);
     Ok(())
+}
+
+/// The web console's address; the token to sign in with is in the CLI's environment file
+/// (never printed).
+fn describe_console(stack: &Stack, env_file: &Path) {
+    println!(
+        "  console   {}/console/  (sign in with ACME_EDGE_ADMIN_TOKEN from {})",
+        stack.backend.admin_url(),
+        env_file.display()
+    );
 }
 
 fn describe(stack: &Stack, state: &Path) {

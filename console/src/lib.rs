@@ -1,0 +1,35 @@
+//! The acme-edge web console: a single-page application, compiled to wasm32-unknown-unknown
+//! and bound to the browser with wasm-bindgen and web-sys, served by the backend at
+//! `/console/` on the admin listener. The admin API (`/v1/`) is its only data source.
+//!
+//! Every piece of text that comes from outside (names, CA problem documents, error messages)
+//! reaches the page through `textContent` ([`dom::text`]), never as HTML: nothing the CA or an
+//! operator typed can become markup or script.
+//!
+//! # Layout
+//!
+//! - [`model`]: the API's JSON shapes.
+//! - [`api`]: requests with the bearer token; errors with the API's reason.
+//! - [`dom`]: element builders (text only) and the page's fixed regions.
+//! - [`sse`]: the server-sent events parser (pure; tested on the host).
+//! - [`format`]: dates and durations for people (pure; tested on the host).
+//! - [`live`]: `/v1/events` read through `fetch`, polling while the stream is down.
+//! - [`app`]: the session, routing by `location.hash`, and the event dispatch.
+//! - [`views`]: sign-in, domain list, enable, domain page, overview.
+
+pub mod api;
+pub mod app;
+pub mod dom;
+pub mod format;
+pub mod live;
+pub mod model;
+pub mod sse;
+pub mod views;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// Entry point, run by the wasm-bindgen glue when the module is instantiated.
+#[wasm_bindgen(start)]
+pub fn start() {
+    app::start();
+}

@@ -1,0 +1,128 @@
+//! Live updates: `GET /v1/events` read through `fetch` (an `EventSource` cannot send the
+//! `Authorization` header), each event applied to what the page shows. While the stream is
+//! down (or the backend has none) the page polls what it shows every few seconds, and the
+//! stream is tried again.
+
+use js_sys::{Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{ReadableStreamDefaultReader, Response};
+
+use crate::api::{Api, ApiError, error_from};
+use crate::model::{Deleted, Domain};
+use crate::sse::{Event, Parser};
+use crate::{app, dom, views};
+
+/// Between two polls (and stream attempts) while the stream is down.
+const POLL_INTERVAL_MS: i32 = 3_000;
+
+/// Run until the session `generation` ends.
+pub fn start(api: Api, generation: u64) {
+    spawn_local(async move {
+        while app::generation() == generation {
+            let controller = web_sys::AbortController::new().ok();
+            let signal = controller.as_ref().map(|c| c.signal());
+            let outcome = stream(&api, generation, signal.as_ref()).await;
+            if app::generation() != generation {
+                if let Some(c) = controller {
+                    c.abort();
+                }
+                return;
+            }
+            if let Err(e) = outcome
+                && e.status() == Some(401)
+            {
+                app::sign_out(Some("The admin API refused the token; sign in again."));
+                return;
+            }
+            show("Polling (no event stream)");
+            views::refresh_shown().await;
+            sleep(POLL_INTERVAL_MS).await;
+        }
+    });
+}
+
+fn show(state: &str) {
+    if let Some(e) = dom::by_id("live") {
+        e.set_text_content(Some(state));
+    }
+}
+
+/// Read the stream until it ends, the session ends, or it fails.
+async fn stream(
+    api: &Api,
+    generation: u64,
+    signal: Option<&web_sys::AbortSignal>,
+) -> Result<(), ApiError> {
+    let response = api.open("/v1/events", signal).await?;
+    if !response.ok() {
+        let body = match response.text() {
+            Ok(p) => JsFuture::from(p).await.ok().and_then(|v| v.as_string()),
+            Err(_) => None,
+        };
+        return Err(error_from(response.status(), &body.unwrap_or_default()));
+    }
+    let reader = reader(&response)?;
+    show("Live");
+    // No replay: what changed while disconnected is read again.
+    views::refresh_shown().await;
+    let mut parser = Parser::default();
+    while app::generation() == generation {
+        let chunk = JsFuture::from(reader.read()).await.map_err(network)?;
+        if Reflect::get(&chunk, &JsValue::from_str("done"))
+            .map(|d| d.is_truthy())
+            .unwrap_or(true)
+        {
+            break;
+        }
+        let Ok(value) = Reflect::get(&chunk, &JsValue::from_str("value")) else {
+            break;
+        };
+        let bytes = Uint8Array::new(&value).to_vec();
+        for event in parser.push(&bytes) {
+            apply(event).await;
+        }
+    }
+    let _ = reader.cancel();
+    Ok(())
+}
+
+fn reader(response: &Response) -> Result<ReadableStreamDefaultReader, ApiError> {
+    let body = response
+        .body()
+        .ok_or_else(|| ApiError::Network("the event stream has no body".into()))?;
+    body.get_reader()
+        .dyn_into::<ReadableStreamDefaultReader>()
+        .map_err(|_| ApiError::Network("no reader for the event stream".into()))
+}
+
+async fn apply(event: Event) {
+    match event.kind.as_str() {
+        "domain" => {
+            if let Ok(d) = serde_json::from_str::<Domain>(&event.data) {
+                views::apply(&d);
+            }
+        }
+        "deleted" => {
+            if let Ok(d) = serde_json::from_str::<Deleted>(&event.data) {
+                views::forget(&d.name);
+            }
+        }
+        "resync" => views::refresh_shown().await,
+        _ => {}
+    }
+}
+
+fn network(e: JsValue) -> ApiError {
+    ApiError::Network(e.as_string().unwrap_or_else(|| "stream cut".into()))
+}
+
+/// Wait `ms` milliseconds.
+pub async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
+}

@@ -1,0 +1,194 @@
+//! The admin API's JSON shapes, as the console reads them. Unknown fields are ignored and
+//! every field the console can do without has a default, so a newer backend still works.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The states a domain can be in, in life-cycle order (the list's filter offers them).
+pub const STATES: [&str; 5] = ["pending", "validating", "issued", "failed", "disabled"];
+
+/// One managed domain.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Domain {
+    pub name: String,
+    pub state: String,
+    #[serde(default)]
+    pub key_type: String,
+    #[serde(default)]
+    pub not_before: Option<String>,
+    #[serde(default)]
+    pub not_after: Option<String>,
+    #[serde(default)]
+    pub renew_at: Option<String>,
+    #[serde(default)]
+    pub retry_at: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub last_error: Option<LastError>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+/// Why the last attempt failed; `problem` is the CA's RFC 7807 document, whole.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LastError {
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub problem: Option<serde_json::Value>,
+}
+
+/// `GET /v1/domains`: one page, and the cursor of the next (`None` on the last).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DomainList {
+    pub domains: Vec<Domain>,
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// `GET /v1/summary`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Summary {
+    #[serde(default)]
+    pub generated_at: Option<String>,
+    #[serde(default)]
+    pub total: u64,
+    #[serde(default)]
+    pub states: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub expiring: Expiring,
+    #[serde(default)]
+    pub earliest_expiry: Option<String>,
+    #[serde(default)]
+    pub failures: Vec<FailureCount>,
+    #[serde(default)]
+    pub expiry_weeks: Vec<ExpiryWeek>,
+}
+
+/// Served certificates by how soon they expire (cumulative).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Expiring {
+    #[serde(default)]
+    pub expired: u64,
+    #[serde(default)]
+    pub within_7_days: u64,
+    #[serde(default)]
+    pub within_14_days: u64,
+    #[serde(default)]
+    pub within_30_days: u64,
+}
+
+/// Failed domains sharing one `last_error.reason`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FailureCount {
+    pub reason: String,
+    pub count: u64,
+}
+
+/// Certificates expiring in `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ExpiryWeek {
+    pub start: String,
+    #[serde(default)]
+    pub end: Option<String>,
+    pub count: u64,
+}
+
+/// `GET /v1/domains/{name}/certificate/details`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CertificateDetails {
+    #[serde(default)]
+    pub sans: Vec<String>,
+    #[serde(default)]
+    pub issuer: String,
+    #[serde(default)]
+    pub serial: String,
+    #[serde(default)]
+    pub not_before: Option<String>,
+    #[serde(default)]
+    pub not_after: Option<String>,
+    #[serde(default)]
+    pub key_type: String,
+    #[serde(default)]
+    pub ari_window: Option<Window>,
+}
+
+/// The CA's suggested renewal window (ACME Renewal Information).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Window {
+    pub start: String,
+    pub end: String,
+}
+
+/// `GET /v1/domains/{name}/orders`: newest first.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Orders {
+    pub orders: Vec<Order>,
+}
+
+/// One ACME order of a domain.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Order {
+    #[serde(default)]
+    pub order_url: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub closed_at: Option<String>,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub resumed: bool,
+    #[serde(default)]
+    pub outcome: String,
+    #[serde(default)]
+    pub problem: Option<LastError>,
+}
+
+/// Every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+/// The body of an [`ErrorResponse`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// `event: deleted` data.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Deleted {
+    pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_domain_with_a_problem_parses() {
+        let json = r#"{"name":"a.example","state":"failed","key_type":"ecdsa-p256",
+            "not_before":null,"not_after":null,"renew_at":null,"retry_at":"2026-12-01T00:00:00Z",
+            "attempts":2,"last_error":{"reason":"ca_problem","message":"no",
+            "problem":{"type":"urn:ietf:params:acme:error:malformed","detail":"<b>x</b>"}},
+            "created_at":"2026-11-29T21:45:00Z","updated_at":"2026-11-29T21:45:00Z"}"#;
+        let d: Domain = serde_json::from_str(json).unwrap();
+        assert_eq!(d.attempts, 2);
+        let problem = d.last_error.unwrap().problem.unwrap();
+        assert_eq!(problem["detail"], "<b>x</b>");
+    }
+
+    #[test]
+    fn a_list_without_a_cursor_is_the_last_page() {
+        let l: DomainList = serde_json::from_str(r#"{"domains":[]}"#).unwrap();
+        assert_eq!(l.next, None);
+    }
+}

@@ -1,0 +1,201 @@
+//! Enable many names at once: one request per name, each answered on its own line (refused
+//! names with the API's reason), then followed live until issued or failed.
+
+use std::cell::RefCell;
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::spawn_local;
+use web_sys::{Element, HtmlTextAreaElement};
+
+use crate::api::{Api, segment};
+use crate::app::{self, Route};
+use crate::dom::{self, add, attrs, el, heading, labelled, link, text};
+use crate::format::time_from_now;
+use crate::model::Domain;
+
+/// Names in one submission, at most (one request each).
+pub const MAX_NAMES: usize = 1000;
+
+thread_local! {
+    /// The names enabled from this page, followed until they settle.
+    static WATCHED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+pub fn render() {
+    let main = dom::main();
+    dom::clear(&main);
+    let area = attrs(
+        &el("textarea"),
+        &[
+            ("name", "names"),
+            ("rows", "8"),
+            ("spellcheck", "false"),
+            ("aria-describedby", "names-help"),
+        ],
+    );
+    let form = attrs(
+        &el("form"),
+        &[("data-action", "enable"), ("aria-label", "Enable domains")],
+    );
+    add(
+        &form,
+        &[
+            &labelled("Names, one per line", &area, "names"),
+            &attrs(
+                &text(
+                    "p",
+                    "Each name is enabled on its own: a refused name does not stop the others. \
+                     Envoy must route the name's HTTP-01 challenges to this service.",
+                ),
+                &[("id", "names-help"), ("class", "help")],
+            ),
+            &attrs(&text("button", "Enable"), &[("type", "submit")]),
+        ],
+    );
+    let results = attrs(
+        &el("ul"),
+        &[
+            ("id", "results"),
+            ("class", "results"),
+            ("aria-live", "polite"),
+        ],
+    );
+    let h = heading("Enable domains");
+    add(&main, &[&h, &form, &text("h2", "Results"), &results]);
+    // Results of an earlier submission stay followed when coming back.
+    let watched = WATCHED.with(|w| w.borrow().clone());
+    for name in watched {
+        add(&results, &[&result_item(&name)]);
+    }
+    if let Some(api) = app::api() {
+        spawn_local(async move { poll(&api).await });
+    }
+}
+
+/// The non-empty lines, trimmed, each once.
+pub fn names(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !out.iter().any(|n| n == line) {
+            out.push(line.to_owned());
+        }
+    }
+    out
+}
+
+fn result_item(name: &str) -> Element {
+    let li = attrs(&el("li"), &[("data-kind", "result"), ("data-name", name)]);
+    add(
+        &li,
+        &[
+            &link(name, &Route::Domain(name.to_owned()).href()),
+            &text("span", " — "),
+            &attrs(&text("span", "…"), &[("class", "outcome")]),
+        ],
+    )
+}
+
+pub fn submit(form: &Element) {
+    let Some(api) = app::api() else {
+        return;
+    };
+    let typed = form
+        .query_selector("#names")
+        .ok()
+        .flatten()
+        .and_then(|e| e.dyn_into::<HtmlTextAreaElement>().ok())
+        .map(|t| t.value())
+        .unwrap_or_default();
+    let names = names(&typed);
+    if names.is_empty() {
+        dom::status("Type at least one name.");
+        return;
+    }
+    if names.len() > MAX_NAMES {
+        dom::status(&format!("At most {MAX_NAMES} names at once."));
+        return;
+    }
+    let Some(results) = dom::by_id("results") else {
+        return;
+    };
+    dom::clear(&results);
+    WATCHED.with(|w| w.borrow_mut().clear());
+    spawn_local(async move { enable_all(&api, &results, names).await });
+}
+
+async fn enable_all(api: &Api, results: &Element, names: Vec<String>) {
+    let (mut enabled, mut refused) = (0, 0);
+    for typed in names {
+        let li = attrs(&el("li"), &[("data-typed", &typed)]);
+        add(results, &[&li]);
+        match api
+            .call::<Domain>("PUT", &format!("/v1/domains/{}", segment(&typed)))
+            .await
+        {
+            Ok(d) => {
+                enabled += 1;
+                let item = result_item(&d.name);
+                let _ = results.replace_child(&item, &li);
+                fill_result(&item, &d);
+                WATCHED.with(|w| w.borrow_mut().push(d.name.clone()));
+            }
+            Err(e) if e.status() == Some(401) => return super::report(&e),
+            Err(e) => {
+                refused += 1;
+                let _ = li.set_attribute("data-state", "refused");
+                let _ = li.class_list().add_1("error");
+                add(
+                    &li,
+                    &[
+                        &text("span", &typed),
+                        &text("span", " — refused: "),
+                        &attrs(&text("span", &e.to_string()), &[("class", "outcome")]),
+                    ],
+                );
+            }
+        }
+    }
+    dom::status(&format!("{enabled} enabled, {refused} refused."));
+}
+
+/// Show where a followed name has got to.
+pub fn fill_result(li: &Element, d: &Domain) {
+    let _ = li.set_attribute("data-state", &d.state);
+    let outcome = match (d.state.as_str(), &d.last_error) {
+        ("issued", _) => format!(
+            "issued, expires {}",
+            time_from_now(d.not_after.as_deref(), "—")
+        ),
+        ("failed", Some(e)) => format!("failed: {} ({})", e.message, e.reason),
+        (state, _) => state.to_owned(),
+    };
+    if let Ok(Some(o)) = li.query_selector(".outcome") {
+        o.set_text_content(Some(&outcome));
+    }
+}
+
+/// Read the followed names again.
+pub async fn poll(api: &Api) {
+    let watched = WATCHED.with(|w| w.borrow().clone());
+    for name in watched {
+        if let Ok(d) = api
+            .get::<Domain>(&format!("/v1/domains/{}", segment(&name)))
+            .await
+        {
+            super::apply(&d);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_once() {
+        assert_eq!(
+            names(" a.example \n\n b.example\r\na.example\n"),
+            vec!["a.example".to_owned(), "b.example".to_owned()]
+        );
+    }
+}

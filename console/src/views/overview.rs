@@ -1,0 +1,96 @@
+//! The overview: counts per state, what expires soon, failures by reason, and a chart of the
+//! certificates expiring in each of the coming weeks.
+
+use wasm_bindgen_futures::spawn_local;
+
+use crate::api::Api;
+use crate::dom::{self, add, attrs, definitions, el, heading, text};
+use crate::format::{maybe_time, time_from_now};
+use crate::model::{STATES, Summary};
+
+pub fn render(api: Api) {
+    let main = dom::main();
+    dom::clear(&main);
+    let h = heading("Overview");
+    let body = attrs(&el("div"), &[("id", "overview"), ("class", "columns")]);
+    add(&main, &[&h, &body]);
+    spawn_local(async move {
+        match api.get::<Summary>("/v1/summary").await {
+            Ok(s) => show(&s),
+            Err(e) => super::report(&e),
+        }
+    });
+}
+
+fn show(s: &Summary) {
+    let Some(body) = dom::by_id("overview") else {
+        return;
+    };
+    dom::clear(&body);
+    let mut counts = vec![("Total", s.total.to_string())];
+    for state in STATES {
+        counts.push((state, s.states.get(state).copied().unwrap_or(0).to_string()));
+    }
+    let states = add(
+        &attrs(&el("section"), &[("aria-labelledby", "h-states")]),
+        &[
+            &attrs(&text("h2", "Domains by state"), &[("id", "h-states")]),
+            &definitions(&counts),
+        ],
+    );
+    let e = &s.expiring;
+    let expiring = add(
+        &attrs(&el("section"), &[("aria-labelledby", "h-expiring")]),
+        &[
+            &attrs(
+                &text("h2", "Certificates expiring"),
+                &[("id", "h-expiring")],
+            ),
+            &definitions(&[
+                ("Already expired", e.expired.to_string()),
+                ("Within 7 days", e.within_7_days.to_string()),
+                ("Within 14 days", e.within_14_days.to_string()),
+                ("Within 30 days", e.within_30_days.to_string()),
+                (
+                    "Earliest expiry",
+                    time_from_now(s.earliest_expiry.as_deref(), "none served"),
+                ),
+            ]),
+        ],
+    );
+    let failures: Vec<(&str, String)> = s
+        .failures
+        .iter()
+        .map(|f| (f.reason.as_str(), f.count.to_string()))
+        .collect();
+    let failed = add(
+        &attrs(&el("section"), &[("aria-labelledby", "h-failures")]),
+        &[
+            &attrs(&text("h2", "Failures by reason"), &[("id", "h-failures")]),
+            &if failures.is_empty() {
+                text("p", "No failed domains.")
+            } else {
+                definitions(&failures)
+            },
+        ],
+    );
+    let chart = add(
+        &attrs(
+            &el("section"),
+            &[("aria-labelledby", "h-weeks"), ("class", "wide")],
+        ),
+        &[
+            &attrs(
+                &text("h2", "Certificates expiring per week"),
+                &[("id", "h-weeks")],
+            ),
+            &super::chart::weeks(&s.expiry_weeks),
+            &super::chart::weeks_table(&s.expiry_weeks),
+            &text(
+                "p",
+                &format!("As of {}.", maybe_time(s.generated_at.as_deref(), "now")),
+            ),
+        ],
+    );
+    add(&body, &[&states, &expiring, &failed, &chart]);
+}
