@@ -437,13 +437,14 @@ impl Backend {
         }
     }
 
-    /// Run the CLI (`acme-edge domains --api-url URL --token TOKEN ARGS...`) against this
-    /// backend and return its output.
+    /// Run the CLI (`acme-edge domains --api-url URL ARGS...`) against this backend and return
+    /// its output. The token goes in the environment (`ACME_EDGE_ADMIN_TOKEN`), never on the
+    /// command line, where other users of the machine could read it.
     pub async fn cli(&self, args: &[&str]) -> Result<std::process::Output> {
         let mut cmd = tokio::process::Command::new(tools::backend_bin()?);
         cmd.arg("domains")
             .args(["--api-url", &self.admin_url()])
-            .args(["--token", &self.token])
+            .env("ACME_EDGE_ADMIN_TOKEN", &self.token)
             .args(args)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
