@@ -382,9 +382,9 @@ async fn extra_certificates(stack: &Stack) -> Result<String> {
 }
 
 /// The backend SIGKILLed again and again while the CA validates (Pebble's validation sleep
-/// on): the stopped worker's tokens stay answered and the resumed orders neither post a
-/// challenge twice nor give up an order the CA is validating, so the CA never finds an
-/// authorization invalid, and issues one certificate per name.
+/// on): the stopped worker's tokens stay answered and the resumed orders do not give up an
+/// order the CA is validating, so the CA finds no authorization invalid, and issues one
+/// certificate per name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_killed_during_validations_never_invalidates_an_authorization() -> Result<()> {
     let mut stack = Stack::builder()
