@@ -7,6 +7,8 @@
 //! | `acme-edge.example.toml`       | the example configuration                             |
 //! | `acme-edge.service`            | the systemd unit                                      |
 //! | `envoy-edge.yaml`              | an example Envoy bootstrap, validated by Envoy        |
+//! | `console/`                     | the web console, served from beside the binary        |
+//! | `openapi.json`                 | the admin API's OpenAPI 3.1 description               |
 //! | `Containerfile`, `rootfs/`     | the container image, built from these files           |
 //! | `VERSION`                      | the workspace's version and the git commit            |
 //! | `SHA256SUMS`                   | `sha256sum -c SHA256SUMS` checks every file above     |
@@ -72,6 +74,14 @@ pub fn run(args: DistArgs) -> Result<()> {
     check_static(&binary)?;
     let version = version_text(&binary, &target)?;
     fs::write(out.join("VERSION"), &version).context("write VERSION")?;
+
+    crate::console::check_wasm_bindgen_cli()?;
+    crate::console::build(&binary)?;
+    let openapi = Cmd::new(&binary)
+        .arg("openapi")
+        .probe()
+        .context("acme-edge openapi failed")?;
+    fs::write(out.join("openapi.json"), openapi).context("write openapi.json")?;
 
     let bootstrap = out.join("envoy-edge.yaml");
     example_envoy_bootstrap(&binary, &bootstrap)?;
