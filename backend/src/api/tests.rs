@@ -398,7 +398,11 @@ async fn every_route_is_described_and_every_description_is_a_route() {
         .into_iter()
         .filter(|(_, p)| p.starts_with("/v1/"))
         .collect();
-    let mut table = documented_routes();
+    // The console's files are not part of the API.
+    let mut table: Vec<_> = documented_routes()
+        .into_iter()
+        .filter(|(_, p)| p.starts_with("/v1/"))
+        .collect();
     described.sort();
     table.sort();
     assert_eq!(
