@@ -92,7 +92,9 @@ fn serve(runtime: &tokio::runtime::Runtime, path: &std::path::Path) -> ExitCode 
     };
     init_tracing(config.log.format);
     prepare_process();
-    match runtime.block_on(service::run(config, shutdown_signal())) {
+    // Within the runtime (the handlers need its driver), before anything is bound.
+    let served = runtime.block_on(async { service::run(config, shutdown_signal()).await });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "acme-edge failed");
@@ -163,25 +165,36 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGTERM or SIGINT. The handlers are installed when this is called (not when the future is
+/// first polled), so a signal arriving while the service binds its listeners is a clean stop
+/// too, not the default action's kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let handlers = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match handlers {
+            (Ok(mut term), Ok(mut interrupt)) => {
                 tokio::select! {
-                    _ = interrupt => {}
                     _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
                 }
             }
-            Err(_) => {
-                let _ = interrupt.await;
+            (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
+                let _ = one.recv().await;
+            }
+            (Err(_), Err(_)) => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received");
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutdown signal received");
 }
