@@ -199,16 +199,22 @@ impl Machine {
         self.try_run(Cmd::new("rustup").args(["component", "add"]).args(&missing));
     }
 
+    /// The filter's Rust target.
     fn wasm_target(&mut self) {
+        self.rust_target(WASM_TARGET);
+    }
+
+    /// A Rust target, added with rustup when missing.
+    fn rust_target(&mut self, target: &str) {
         let installed = Cmd::new("rustup")
             .args(["target", "list", "--installed"])
             .probe()
-            .is_some_and(|list| list.lines().any(|t| t.trim() == WASM_TARGET));
+            .is_some_and(|list| list.lines().any(|t| t.trim() == target));
         if installed {
-            ok(&format!("Rust target {WASM_TARGET}"));
+            ok(&format!("Rust target {target}"));
             return;
         }
-        self.try_run(Cmd::new("rustup").args(["target", "add", WASM_TARGET]));
+        self.try_run(Cmd::new("rustup").args(["target", "add", target]));
     }
 
     fn envoy(&mut self) {
@@ -322,16 +328,7 @@ impl Machine {
 
     /// The web console's Rust target.
     fn console_target(&mut self) {
-        let target = crate::console::CONSOLE_TARGET;
-        let installed = Cmd::new("rustup")
-            .args(["target", "list", "--installed"])
-            .probe()
-            .is_some_and(|list| list.lines().any(|t| t.trim() == target));
-        if installed {
-            ok(&format!("Rust target {target}"));
-            return;
-        }
-        self.try_run(Cmd::new("rustup").args(["target", "add", target]));
+        self.rust_target(crate::console::CONSOLE_TARGET);
     }
 
     /// `wasm-bindgen`, the version of the crate in Cargo.lock (they must match exactly).
