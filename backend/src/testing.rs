@@ -21,7 +21,7 @@ use crate::model::{Domain, DomainState, KeyType, LastError};
 use crate::schedule::Clock;
 use crate::store::{
     Claim, DomainQuery, Enabled, ExpiryCounts, IssuedCertificate, OpenOrder, OrderLog,
-    OrderOutcome, OrderRecord, Overview, SqliteStore, Store, StoreError, StoredAccount,
+    OrderOutcome, OrderRecord, Overview, Published, SqliteStore, Store, StoreError, StoredAccount,
     StoredCertificate, source::StoreSource,
 };
 
@@ -235,8 +235,16 @@ impl Store for PausedStore {
         token: &str,
         key_authorization: &str,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Published, StoreError> {
         held!(self.put_challenge(host, lease, token, key_authorization, now))
+    }
+    async fn mark_told_ready(
+        &self,
+        host: &str,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        held!(self.mark_told_ready(host, token, now))
     }
     async fn challenge(&self, host: &str, token: &str) -> Result<Option<String>, StoreError> {
         held!(self.challenge(host, token))

@@ -15,14 +15,15 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus, Problem,
+    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order,
+    OrderStatus, Problem,
 };
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::{AcmeError, keys};
 use crate::model::KeyType;
-use crate::store::{IssuedCertificate, OpenOrder, OrderOutcome, Store};
+use crate::store::{IssuedCertificate, OpenOrder, OrderOutcome, Published, Store};
 
 /// Total time the CA may take to validate, and then to sign. Pebble answers in seconds and
 /// Let's Encrypt in well under a minute; five minutes means something is stuck, and the
@@ -233,22 +234,44 @@ async fn validate(
     }
 }
 
+/// How long a challenge an earlier worker told the CA about may stay `pending` before it is
+/// told again. A CA that shows `processing` while it validates (RFC 8555, Let's Encrypt)
+/// never leaves a told challenge `pending`: there the wait only follows a worker stopped
+/// between recording and telling. A CA that keeps it `pending` while validating (Pebble
+/// before 2.5) would run a second validation if told twice, and that one can fail after the
+/// first one's certificate was issued; it finishes well within this.
+const TOLD_READY_GRACE: Duration = Duration::from_secs(60);
+/// Pause between looks at a challenge an earlier worker told the CA about.
+const TOLD_READY_POLL: Duration = Duration::from_secs(1);
+
+/// What one pass over the authorizations found.
+struct Round {
+    /// A challenge had been told ready before this attempt.
+    inherited: bool,
+    /// A challenge told ready before this attempt is still `pending`: look again.
+    waiting: bool,
+}
+
 /// Publish each pending authorization's token and tell the CA it is ready, unless the CA
 /// has it already (a resumed order: a challenge processing is left to the polling, a valid
-/// one is not posted again). Returns whether any challenge had been told ready before this
-/// attempt. Reading the authorizations is started again when the CA refuses a nonce
-/// (bounded, as every request: [`super::BAD_NONCE_ROUNDS`]).
+/// one is not posted again, one an earlier worker told is given [`TOLD_READY_GRACE`] to
+/// leave `pending`). Returns whether any challenge had been told ready before this attempt.
+/// Reading the authorizations is started again when the CA refuses a nonce (bounded, as
+/// every request: [`super::BAD_NONCE_ROUNDS`]).
 async fn publish_challenges(
     order: &mut Order,
     store: &dyn Store,
     request: &Request<'_>,
 ) -> Result<bool, AcmeError> {
     let mut readied = HashSet::new();
+    let waited_until = Instant::now() + TOLD_READY_GRACE;
     let mut round = 1;
     loop {
-        match publish_round(order, store, request, &mut readied).await {
+        match publish_round(order, store, request, &mut readied, waited_until).await {
             Err(e) if e.is_bad_nonce() && round < super::BAD_NONCE_ROUNDS => round += 1,
-            other => return other,
+            Ok(Round { waiting: true, .. }) => tokio::time::sleep(TOLD_READY_POLL).await,
+            Ok(Round { inherited, .. }) => return Ok(inherited),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -258,10 +281,14 @@ async fn publish_round(
     store: &dyn Store,
     request: &Request<'_>,
     readied: &mut HashSet<String>,
-) -> Result<bool, AcmeError> {
+    waited_until: Instant,
+) -> Result<Round, AcmeError> {
     let Request { name, limit, .. } = *request;
     let mut authorizations = order.authorizations();
-    let mut inherited = false;
+    let mut round = Round {
+        inherited: false,
+        waiting: false,
+    };
     loop {
         let next = tokio::time::timeout(limit, authorizations.next())
             .await
@@ -270,7 +297,7 @@ async fn publish_round(
                 limit,
             })?;
         let Some(result) = next else {
-            return Ok(inherited);
+            return Ok(round);
         };
         let mut authz = result.map_err(|e| AcmeError::client("authorization", e))?;
         match authz.status {
@@ -289,6 +316,8 @@ async fn publish_round(
             .challenge(ChallengeType::Http01)
             .ok_or_else(|| AcmeError::NoHttp01Challenge(name.to_owned()))?;
         let key_authorization = challenge.key_authorization();
+        // A resumed order may have told the CA already; its validation needs the token
+        // published again, but a second "ready" would be refused, or worse, validated twice.
         let published = store
             .put_challenge(
                 name,
@@ -298,18 +327,34 @@ async fn publish_round(
                 OffsetDateTime::now_utc(),
             )
             .await?;
-        if !published {
+        let Published::Answered { told_ready } = published else {
             return Err(AcmeError::LeaseLost(name.to_owned()));
+        };
+        let token = challenge.token.clone();
+        if readied.contains(&token) {
+            continue;
         }
-        // A resumed order may have told the CA already; its validation needs the token
-        // published again, but a second "ready" would be refused.
-        if challenge.status == instant_acme::ChallengeStatus::Pending {
-            retrying_bad_nonce!(limit, "challenge ready", challenge.set_ready())?;
-            readied.insert(challenge.token.clone());
-        } else if !readied.contains(&challenge.token) {
-            inherited = true;
+        if challenge.status != ChallengeStatus::Pending {
+            round.inherited = true;
+            continue;
         }
+        if told_ready.is_some_and(|at| !grace_over(at, waited_until)) {
+            tracing::debug!(domain = %name, "challenge told ready by an earlier worker; waiting for the CA");
+            round.waiting = true;
+            continue;
+        }
+        store
+            .mark_told_ready(name, &token, OffsetDateTime::now_utc())
+            .await?;
+        retrying_bad_nonce!(limit, "challenge ready", challenge.set_ready())?;
+        readied.insert(token);
     }
+}
+
+/// The CA has had [`TOLD_READY_GRACE`] since a challenge was told ready at `at` (by the
+/// store's clock, or this attempt's when that one is behind).
+fn grace_over(at: OffsetDateTime, waited_until: Instant) -> bool {
+    OffsetDateTime::now_utc() - at >= TOLD_READY_GRACE || Instant::now() >= waited_until
 }
 
 /// Refresh the order until `done(status)`, each request and the whole bounded.

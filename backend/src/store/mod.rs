@@ -119,6 +119,16 @@ pub enum Enabled {
     Existing(Domain),
 }
 
+/// Outcome of publishing a challenge token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// The lease was lost (the domain was disabled or taken over): nothing written.
+    LeaseLost,
+    /// The token is answered; `told_ready` is when a worker recorded telling the CA about
+    /// it (`None`: never).
+    Answered { told_ready: Option<OffsetDateTime> },
+}
+
 /// A domain a worker has taken: state `validating`, lease held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -278,8 +288,9 @@ pub trait Store: orders::OrderLog + overview::Overview + Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     // ---- challenges
-    /// Publish `token` for `host`, only while `lease` still holds the domain; `false` when the
-    /// lease was lost (the domain was disabled or taken over): the token is not written.
+    /// Publish `token` for `host`, only while `lease` still holds the domain
+    /// ([`Published::LeaseLost`] when the domain was disabled or taken over: the token is not
+    /// written). Says whether a worker recorded telling the CA about it already.
     async fn put_challenge(
         &self,
         host: &str,
@@ -287,7 +298,15 @@ pub trait Store: orders::OrderLog + overview::Overview + Send + Sync + 'static {
         token: &str,
         key_authorization: &str,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Published, StoreError>;
+    /// Record that `token` is about to be reported ready to the CA (written before the
+    /// request, so that no later worker reports it a second time).
+    async fn mark_told_ready(
+        &self,
+        host: &str,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
     /// The key authorization for `token`, only if it was issued for `host`.
     async fn challenge(&self, host: &str, token: &str) -> Result<Option<String>, StoreError>;
     async fn remove_challenges(&self, host: &str) -> Result<(), StoreError>;

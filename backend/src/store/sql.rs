@@ -28,7 +28,8 @@ use super::engine::Engine;
 use super::rows::{claim_from_row, domain_from_row, from_ts, opt_ts, ts};
 use super::source::StoreSource;
 use super::{
-    Claim, Enabled, IssuedCertificate, Store, StoreError, StoredAccount, StoredCertificate,
+    Claim, Enabled, IssuedCertificate, Published, Store, StoreError, StoredAccount,
+    StoredCertificate,
 };
 use crate::model::{Domain, DomainState, KeyType, LastError};
 
@@ -487,21 +488,42 @@ where
         token: &str,
         key_authorization: &str,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+    ) -> Result<Published, StoreError> {
+        let row = sqlx::query(
             "INSERT INTO challenges (host, token, key_authorization, created_at) \
              SELECT $1, $2, $3, $4 WHERE EXISTS \
              (SELECT 1 FROM domains WHERE name = $1 AND lease = $5) \
-             ON CONFLICT (host, token) DO UPDATE SET key_authorization = excluded.key_authorization",
+             ON CONFLICT (host, token) DO UPDATE SET key_authorization = excluded.key_authorization \
+             RETURNING told_ready_at",
         )
         .bind(host)
         .bind(token)
         .bind(key_authorization)
         .bind(ts(now))
         .bind(lease)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(DB::rows_affected(&done) == 1)
+        Ok(match row {
+            None => Published::LeaseLost,
+            Some(row) => Published::Answered {
+                told_ready: opt_ts(&row, "told_ready_at")?,
+            },
+        })
+    }
+
+    async fn mark_told_ready(
+        &self,
+        host: &str,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE challenges SET told_ready_at = $1 WHERE host = $2 AND token = $3")
+            .bind(ts(now))
+            .bind(host)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn challenge(&self, host: &str, token: &str) -> Result<Option<String>, StoreError> {

@@ -146,7 +146,7 @@ mod tests {
 
     use super::*;
     use crate::model::KeyType;
-    use crate::store::Store;
+    use crate::store::{Published, Store};
 
     const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 
@@ -164,10 +164,11 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(claims.len(), 1);
-            assert!(
+            assert_ne!(
                 s.put_challenge("a.example", "L", "tok", "tok.thumb", NOW)
                     .await
-                    .unwrap()
+                    .unwrap(),
+                Published::LeaseLost
             );
         }
         let s = SqliteStore::open(&path).await.unwrap();

@@ -16,8 +16,8 @@ use tokio::sync::{broadcast, watch};
 use super::engine::Engine;
 use super::source::StoreSource;
 use super::{
-    Claim, DomainQuery, Enabled, IssuedCertificate, OpenOrder, OrderOutcome, PgStore, SqliteStore,
-    Store, StoredAccount,
+    Claim, DomainQuery, Enabled, IssuedCertificate, OpenOrder, OrderOutcome, PgStore, Published,
+    SqliteStore, Store, StoredAccount,
 };
 use crate::certs::{CertEvent, CertificateSource};
 use crate::model::{DomainState, FailureClass, KeyType, LastError};
@@ -380,10 +380,11 @@ async fn challenges_are_per_host(s: Arc<dyn Store>) {
         .unwrap();
     let claim = claim_one(&*s, NOW, "L1").await;
     for answer in ["tok.thumb", "tok.thumb2"] {
-        assert!(
+        assert_ne!(
             s.put_challenge("a.example", &claim.lease, "tok", answer, NOW)
                 .await
-                .unwrap()
+                .unwrap(),
+            Published::LeaseLost
         );
     }
     assert_eq!(
@@ -401,6 +402,7 @@ async fn challenges_are_answered_only_while_an_order_can_use_them(s: Arc<dyn Sto
         s.put_challenge("a.example", lease, "tok", "tok.thumb", NOW)
             .await
             .unwrap()
+            != Published::LeaseLost
     };
     // No such domain, or no claim on it: nothing is written.
     assert!(!put(s.clone(), "L1").await);
@@ -432,6 +434,35 @@ async fn challenges_are_answered_only_while_an_order_can_use_them(s: Arc<dyn Sto
     s.disable_domain("a.example", NOW).await.unwrap();
     assert!(!put(s.clone(), "L2").await);
     assert_eq!(answer(s.clone()).await, None);
+}
+
+async fn telling_the_ca_is_remembered_across_takeovers(s: Arc<dyn Store>) {
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let first = claim_one(&*s, NOW, "L1").await;
+    let put = |s: Arc<dyn Store>, lease: String| async move {
+        s.put_challenge("a.example", &lease, "tok", "tok.thumb", NOW)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        put(s.clone(), first.lease.clone()).await,
+        Published::Answered { told_ready: None }
+    );
+    s.mark_told_ready("a.example", "tok", NOW + secs(1))
+        .await
+        .unwrap();
+    // The worker stops; the next one to take the domain publishes the same token and
+    // learns that the CA was told.
+    s.release_in_flight(NOW + LEASE + secs(1)).await.unwrap();
+    let second = claim_one(&*s, NOW + LEASE + secs(1), "L2").await;
+    assert_eq!(
+        put(s.clone(), second.lease.clone()).await,
+        Published::Answered {
+            told_ready: Some(NOW + secs(1))
+        }
+    );
 }
 
 async fn disabling_deletes_the_key_and_reenabling_orders_anew(s: Arc<dyn Store>) {
@@ -914,6 +945,7 @@ suite! {
         expired_leases_are_taken_over_live_ones_are_not,
         concurrent_claims_take_each_domain_once,
         challenges_are_per_host,
+        telling_the_ca_is_remembered_across_takeovers,
         challenges_are_answered_only_while_an_order_can_use_them,
         disabling_deletes_the_key_and_reenabling_orders_anew,
         accounts_are_kept_once_per_directory,
