@@ -64,6 +64,7 @@
 //!    resumes when the secret arrives.
 
 pub mod acme;
+pub mod activation;
 pub mod api;
 pub mod ari_refresh;
 pub mod budget;

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use acme_edge::activation::Inherited;
 use acme_edge::config::{Config, LogFormat};
 use acme_edge::{cli, listener, service};
 use clap::{Parser, Subcommand};
@@ -51,6 +52,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Before the runtime starts its threads: reading it clears the environment variables.
+    let inherited = Inherited::from_env();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -59,7 +62,7 @@ fn main() -> ExitCode {
         }
     };
     match args.command {
-        Command::Serve { config } => serve(&runtime, &config),
+        Command::Serve { config } => serve(&runtime, &config, inherited),
         Command::CheckConfig { config } => check_config(&config),
         Command::EnvoyConfig(args) => match cli::envoy_config::render(*args) {
             Ok(text) => {
@@ -82,7 +85,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(runtime: &tokio::runtime::Runtime, path: &std::path::Path) -> ExitCode {
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    path: &std::path::Path,
+    inherited: Inherited,
+) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
@@ -93,7 +100,8 @@ fn serve(runtime: &tokio::runtime::Runtime, path: &std::path::Path) -> ExitCode 
     init_tracing(config.log.format);
     prepare_process();
     // Within the runtime (the handlers need its driver), before anything is bound.
-    let served = runtime.block_on(async { service::run(config, shutdown_signal()).await });
+    let served =
+        runtime.block_on(async { service::run(config, inherited, shutdown_signal()).await });
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

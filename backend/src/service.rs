@@ -24,6 +24,7 @@ use warp::Filter;
 
 use crate::acme::health::CaHealth;
 use crate::acme::{CertificateAuthority, Issuer};
+use crate::activation::{self, ActivationError, Inherited};
 use crate::api::{self, ApiState, auth::AdminToken, auth::TokenError};
 use crate::ari_refresh;
 use crate::budget::OrderBudget;
@@ -68,6 +69,8 @@ pub enum ServiceError {
     SdsSocket(#[from] SocketError),
     #[error("{0}")]
     Component(#[from] ComponentFailed),
+    #[error("{0}")]
+    Activation(#[from] ActivationError),
     #[error("listening on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -88,17 +91,21 @@ pub struct Bound {
     console: Option<crate::api::console::Assets>,
 }
 
-/// Bind and serve until `shutdown` completes.
+/// Bind (taking the sockets the service manager passed) and serve until `shutdown`
+/// completes.
 pub async fn run(
     config: Config,
+    inherited: Inherited,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    bind(config).await?.serve(shutdown).await?;
+    bind(config, inherited).await?.serve(shutdown).await?;
     Ok(())
 }
 
-/// Open the store, resolve the admin token, bind the listeners.
-pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
+/// Open the store, resolve the admin token, bind the listeners (taking those the service
+/// manager passed in `inherited` instead of binding their addresses).
+pub async fn bind(config: Config, mut inherited: Inherited) -> Result<Bound, ServiceError> {
+    inherited.check()?;
     let store = store::open(&config.storage).await?;
     let released = store.release_in_flight(OffsetDateTime::now_utc()).await?;
     if released > 0 {
@@ -122,8 +129,13 @@ pub async fn bind(config: Config) -> Result<Bound, ServiceError> {
         );
     }
     let console = crate::api::console::Assets::load(&config.admin.console_dir)?;
-    let admin = listen("admin API", config.admin.listen).await?;
-    let challenge = listen("challenge lookup", config.challenge.listen).await?;
+    let admin = take_or_listen(&mut inherited, activation::ADMIN, config.admin.listen).await?;
+    let challenge = take_or_listen(
+        &mut inherited,
+        activation::CHALLENGE,
+        config.challenge.listen,
+    )
+    .await?;
     let sds = bind_sds(&config.sds).await?;
     Ok(Bound {
         config,
@@ -178,6 +190,32 @@ fn create_socket_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o755)
         .create(dir)
+}
+
+/// The socket named `name` passed by the service manager, else `addr` bound now.
+async fn take_or_listen(
+    inherited: &mut Inherited,
+    name: &'static str,
+    addr: SocketAddr,
+) -> Result<TcpListener, ServiceError> {
+    let what = match name {
+        activation::ADMIN => "admin API",
+        _ => "challenge lookup",
+    };
+    let Some(socket) = inherited.take(name)? else {
+        return listen(what, addr).await;
+    };
+    let socket = TcpListener::from_std(socket).map_err(|source| ServiceError::Bind {
+        what,
+        addr,
+        source,
+    })?;
+    tracing::info!(
+        listener = what,
+        addr = ?socket.local_addr().ok(),
+        "using the socket passed by the service manager (its configured address is not bound)"
+    );
+    Ok(socket)
 }
 
 async fn listen(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServiceError> {
@@ -467,7 +505,7 @@ mod tests {
             dir.path().join("db.sqlite").display()
         );
         let config = Config::parse(&text, |_| None).unwrap();
-        let bound = bind(config).await.unwrap();
+        let bound = bind(config, Inherited::none()).await.unwrap();
         let (admin, lookup) = (bound.admin_addr().unwrap(), bound.challenge_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(bound.serve(async {

@@ -42,6 +42,7 @@ pub struct BackendBuilder {
     storage_url: Option<String>,
     dir: Option<PathBuf>,
     challenge_addr: Option<SocketAddr>,
+    hold_challenge_socket: bool,
     sds: Option<SdsEndpoint>,
     /// Extra settings, merged over the generated ones (`[section] key = value`).
     extra: toml::Table,
@@ -113,6 +114,14 @@ impl BackendBuilder {
         self
     }
 
+    /// Hold the challenge lookup's listening socket in the test and pass it to the backend
+    /// at every start, as systemd socket activation does (`deploy/acme-edge.socket`): while
+    /// the backend restarts, lookups wait in the socket's backlog instead of being refused.
+    pub fn hold_challenge_socket(mut self) -> Self {
+        self.hold_challenge_socket = true;
+        self
+    }
+
     /// Serve SDS on this TCP address (default: a free port).
     pub fn sds_addr(self, addr: SocketAddr) -> Self {
         self.sds(SdsEndpoint::Tcp(addr))
@@ -168,6 +177,11 @@ impl BackendBuilder {
             .env("RUST_LOG", "info,acme_edge=debug");
         for (key, value) in &self.envs {
             spawn = spawn.env(key, value);
+        }
+        if self.hold_challenge_socket {
+            let socket = std::net::TcpListener::bind(addrs.challenge)
+                .with_context(|| format!("hold the challenge socket {}", addrs.challenge))?;
+            spawn = spawn.pass_socket("challenge", socket);
         }
         let process = spawn.start()?;
         let client = admin_client(&token)?;

@@ -9,12 +9,15 @@
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use command_fds::{CommandFdExt, FdMapping};
 use nix::unistd::Pid;
 
 /// The signals [`ChildGuard::kill`] sends, re-exported so tests need no `nix` dependency.
@@ -38,6 +41,16 @@ pub struct Spawn {
     envs: Vec<(OsString, OsString)>,
     cwd: Option<PathBuf>,
     log_dir: Option<PathBuf>,
+    passed: Option<PassedSocket>,
+}
+
+/// A listening socket passed to the process as a service manager passes one (systemd
+/// socket activation: descriptor 3, `LISTEN_FDS=1`, `LISTEN_FDNAMES=<name>`). The test
+/// holds it, so it stays open, with its backlog, while the process restarts.
+#[derive(Debug, Clone)]
+struct PassedSocket {
+    name: String,
+    socket: Arc<TcpListener>,
 }
 
 impl Spawn {
@@ -50,7 +63,17 @@ impl Spawn {
             envs: Vec::new(),
             cwd: None,
             log_dir: None,
+            passed: None,
         }
+    }
+
+    /// Pass `socket` as the service manager's socket named `name`, to every start.
+    pub fn pass_socket(mut self, name: impl Into<String>, socket: TcpListener) -> Self {
+        self.passed = Some(PassedSocket {
+            name: name.into(),
+            socket: Arc::new(socket),
+        });
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -89,7 +112,7 @@ impl Spawn {
         ChildGuard::spawn(self)
     }
 
-    fn command(&self, stdout: File, stderr: File) -> Command {
+    fn command(&self, stdout: File, stderr: File) -> Result<Command> {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
@@ -99,7 +122,20 @@ impl Spawn {
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        cmd
+        if let Some(passed) = &self.passed {
+            let fd = passed
+                .socket
+                .try_clone()
+                .context("duplicate the passed socket")?;
+            cmd.env("LISTEN_FDS", "1")
+                .env("LISTEN_FDNAMES", &passed.name)
+                .fd_mappings(vec![FdMapping {
+                    parent_fd: OwnedFd::from(fd),
+                    child_fd: 3,
+                }])
+                .context("pass the socket")?;
+        }
+        Ok(cmd)
     }
 }
 
@@ -166,7 +202,7 @@ impl ChildGuard {
     fn start(&mut self) -> Result<()> {
         let stdout = self.open_log("stdout")?;
         let stderr = self.open_log("stderr")?;
-        let child = spawn_from_keeper(self.spawn.command(stdout, stderr)).with_context(|| {
+        let child = spawn_from_keeper(self.spawn.command(stdout, stderr)?).with_context(|| {
             format!(
                 "start {} ({})",
                 self.spawn.name,

@@ -6,26 +6,35 @@ use std::process::Command;
 use acme_edge_tests::tools;
 use anyhow::{Context, Result, ensure};
 
-/// `systemd-analyze verify` accepts the unit as shipped, without a single warning. It needs
-/// the unit's binary to exist, so the check runs on a copy pointing at the one just built.
+/// `systemd-analyze verify` accepts the units as shipped (the service and the socket that
+/// holds its challenge listener across restarts), without a single warning. It needs the
+/// unit's binary to exist, so the check runs on copies pointing at the one just built.
 #[test]
-fn the_systemd_unit_verifies_without_warnings() -> Result<()> {
-    let unit = tools::workspace_root().join("deploy/acme-edge.service");
-    let text = std::fs::read_to_string(&unit).with_context(|| unit.display().to_string())?;
+fn the_systemd_units_verify_without_warnings() -> Result<()> {
+    let deploy = tools::workspace_root().join("deploy");
+    let read = |name: &str| {
+        let path = deploy.join(name);
+        std::fs::read_to_string(&path).with_context(|| path.display().to_string())
+    };
+    let service = read("acme-edge.service")?;
+    let socket = read("acme-edge.socket")?;
     ensure!(
-        text.contains("ExecStart=/usr/local/bin/acme-edge serve"),
+        service.contains("ExecStart=/usr/local/bin/acme-edge serve"),
         "the unit runs the installed binary"
     );
     let backend = tools::backend_bin()?;
     let dir = tempfile::tempdir()?;
-    let copy = dir.path().join("acme-edge.service");
+    let service_copy = dir.path().join("acme-edge.service");
+    let socket_copy = dir.path().join("acme-edge.socket");
     std::fs::write(
-        &copy,
-        text.replace("/usr/local/bin/acme-edge", &backend.display().to_string()),
+        &service_copy,
+        service.replace("/usr/local/bin/acme-edge", &backend.display().to_string()),
     )?;
+    std::fs::write(&socket_copy, &socket)?;
     let output = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
-        .arg(&copy)
+        .arg(&service_copy)
+        .arg(&socket_copy)
         .output()
         .context("run systemd-analyze (cargo xtask install installs it)")?;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -42,7 +51,25 @@ fn the_systemd_unit_verifies_without_warnings() -> Result<()> {
         "RuntimeDirectory=acme-edge",
         "User=acme-edge",
     ] {
-        ensure!(text.contains(hardening), "the unit sets {hardening:?}");
+        ensure!(service.contains(hardening), "the unit sets {hardening:?}");
+    }
+    // The socket is the one the service takes, at the example configuration's address.
+    let example =
+        std::fs::read_to_string(tools::workspace_root().join("backend/acme-edge.example.toml"))?;
+    let challenge_listen = example
+        .split("\n[challenge]\n")
+        .nth(1)
+        .and_then(|section| section.lines().find(|l| l.starts_with("listen = ")))
+        .context("the example configuration's challenge.listen")?;
+    let addr = challenge_listen
+        .trim_start_matches("listen = ")
+        .trim_matches('"');
+    for line in [
+        format!("ListenStream={addr}"),
+        "FileDescriptorName=challenge".to_owned(),
+        "Service=acme-edge.service".to_owned(),
+    ] {
+        ensure!(socket.contains(&line), "the socket unit sets {line:?}");
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! What an operator and a service manager rely on: `/readyz` says what is not ready, a
 //! backend that cannot serve exits non-zero with a log line (so it is restarted), and SIGTERM
-//! still ends it cleanly with 0.
+//! still ends it cleanly with 0; a socket passed by the service manager is taken by name.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -113,6 +113,86 @@ fn an_sds_socket_that_cannot_be_bound_exits_non_zero_with_a_log_line() -> Result
     ensure!(
         log.contains("SDS socket") && log.contains("acme-edge failed"),
         "the log says why\n{log}"
+    );
+    Ok(())
+}
+
+/// `acme-edge serve` started with `socket` passed as the service manager's socket `name`
+/// (descriptor 3, `LISTEN_FDS`, `LISTEN_FDNAMES`), output captured.
+fn serve_with_socket(
+    config: &std::path::Path,
+    name: &str,
+    socket: &std::net::TcpListener,
+) -> Result<std::process::Child> {
+    use command_fds::{CommandFdExt, FdMapping};
+    let mut command = Command::new(tools::backend_bin()?);
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_FDNAMES", name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .fd_mappings(vec![FdMapping {
+            parent_fd: std::os::fd::OwnedFd::from(socket.try_clone()?),
+            child_fd: 3,
+        }])?;
+    Ok(command.spawn()?)
+}
+
+/// The status line of a plain HTTP/1.1 GET, or `None` when nothing answers.
+fn status_line(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    Some(line)
+}
+
+/// Socket activation: the socket named `challenge` serves the challenge lookups and the
+/// configured `challenge.listen` is not bound; a socket with a name acme-edge does not take
+/// stops the start-up with the reason.
+#[test]
+fn a_passed_challenge_socket_is_served_and_an_unknown_one_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = config(
+        dir.path(),
+        &format!("unix:{}", dir.path().join("sds.sock").display()),
+    )?;
+    let socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let passed = socket.local_addr()?;
+
+    let child = serve_with_socket(&config, "challenge", &socket)?;
+    let answered = acme_edge_tests::process::eventually_blocking(Duration::from_secs(30), || {
+        status_line(passed, "/acme-edge/v1/challenge/a.example/token")
+            .filter(|line| line.contains(" 404 "))
+            .map(|_| ())
+    });
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+    let output = child.wait_with_output()?;
+    let log = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    answered.with_context(|| format!("no lookup answered on the passed socket\n{log}"))?;
+    ensure!(
+        log.contains("using the socket passed by the service manager"),
+        "the log says which socket serves\n{log}"
+    );
+
+    let child = serve_with_socket(&config, "acme-edge.socket", &socket)?;
+    let output = child.wait_with_output()?;
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    ensure!(
+        !output.status.success() && log.contains("FileDescriptorName="),
+        "an unknown socket name: exit status {}\n{log}",
+        output.status
     );
     Ok(())
 }

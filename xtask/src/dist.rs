@@ -6,6 +6,7 @@
 //! | `acme_edge_filter.wasm`        | the filter, release, for Envoy                        |
 //! | `acme-edge.example.toml`       | the example configuration                             |
 //! | `acme-edge.service`            | the systemd unit                                      |
+//! | `acme-edge.socket`             | the challenge listener's socket, held on restarts     |
 //! | `envoy-edge.yaml`              | an example Envoy bootstrap, validated by Envoy        |
 //! | `console/`                     | the web console, served from beside the binary        |
 //! | `openapi.json`                 | the admin API's OpenAPI 3.1 description               |
@@ -61,6 +62,11 @@ pub fn run(args: DistArgs) -> Result<()> {
     copy(
         &root.join("deploy/acme-edge.service"),
         &out.join("acme-edge.service"),
+        0o644,
+    )?;
+    copy(
+        &root.join("deploy/acme-edge.socket"),
+        &out.join("acme-edge.socket"),
         0o644,
     )?;
     copy(
