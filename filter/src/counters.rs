@@ -21,10 +21,12 @@ pub enum Counter {
     BackendErrors,
     /// Challenge requests let through to the normal routes (`on_miss` / `on_error` = `pass`).
     Passed,
+    /// Lookups sent a second time after the first failed ([`crate::outcome::LOOKUP_ATTEMPTS`]).
+    Retries,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 7] = [
+    pub const ALL: [Counter; 8] = [
         Counter::Handled,
         Counter::Served,
         Counter::CacheHits,
@@ -32,6 +34,7 @@ impl Counter {
         Counter::Invalid,
         Counter::BackendErrors,
         Counter::Passed,
+        Counter::Retries,
     ];
 
     /// The name the filter defines (Envoy shows it with a `wasmcustom.` prefix).
@@ -44,6 +47,7 @@ impl Counter {
             Counter::Invalid => "acme_edge.invalid",
             Counter::BackendErrors => "acme_edge.backend_errors",
             Counter::Passed => "acme_edge.passed",
+            Counter::Retries => "acme_edge.lookup_retries",
         }
     }
 

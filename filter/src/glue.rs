@@ -58,6 +58,7 @@ impl RootContext for Root {
             settings: Rc::clone(&self.settings),
             metrics: Rc::clone(&self.metrics),
             pending: None,
+            attempts: 0,
         }))
     }
 
@@ -76,6 +77,8 @@ struct Exchange {
     metrics: Rc<Metrics>,
     /// The challenge being looked up while the request is paused.
     pending: Option<Challenge>,
+    /// Lookups sent so far for this request.
+    attempts: u8,
 }
 
 impl Context for Exchange {
@@ -97,6 +100,13 @@ impl Context for Exchange {
         let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, wanted)
             .ok()
             .flatten();
+        if outcome::worth_retrying(status.as_deref()) && self.attempts < outcome::LOOKUP_ATTEMPTS {
+            self.count(Counter::Retries);
+            if self.dispatch(&challenge).is_ok() {
+                self.pending = Some(challenge);
+                return;
+            }
+        }
         let outcome = outcome::decide(&self.settings, status.as_deref(), body.as_deref());
         if let Outcome::Serve(key_authorization) = &outcome {
             self.remember(&challenge, key_authorization);
@@ -144,6 +154,27 @@ impl Exchange {
             respond(&Reply::found(&key_authorization));
             return Action::Pause;
         }
+        match self.dispatch(&challenge) {
+            Ok(()) => {
+                self.pending = Some(challenge);
+                Action::Pause
+            }
+            Err(status) => {
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "acme-edge: lookup via cluster {} not sent: {status:?}",
+                        self.settings.cluster
+                    ),
+                );
+                let outcome = outcome::error(&self.settings);
+                self.finish(outcome, false)
+            }
+        }
+    }
+
+    /// Send the lookup for `challenge` to the backend's cluster.
+    fn dispatch(&mut self, challenge: &Challenge) -> Result<(), proxy_wasm::types::Status> {
         let path = acme_edge_contract::lookup_path(&challenge.host, &challenge.token);
         let cluster = self.settings.cluster.as_str();
         let headers = vec![
@@ -152,20 +183,9 @@ impl Exchange {
             (":authority", cluster),
         ];
         let timeout = Duration::from_millis(self.settings.timeout_ms);
-        match self.dispatch_http_call(cluster, headers, None, vec![], timeout) {
-            Ok(_) => {
-                self.pending = Some(challenge);
-                Action::Pause
-            }
-            Err(status) => {
-                log(
-                    LogLevel::Warn,
-                    &format!("acme-edge: lookup via cluster {cluster} not sent: {status:?}"),
-                );
-                let outcome = outcome::error(&self.settings);
-                self.finish(outcome, false)
-            }
-        }
+        self.attempts = self.attempts.saturating_add(1);
+        self.dispatch_http_call(cluster, headers, None, vec![], timeout)
+            .map(|_| ())
     }
 
     /// Send the reply or let the request go on. `resume` is set in the call-out callback, where

@@ -39,7 +39,7 @@
 //! | `timeout_ms` | integer 1..=60000 | `2000` | lookup timeout |
 //! | `prefix` | string `/.../` | `"/.well-known/acme-challenge/"` | challenge path prefix (keep equal to the challenge route in `edge.yaml`) |
 //! | `on_miss` | `"respond"` / `"pass"` | `"respond"` | backend has no such token: answer 404, or continue to the normal routes |
-//! | `on_error` | `"respond"` / `"pass"` | `"respond"` | backend failed or timed out: answer 503 + `retry-after`, or continue |
+//! | `on_error` | `"respond"` / `"pass"` | `"respond"` | backend failed or timed out, twice: answer 503 + `retry-after`, or continue |
 //! | `enabled` | bool | `true` | `false` makes the filter a no-op |
 //! | `cache_ttl_ms` | integer 0..=300000 | `10000` | how long a found answer is reused; 0 turns the cache off |
 //!
@@ -47,8 +47,17 @@
 //!
 //! Counters defined as `acme_edge.<name>`, shown by Envoy's admin `/stats` with Envoy's
 //! prefix for wasm-defined metrics: `wasmcustom.acme_edge.handled`,
-//! `.served`, `.cache_hits`, `.not_found`, `.invalid`, `.backend_errors`, `.passed`
-//! (see [`counters`]).
+//! `.served`, `.cache_hits`, `.not_found`, `.invalid`, `.backend_errors`, `.passed`,
+//! `.lookup_retries` (see [`counters`]).
+//!
+//! # A failed lookup is tried twice
+//!
+//! A lookup that gets neither "found" nor "missing" (no answer, a 5xx, a timeout) is sent
+//! once more before `on_error` applies: a connection to the backend broken by its restart
+//! fails the first, and the second goes out on a new connection, which waits in the
+//! listening socket's backlog when the service manager holds it across the restart
+//! (`deploy/acme-edge.socket`). A CA validating at that moment gets its answer late (within
+//! two lookup timeouts), not a failure.
 
 // A panic traps Envoy's wasm VM for every request on the worker, so nothing outside tests may
 // panic (clippy.toml exempts tests).

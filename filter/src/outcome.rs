@@ -9,6 +9,16 @@ use crate::settings::{Fallback, Settings};
 /// bounding it bounds what a cache slot holds.
 pub const MAX_KEY_AUTHORIZATION_LEN: usize = 1_024;
 
+/// Lookups sent per challenge request at most: a failed one is tried once more.
+pub const LOOKUP_ATTEMPTS: u8 = 2;
+
+/// Whether a lookup's answer is worth another try: anything but "found" (200) or "missing"
+/// (404), as no answer at all (`None`), a 5xx, or Envoy's own 503/504 for a broken
+/// connection or a timeout.
+pub fn worth_retrying(status: Option<&[u8]>) -> bool {
+    !matches!(status, Some(b"200" | b"404"))
+}
+
 /// What the filter does once the backend has answered (or failed to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -56,6 +66,21 @@ mod tests {
             on_miss,
             on_error,
             ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn only_failures_are_tried_again() {
+        assert!(!worth_retrying(Some(b"200")));
+        assert!(!worth_retrying(Some(b"404")));
+        for failed in [
+            None,
+            Some(&b"503"[..]),
+            Some(b"504"),
+            Some(b"500"),
+            Some(b"400"),
+        ] {
+            assert!(worth_retrying(failed), "{failed:?}");
         }
     }
 

@@ -35,6 +35,8 @@ pub enum Behavior {
     Hang,
     /// Answer with this status and a short body.
     Fail(u16),
+    /// Answer the next lookup with this status, then as [`Behavior::Answer`].
+    FailOnce(u16),
 }
 
 #[derive(Default)]
@@ -184,6 +186,9 @@ async fn answer(
             Some((host, token)) => {
                 *s.requests_by_host.entry(host.to_owned()).or_default() += 1;
                 let behavior = s.behaviors.get(host).copied().unwrap_or_default();
+                if let Behavior::FailOnce(_) = behavior {
+                    s.behaviors.insert(host.to_owned(), Behavior::Answer);
+                }
                 let key = (host.to_owned(), token.to_owned());
                 (behavior, s.answers.get(&key).cloned())
             }
@@ -192,7 +197,9 @@ async fn answer(
     };
     Ok(match behavior {
         Behavior::Hang => std::future::pending().await,
-        Behavior::Fail(status) => reply(status, "fixture failure\n".to_owned()),
+        Behavior::Fail(status) | Behavior::FailOnce(status) => {
+            reply(status, "fixture failure\n".to_owned())
+        }
         Behavior::Answer => match found {
             Some(key_authorization) => reply(200, key_authorization),
             None => reply(404, "no such challenge\n".to_owned()),

@@ -102,6 +102,7 @@ fn default_settings() -> Result<()> {
     host_is_normalised(&backend, &envoy);
     miss_is_404(&backend, &envoy);
     backend_error_is_503(&backend, &envoy);
+    a_failed_lookup_is_tried_once_more(&backend, &envoy);
     backend_timeout_is_503(&backend, &envoy);
     answers_are_cached(&backend, &envoy);
     challenge_paths_are_normalised(&backend, &envoy);
@@ -229,23 +230,43 @@ fn miss_is_404(backend: &ChallengeBackend, envoy: &Envoy) {
 fn backend_error_is_503(backend: &ChallengeBackend, envoy: &Envoy) {
     backend.insert("error.example", "tok-err", "tok-err.x");
     backend.behave("error.example", Behavior::Fail(500));
-    let deltas = counted(envoy, &["backend_errors"], || {
+    let deltas = counted(envoy, &["backend_errors", "lookup_retries"], || {
         let r = get(envoy, &challenge("tok-err"), "error.example");
         assert_unavailable(&r, "backend 500");
         let r = request(envoy, "HEAD", &challenge("tok-err"), "error.example");
         assert_unavailable(&r, "backend 500, HEAD");
         assert!(r.body.is_empty());
     });
-    assert_eq!(deltas, [2]);
+    // Each request's lookup was tried twice before the 503.
+    assert_eq!(deltas, [2, 2]);
+    assert_eq!(backend.requests_for("error.example"), 4);
+}
+
+/// A lookup that fails once (a connection broken by the backend's restart, say) is sent
+/// again, and the client gets the answer, not a 503.
+fn a_failed_lookup_is_tried_once_more(backend: &ChallengeBackend, envoy: &Envoy) {
+    backend.insert("once.example", "tok-once", "tok-once.x");
+    backend.behave("once.example", Behavior::FailOnce(503));
+    let deltas = counted(
+        envoy,
+        &["backend_errors", "lookup_retries", "served"],
+        || {
+            let r = get(envoy, &challenge("tok-once"), "once.example");
+            assert_eq!((r.status, r.text().as_str()), (200, "tok-once.x"), "{r:?}");
+        },
+    );
+    assert_eq!(deltas, [0, 1, 1]);
+    assert_eq!(backend.requests_for("once.example"), 2);
 }
 
 fn backend_timeout_is_503(backend: &ChallengeBackend, envoy: &Envoy) {
     backend.insert("hang.example", "tok-hang", "tok-hang.x");
     backend.behave("hang.example", Behavior::Hang);
-    // The default timeout (2 s) applies; the request must end with 503, not hang.
+    // The default timeout (2 s) applies to each of the two lookups; the request must end
+    // with 503, not hang.
     let r = get(envoy, &challenge("tok-hang"), "hang.example");
     assert_unavailable(&r, "backend never answers");
-    assert_eq!(backend.requests_for("hang.example"), 1);
+    assert_eq!(backend.requests_for("hang.example"), 2);
 }
 
 fn answers_are_cached(backend: &ChallengeBackend, envoy: &Envoy) {
@@ -432,6 +453,7 @@ fn pass_settings() -> Result<()> {
     backend.behave("hang.example", Behavior::Hang);
     let r = get(&envoy, &challenge("tok-hang"), "hang.example");
     assert_normal_route(&r, "backend timeout with on_error pass");
+    assert_eq!(backend.requests_for("hang.example"), 2, "tried twice");
 
     // cache_ttl_ms 0: every request asks the backend.
     backend.insert("nocache.example", "tok-nc", "tok-nc.x");
