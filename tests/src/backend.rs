@@ -47,6 +47,7 @@ pub struct BackendBuilder {
     /// Extra settings, merged over the generated ones (`[section] key = value`).
     extra: toml::Table,
     envs: Vec<(String, String)>,
+    binary: Option<PathBuf>,
 }
 
 impl BackendBuilder {
@@ -151,6 +152,13 @@ impl BackendBuilder {
         self
     }
 
+    /// Run this `acme-edge` instead of the one under test ([`tools::backend_bin`]): the one
+    /// in a container image's file system, which finds its files from where it is.
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
+
     /// Write the configuration, start `acme-edge serve` and wait until `/healthz` answers.
     pub async fn start(self) -> Result<Backend> {
         let dir = WorkDir::new(self.dir.clone(), "backend")?;
@@ -168,7 +176,11 @@ impl BackendBuilder {
         tools::write_private(&config_path, &toml::to_string_pretty(&config)?)
             .with_context(|| format!("write {}", config_path.display()))?;
 
-        let mut spawn = Spawn::new("acme-edge", tools::backend_bin()?)
+        let binary = match &self.binary {
+            Some(path) => path.clone(),
+            None => tools::backend_bin()?,
+        };
+        let mut spawn = Spawn::new("acme-edge", binary)
             .arg("serve")
             .arg("--config")
             .arg(&config_path)

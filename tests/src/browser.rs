@@ -180,6 +180,16 @@ impl Browser {
         v.as_str().map(str::to_owned)
     }
 
+    /// The element's accessible name and role, as Chromium's accessibility tree gives them to
+    /// a screen reader (WebDriver's computed label and role).
+    pub async fn accessible(&self, css: &str) -> Result<(String, String)> {
+        let e = self.find(css).await?;
+        let label = self.get(&format!("/element/{e}/computedlabel")).await?;
+        let role = self.get(&format!("/element/{e}/computedrole")).await?;
+        let text = |v: Value| v.as_str().unwrap_or_default().to_owned();
+        Ok((text(label), text(role)))
+    }
+
     /// Run `script` (a function body; `return` gives the value) in the page.
     pub async fn script(&self, script: &str) -> Result<Value> {
         self.post("/execute/sync", json!({"script": script, "args": []}))

@@ -1,7 +1,8 @@
 //! The web console in a real headless Chromium (over WebDriver), against the real backend
 //! and Pebble: sign-in, a wrong token, enabling names (one refused) and following issuance
-//! live, renewing, disabling behind a confirmation, and a CA problem full of markup shown as
-//! text. Every test leaves screenshots in `target/console-screenshots/`.
+//! live, renewing, disabling behind a confirmation, the overview's counts and its chart with
+//! a text alternative, and a CA problem full of markup shown as text. Every test leaves
+//! screenshots in `target/console-screenshots/`.
 //!
 //! The console must be built beside the backend binary (`cargo xtask build`).
 
@@ -176,6 +177,166 @@ async fn enable_follow_renew_and_disable() -> Result<()> {
         .find(&format!("tr[data-name='{good}'][data-state='disabled']"))
         .await?;
     browser.screenshot("domain-list").await?;
+    browser.close().await
+}
+
+/// Certificates valid this long expire within the overview's 30 days and its chart's weeks.
+const SHORT_VALIDITY: Duration = Duration::from_secs(20 * 24 * 3600);
+
+/// The `<dt>`/`<dd>` pairs of each section of the overview, by the id of its heading.
+const OVERVIEW_FIGURES: &str = "const out = {};
+    for (const s of document.querySelectorAll('#overview section')) {
+      const pairs = {};
+      for (const dt of s.querySelectorAll('dt')) {
+        pairs[dt.textContent] = dt.nextElementSibling ? dt.nextElementSibling.textContent : null;
+      }
+      out[s.getAttribute('aria-labelledby')] = pairs;
+    }
+    return out;";
+
+/// What the overview should show for `summary` (`GET /v1/summary`), in the page's terms.
+fn expected_figures(summary: &serde_json::Value) -> serde_json::Value {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0).to_string();
+    let mut states = serde_json::Map::new();
+    states.insert("Total".into(), n(&summary["total"]).into());
+    for state in ["pending", "validating", "issued", "failed", "disabled"] {
+        states.insert(state.into(), n(&summary["states"][state]).into());
+    }
+    let e = &summary["expiring"];
+    let mut failures = serde_json::Map::new();
+    for f in summary["failures"].as_array().into_iter().flatten() {
+        let reason = f["reason"].as_str().unwrap_or_default().to_owned();
+        failures.insert(reason, n(&f["count"]).into());
+    }
+    serde_json::json!({
+        "h-states": states,
+        "h-expiring": {
+            "Already expired": n(&e["expired"]),
+            "Within 7 days": n(&e["within_7_days"]),
+            "Within 14 days": n(&e["within_14_days"]),
+            "Within 30 days": n(&e["within_30_days"]),
+        },
+        "h-failures": failures,
+        "h-weeks": {},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_shows_the_summary_and_a_labelled_chart() -> Result<()> {
+    let stack = Stack::builder()
+        .pebble(|p| p.certificate_validity(SHORT_VALIDITY))
+        .start()
+        .await?;
+    let backend = &stack.backend;
+    check_served(backend).await?;
+    let names = [
+        "a.overview.acme-edge.test",
+        "b.overview.acme-edge.test",
+        "c.overview.acme-edge.test",
+    ];
+    for name in names {
+        backend.enable(name).await?;
+    }
+    for name in names {
+        backend
+            .wait_for_state(name, "issued", ISSUE_DEADLINE)
+            .await
+            .with_context(|| stack.logs())?;
+    }
+    backend.disable(names[2]).await?;
+    backend
+        .wait_for_state(names[2], "disabled", ISSUE_DEADLINE)
+        .await?;
+    let url = format!("{}/v1/summary", backend.admin_url());
+    let summary: serde_json::Value = backend.client().get(&url).send().await?.json().await?;
+    // The figures the page is compared with are not all zero.
+    assert_eq!(summary["total"], 3, "{summary}");
+    assert_eq!(summary["states"]["issued"], 2, "{summary}");
+    assert_eq!(summary["states"]["disabled"], 1, "{summary}");
+    let weeks: Vec<u64> = summary["expiry_weeks"]
+        .as_array()
+        .context("expiry_weeks")?
+        .iter()
+        .map(|w| w["count"].as_u64().unwrap_or(0))
+        .collect();
+    let expiring: u64 = weeks.iter().sum();
+    assert!(
+        expiring >= 2,
+        "the issued certificates expire within the weeks shown: {summary}"
+    );
+
+    let browser = Browser::start().await?;
+    signed_in(&browser, backend).await?;
+    browser.click("a[href='#/overview']").await?;
+    browser
+        .find("#overview section[aria-labelledby='h-weeks']")
+        .await?;
+    let mut shown = browser.script(OVERVIEW_FIGURES).await?;
+    // The earliest expiry is shown as a date and how far it is ("… UTC (in 19 d)").
+    let earliest = shown["h-expiring"]
+        .as_object_mut()
+        .and_then(|pairs| pairs.remove("Earliest expiry"))
+        .context("no earliest expiry shown")?;
+    let expected = summary["earliest_expiry"]
+        .as_str()
+        .and_then(|t| Some(format!("{} {} UTC", t.get(..10)?, t.get(11..16)?)))
+        .context("the summary has an earliest expiry")?;
+    assert!(
+        earliest.as_str().is_some_and(|e| e.starts_with(&expected)),
+        "earliest expiry {earliest} against {expected}"
+    );
+    assert_eq!(
+        shown,
+        expected_figures(&summary),
+        "the page against {summary}"
+    );
+    if summary["failures"].as_array().is_some_and(Vec::is_empty) {
+        let failures = browser
+            .text("section[aria-labelledby='h-failures'] p")
+            .await?;
+        assert_eq!(failures, "No failed domains.");
+    }
+
+    browser.screenshot("overview").await?;
+
+    // The chart: an image with a name and a description a screen reader reads out.
+    let chart = "section[aria-labelledby='h-weeks'] svg";
+    let (label, role) = browser.accessible(chart).await?;
+    // ARIA 1.3 calls the role `image` (`img` is its synonym); Chromium says the new name.
+    assert!(
+        ["image", "img"].contains(&role.as_str()),
+        "the chart's role: {role:?}"
+    );
+    assert!(
+        label.contains("Certificates expiring in each of the coming weeks")
+            && label.contains(&format!(
+                "{expiring} certificates expire in the {} weeks shown",
+                weeks.len()
+            )),
+        "the chart's accessible name: {label:?}"
+    );
+    let bars = browser
+        .script(&format!(
+            "return document.querySelectorAll(\"{chart} rect.bar\").length"
+        ))
+        .await?;
+    assert_eq!(bars, weeks.len(), "one bar a week");
+    // Its figures as a table, behind a disclosure that opens.
+    browser
+        .click("section[aria-labelledby='h-weeks'] details summary")
+        .await?;
+    let table = browser
+        .script(
+            "const d = document.querySelector(\"section[aria-labelledby='h-weeks'] details\");
+             return [d.open, [...d.querySelectorAll('tbody tr')]
+               .map(r => Number(r.lastElementChild.textContent))]",
+        )
+        .await?;
+    assert_eq!(table, serde_json::json!([true, weeks]), "the chart's table");
+    browser
+        .script("document.querySelector('section[aria-labelledby=\"h-weeks\"]').scrollIntoView()")
+        .await?;
+    browser.screenshot("overview-chart-table").await?;
     browser.close().await
 }
 

@@ -3,6 +3,9 @@
 
 use std::process::Command;
 
+use acme_edge_tests::backend::Backend;
+use acme_edge_tests::pebble::Pebble;
+use acme_edge_tests::ports::free_addr;
 use acme_edge_tests::tools;
 use anyhow::{Context, Result, ensure};
 
@@ -74,15 +77,27 @@ fn the_systemd_units_verify_without_warnings() -> Result<()> {
     Ok(())
 }
 
+/// The console's files, as the backend serves them (`acme_edge::api::console`).
+const CONSOLE_FILES: [&str; 5] = [
+    "index.html",
+    "boot.js",
+    "console.js",
+    "console_bg.wasm",
+    "console.css",
+];
+/// Where the image puts the console: `share/acme-edge/console` under the backend's prefix
+/// (`/usr/local`), where the backend looks when nothing is configured.
+const IMAGE_CONSOLE_DIR: &str = "usr/local/share/acme-edge/console";
+
 /// The container image of `deploy/Containerfile` (built from `cargo xtask dist`'s layout: the
-/// backend, the filter, `rootfs/`), built with podman and inspected without running it (the
-/// file system exported from a created container): the backend runs `--version` from it, the
-/// filter and the CA roots are there, the user is not root, the state directory is a volume
-/// the user owns. Skipped, saying so, where podman is not installed (`cargo xtask install`
-/// installs it).
+/// backend, the console, the filter, `rootfs/`), built with podman and inspected without
+/// running it (the file system exported from a created container): the backend runs
+/// `--version` from it, the console's files, the filter and the CA roots are there, the user
+/// is not root, the state directory is a volume the user owns. Skipped, saying so, where
+/// podman is not installed (`cargo xtask install` installs it).
 #[test]
-fn the_container_image_holds_the_backend_the_filter_and_ca_roots_for_a_non_root_user() -> Result<()>
-{
+fn the_container_image_holds_the_backend_the_console_the_filter_and_ca_roots_for_a_non_root_user()
+-> Result<()> {
     if Command::new("podman").arg("--version").output().is_err() {
         eprintln!("skipped: podman is not installed (cargo xtask install installs it)");
         return Ok(());
@@ -123,6 +138,8 @@ fn the_container_image_holds_the_backend_the_filter_and_ca_roots_for_a_non_root_
         version.starts_with(&format!("acme-edge {}", env!("CARGO_PKG_VERSION"))),
         "the image's backend says {version:?}"
     );
+    check_console(&root.join(IMAGE_CONSOLE_DIR))?;
+    tokio::runtime::Runtime::new()?.block_on(serves_its_console(root))?;
     let filter = std::fs::read(root.join("usr/share/acme-edge/acme_edge_filter.wasm"))?;
     ensure!(filter.starts_with(b"\0asm"), "the filter is a wasm module");
     let roots = std::fs::read_to_string(root.join("etc/ssl/certs/ca-certificates.crt"))?;
@@ -159,6 +176,10 @@ fn dist_layout(dir: &std::path::Path) -> Result<()> {
     };
     copy(&root.join("deploy/Containerfile"), "Containerfile")?;
     copy(&tools::backend_bin()?, "acme-edge")?;
+    let console = console_dir()?;
+    for file in CONSOLE_FILES {
+        copy(&console.join(file), &format!("console/{file}"))?;
+    }
     copy(&tools::filter_wasm()?, "acme_edge_filter.wasm")?;
     copy(
         &root.join("backend/acme-edge.example.toml"),
@@ -177,6 +198,68 @@ fn dist_layout(dir: &std::path::Path) -> Result<()> {
     for empty in ["rootfs/var/lib/acme-edge", "rootfs/run/acme-edge"] {
         std::fs::create_dir_all(dir.join(empty))?;
     }
+    Ok(())
+}
+
+/// The console built beside the backend under test (`cargo xtask build` puts it there).
+fn console_dir() -> Result<std::path::PathBuf> {
+    let backend = tools::backend_bin()?;
+    let dir = backend
+        .parent()
+        .context("the backend binary has no directory")?
+        .join("console");
+    ensure!(
+        dir.join("index.html").is_file(),
+        "no console in {}: build it with cargo xtask build",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// The image's backend, run from the exported file system with no `admin.console_dir`,
+/// serves the console the image holds at `/console/`.
+async fn serves_its_console(root: &std::path::Path) -> Result<()> {
+    let pebble = Pebble::builder(free_addr().port()).start().await?;
+    let backend = Backend::builder()
+        .binary(root.join("usr/local/bin/acme-edge"))
+        .pebble(&pebble)
+        .start()
+        .await?;
+    let url = format!("{}/console/", backend.admin_url());
+    let page = reqwest::get(&url).await?;
+    ensure!(
+        page.status() == 200,
+        "{url}: {}\n{}",
+        page.status(),
+        backend.log()
+    );
+    let served = page.text().await?;
+    let shipped = std::fs::read_to_string(root.join(IMAGE_CONSOLE_DIR).join("index.html"))?;
+    ensure!(served == shipped, "{url} is not the image's index.html");
+    ensure!(
+        backend.log().contains(IMAGE_CONSOLE_DIR),
+        "the backend names where it found the console:\n{}",
+        backend.log()
+    );
+    Ok(())
+}
+
+/// Every console file is in `dir`: the page that loads it, and the WebAssembly module.
+fn check_console(dir: &std::path::Path) -> Result<()> {
+    for file in CONSOLE_FILES {
+        let path = dir.join(file);
+        let len = std::fs::metadata(&path)
+            .with_context(|| format!("the image lacks the console's {file}"))?
+            .len();
+        ensure!(len > 0, "the image's {} is empty", path.display());
+    }
+    let page = std::fs::read_to_string(dir.join("index.html"))?;
+    ensure!(
+        page.contains("<script type=\"module\" src=\"boot.js\">"),
+        "the image's index.html is not the console's page:\n{page}"
+    );
+    let wasm = std::fs::read(dir.join("console_bg.wasm"))?;
+    ensure!(wasm.starts_with(b"\0asm"), "the console is a wasm module");
     Ok(())
 }
 

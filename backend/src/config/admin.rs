@@ -19,8 +19,15 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// token.
 pub const DEFAULT_METRICS_REQUIRE_TOKEN: bool = false;
 /// Default `admin.console_dir`: a directory of this name beside the `acme-edge` binary
-/// (where `cargo xtask build` and the distribution put the web console).
+/// (where `cargo xtask build` and the distribution put the web console), else
+/// [`INSTALLED_CONSOLE_DIR`].
 pub const DEFAULT_CONSOLE_DIR_NAME: &str = "console";
+/// Default `admin.console_dir` when there is no console beside the binary: this directory
+/// under the binary's installation prefix (the parent of its directory), as programs find
+/// their data under `share/` beside `bin/`. `/usr/local/bin/acme-edge` looks in
+/// `/usr/local/share/acme-edge/console`, where the container image and the install steps put
+/// it.
+pub const INSTALLED_CONSOLE_DIR: &str = "share/acme-edge/console";
 
 /// `[admin]` as written; every key optional.
 #[derive(Debug, Default, Deserialize)]
@@ -38,7 +45,8 @@ pub(super) struct AdminSection {
     /// TLS for the admin API (both or neither): its PEM certificate chain and key.
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
-    /// The web console's files. Default: [`DEFAULT_CONSOLE_DIR_NAME`] beside the binary.
+    /// The web console's files. Default: [`DEFAULT_CONSOLE_DIR_NAME`] beside the binary, else
+    /// [`INSTALLED_CONSOLE_DIR`] under its prefix.
     console_dir: Option<PathBuf>,
     /// The listener's bounds ([`ListenerLimits`]).
     max_connections: Option<usize>,
@@ -66,7 +74,7 @@ pub struct AdminConfig {
     pub console_dir: ConsoleDir,
 }
 
-/// `admin.console_dir`, or the default beside the binary.
+/// `admin.console_dir`, or the default found from the binary's place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleDir {
     path: PathBuf,
@@ -90,13 +98,26 @@ impl ConsoleDir {
         }
     }
 
-    /// [`DEFAULT_CONSOLE_DIR_NAME`] beside the running binary.
-    fn beside_binary() -> ConsoleDir {
-        let dir = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(Path::to_path_buf))
-            .unwrap_or_default();
-        ConsoleDir::default_at(dir.join(DEFAULT_CONSOLE_DIR_NAME))
+    /// The default for the running binary ([`ConsoleDir::default_for`]).
+    fn default_for_this_binary() -> ConsoleDir {
+        let exe = std::env::current_exe().unwrap_or_default();
+        ConsoleDir::default_for(&exe)
+    }
+
+    /// The default for the binary at `exe`: [`DEFAULT_CONSOLE_DIR_NAME`] beside it, else
+    /// [`INSTALLED_CONSOLE_DIR`] under its prefix when a console is there (a page to serve:
+    /// `index.html`), else the first, where finding none is no error.
+    pub fn default_for(exe: &Path) -> ConsoleDir {
+        let bin_dir = exe.parent().unwrap_or(Path::new(""));
+        let beside = bin_dir.join(DEFAULT_CONSOLE_DIR_NAME);
+        let installed = bin_dir
+            .parent()
+            .map(|prefix| prefix.join(INSTALLED_CONSOLE_DIR));
+        let chosen = match installed {
+            Some(dir) if !has_console(&beside) && has_console(&dir) => dir,
+            _ => beside,
+        };
+        ConsoleDir::default_at(chosen)
     }
 
     pub fn path(&self) -> &Path {
@@ -107,6 +128,14 @@ impl ConsoleDir {
         self.configured
     }
 }
+
+/// Whether `dir` holds a console's page.
+fn has_console(dir: &Path) -> bool {
+    dir.join(CONSOLE_PAGE).is_file()
+}
+
+/// The file that makes a directory a console (the backend serves it at `/console/`).
+const CONSOLE_PAGE: &str = "index.html";
 
 /// Where the admin API's bearer token comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,7 +199,7 @@ impl AdminConfig {
         let console_dir = s
             .console_dir
             .map(ConsoleDir::configured)
-            .unwrap_or_else(ConsoleDir::beside_binary);
+            .unwrap_or_else(ConsoleDir::default_for_this_binary);
         Some(AdminConfig {
             listen,
             console_dir,
@@ -181,5 +210,45 @@ impl AdminConfig {
                 .metrics_require_token
                 .unwrap_or(DEFAULT_METRICS_REQUIRE_TOKEN),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `prefix/bin/acme-edge`, with consoles at the given places under `prefix`.
+    fn installed(consoles: &[&str]) -> (tempfile::TempDir, PathBuf) {
+        let prefix = tempfile::tempdir().unwrap();
+        for dir in consoles {
+            let dir = prefix.path().join(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(CONSOLE_PAGE), "<!doctype html>").unwrap();
+        }
+        let exe = prefix.path().join("bin/acme-edge");
+        (prefix, exe)
+    }
+
+    #[test]
+    fn the_default_console_is_beside_the_binary_else_under_its_prefix() {
+        let (prefix, exe) = installed(&["bin/console", "share/acme-edge/console"]);
+        let beside = prefix.path().join("bin/console");
+        assert_eq!(
+            ConsoleDir::default_for(&exe),
+            ConsoleDir::default_at(&beside)
+        );
+
+        let (prefix, exe) = installed(&["share/acme-edge/console"]);
+        let under_prefix = prefix.path().join("share/acme-edge/console");
+        assert_eq!(
+            ConsoleDir::default_for(&exe),
+            ConsoleDir::default_at(under_prefix)
+        );
+
+        let (prefix, exe) = installed(&[]);
+        let beside = prefix.path().join("bin/console");
+        let found = ConsoleDir::default_for(&exe);
+        assert_eq!(found, ConsoleDir::default_at(beside));
+        assert!(!found.is_configured(), "no console by default is no error");
     }
 }
