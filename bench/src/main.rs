@@ -2,6 +2,7 @@
 //! run. `cargo xtask bench <name>` installs what they need, builds the filter and runs this
 //! binary with the harness's tool paths in its environment.
 
+mod config;
 mod filter;
 mod instructions;
 mod sds;
@@ -27,12 +28,21 @@ enum Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The Envoy configuration, side by side: one virtual host per domain against the
+    /// constant configuration (size, start-up, memory, one added domain) for 1,000, 10,000
+    /// and 100,000 domains.
+    Config {
+        /// Options of the configuration benchmark (`cargo xtask bench config -- --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let outcome = match Bench::parse() {
         Bench::Filter { args } => filter::run(args),
         Bench::Sds { args } => sds::run(args),
+        Bench::Config { args } => config::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
