@@ -15,6 +15,7 @@
 //!   certificates served through SDS).
 //! - [`mutual_tls`]: the certificate files for mutual TLS between Envoy and the SDS listener.
 //! - [`tls`]: TLS clients trusting only a test's roots.
+//! - [`usage`]: a process's resident memory and CPU time, for the benchmarks.
 
 pub mod backend;
 pub mod browser;
@@ -29,3 +30,4 @@ pub mod stack;
 pub mod test_ca;
 pub mod tls;
 pub mod tools;
+pub mod usage;

@@ -74,6 +74,25 @@ pub fn build() -> Result<Artifacts> {
     })
 }
 
+/// The backend optimised, as it is deployed: what the scale benchmark measures.
+pub fn build_backend_release() -> Result<PathBuf> {
+    Cmd::cargo()
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "acme-edge",
+            "--bin",
+            paths::BACKEND_BIN_FILE,
+        ])
+        .run()?;
+    let bin = paths::target_dir()
+        .join("release")
+        .join(paths::BACKEND_BIN_FILE);
+    ensure!(bin.is_file(), "{} not built", bin.display());
+    Ok(bin)
+}
+
 /// The filter for wasm32-wasip1, release: the `.wasm` Envoy loads.
 pub fn build_filter() -> Result<PathBuf> {
     Cmd::cargo()

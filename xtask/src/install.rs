@@ -102,6 +102,9 @@ pub const BENCH: &[Tool] = &[
     Tool::Envoy,
     Tool::Wrk,
 ];
+/// `cargo xtask bench scale`, besides [`BENCH`]: the backend it starts loads its ACME
+/// account from Pebble, and the store is measured on PostgreSQL too.
+pub const BENCH_SCALE: &[Tool] = &[Tool::Pebble, Tool::Postgres];
 /// `cargo xtask test` (the whole suite) and `cargo xtask install`: everything.
 pub const TEST: &[Tool] = &[
     Tool::RustComponents,
