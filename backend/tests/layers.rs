@@ -15,9 +15,16 @@ const LAYERS: &[&[&str]] = &[
     // The configuration, parsed and typed once.
     &["config"],
     // Policy and seams: when to renew and retry, the order budget's arithmetic, the
-    // listeners' bounds, metrics, readiness checks, the seam between issuance and serving.
+    // listeners' bounds and the sockets a service manager passes, metrics, readiness checks,
+    // the seam between issuance and serving.
     &[
-        "schedule", "budget", "listener", "metrics", "certs", "health",
+        "schedule",
+        "budget",
+        "listener",
+        "activation",
+        "metrics",
+        "certs",
+        "health",
     ],
     // Durable state.
     &["store"],
