@@ -16,6 +16,13 @@
 //! (`acme_edge_sds_apply_seconds`); what is left is the rest of the handshake. Figures are
 //! per name, then quantiles; ratios are against the warm handshake of the same run.
 //!
+//! `--bound N` sets `sds.max_names_per_proxy`: past N names, each subscription also evicts
+//! the least recently requested name from Envoy (a removal on another stream, which Envoy
+//! acts on while it serves the next names), as on a proxy at its bound.
+//!
+//! `--ads` has Envoy fetch secrets over ADS (`config_source: { ads: {} }`, one stream for all
+//! names) instead of one SDS stream per name (`envoy/sds-trial.yaml`).
+//!
 //! `--storage memory` (the default) serves from memory: the SDS server's own part.
 //! `--storage sqlite` reads each certificate from a SQLite store through the backend's
 //! `StoreSource`, as a single-node service does.
@@ -23,6 +30,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use acme_edge::sds::HeldNames;
 use acme_edge_tests::test_ca::TestCa;
 use acme_edge_tests::tools;
 use anyhow::{Context, Result, bail};
@@ -47,6 +55,12 @@ struct Args {
     /// Where the SDS server reads certificates from.
     #[arg(long, value_enum, default_value_t = Storage::Memory)]
     storage: Storage,
+    /// `sds.max_names_per_proxy` (0: no bound, nothing evicted).
+    #[arg(long, default_value_t = 0)]
+    bound: usize,
+    /// Fetch secrets over ADS (one stream) instead of one SDS stream per name.
+    #[arg(long)]
+    ads: bool,
 }
 
 /// Run the benchmark with `args` (after `cargo xtask bench cold`).
@@ -67,7 +81,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
 struct Timing {
     warm: f64,
     cold: f64,
-    /// Client starts connecting -> Envoy opens the name's SDS stream.
+    /// Client starts connecting -> Envoy opens the name's SDS stream (0 over ADS).
     to_stream: f64,
     /// Stream opened -> the server reads the subscription and looks the name up.
     to_request: f64,
@@ -90,8 +104,12 @@ async fn bench(args: &Args, samples: &Samples) -> Result<Vec<Timing>> {
     let source = Arc::new(TimedSource::new(
         stored::source(args.storage, &leaves, dir.path()).await?,
     ));
-    let sds = start_sds(source.clone()).await?;
-    let template = std::fs::read_to_string(tools::workspace_root().join("envoy/sds-trial.yaml"))?;
+    let sds = start_sds(source.clone(), Arc::new(HeldNames::new(args.bound))).await?;
+    let mut template =
+        std::fs::read_to_string(tools::workspace_root().join("envoy/sds-trial.yaml"))?;
+    if args.ads {
+        template = with_ads(&template)?;
+    }
     let mut edge = Edge::start(&template, sds, dir.path(), "on-demand").await?;
 
     // Envoy's SDS connection is up before timing starts, as in service.
@@ -106,6 +124,30 @@ async fn bench(args: &Args, samples: &Samples) -> Result<Vec<Timing>> {
     }
     edge.envoy.ensure_running()?;
     Ok(timings)
+}
+
+/// The per-name SDS config source of `template` made ADS, and the ADS stream configured.
+fn with_ads(template: &str) -> Result<String> {
+    let per_name = "
+                  api_config_source:
+                    api_type: DELTA_GRPC
+                    transport_api_version: V3
+                    grpc_services:
+                    - envoy_grpc: { cluster_name: acme_sds }
+";
+    if !template.contains(per_name) {
+        bail!("no per-name SDS config source in the template");
+    }
+    let ads = "
+dynamic_resources:
+  ads_config:
+    api_type: DELTA_GRPC
+    transport_api_version: V3
+    grpc_services:
+    - envoy_grpc: { cluster_name: acme_sds }
+";
+    let text = template.replacen(per_name, "\n                  ads: {}\n", 1);
+    Ok(format!("{text}{ads}"))
 }
 
 async fn one_name(
@@ -124,8 +166,9 @@ async fn one_name(
     }
     let (response, apply) = server_timings(samples, name).await?;
     let moments = source.take();
-    let opened = moments.opened.first().context("no SDS stream opened")?;
     let looked_up = moments.looked_up.first().context("no lookup")?;
+    // Over ADS the name's request comes on the stream already open.
+    let opened = moments.opened.first().unwrap_or(&started);
 
     let started_warm = Instant::now();
     handshake(client, edge.https, name).await?;
@@ -185,9 +228,12 @@ fn print_report(args: &Args, timings: &[Timing]) {
     };
     println!();
     println!(
-        "Cold vs warm handshakes, {} names, certificates in {:?} (a name's first handshake is \
-         cold, its second warm)",
-        args.names, args.storage
+        "Cold vs warm handshakes, {} names, certificates in {:?}, bound {}, {} (a name's \
+         first handshake is cold, its second warm)",
+        args.names,
+        args.storage,
+        args.bound,
+        if args.ads { "ADS" } else { "a stream per name" }
     );
     println!(
         "  {:<56} {:>7} {:>7} {:>9}",
@@ -198,10 +244,10 @@ fn print_report(args: &Args, timings: &[Timing]) {
     row("cold - warm, per name", |t| t.cold - t.warm);
     println!("  where a cold handshake's time goes (per name, in order):");
     row(
-        "  client connects -> Envoy opens the name's SDS stream",
+        "  client connects -> Envoy opens a stream for the name",
         |t| t.to_stream,
     );
-    row("  stream opened -> backend reads the subscription", |t| {
+    row("  (stream opened ->) backend reads the subscription", |t| {
         t.to_request
     });
     row(

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acme_edge::certs::{CertificateSource, ServedCertificate};
+use acme_edge::sds::HeldNames;
 use acme_edge::sds::memory::MemorySource;
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
@@ -72,7 +73,7 @@ async fn bench(args: Args) -> Result<()> {
     let ca = TestCa::new("acme-edge bench CA")?;
     let client = ca.client()?;
     let source = Arc::new(MemorySource::new());
-    let sds = start_sds(source.clone()).await?;
+    let sds = start_sds(source.clone(), Default::default()).await?;
     let dir = tempfile::tempdir()?;
     let template = std::fs::read_to_string(tools::workspace_root().join("envoy/sds-trial.yaml"))?;
 
@@ -303,14 +304,17 @@ impl Leaf {
     }
 }
 
-/// The SDS server on a free loopback port, for the rest of the process.
-pub(crate) async fn start_sds(source: Arc<dyn CertificateSource>) -> Result<SocketAddr> {
+/// The SDS server on a free loopback port, for the rest of the process; `held` bounds the
+/// names each Envoy holds.
+pub(crate) async fn start_sds(
+    source: Arc<dyn CertificateSource>,
+    held: Arc<HeldNames>,
+) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         if let Err(e) =
-            acme_edge::sds::serve_on(listener, source, Default::default(), std::future::pending())
-                .await
+            acme_edge::sds::serve_on(listener, source, held, std::future::pending()).await
         {
             eprintln!("SDS server failed: {e}");
         }
