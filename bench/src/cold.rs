@@ -23,6 +23,10 @@
 //! `--ads` has Envoy fetch secrets over ADS (`config_source: { ads: {} }`, one stream for all
 //! names) instead of one SDS stream per name (`envoy/sds-trial.yaml`).
 //!
+//! `--process` runs the release backend binary (`ACME_EDGE_BIN`) in its own process over
+//! SQLite instead, as operators do: cold and warm handshakes, and the two histograms' means
+//! from its `/metrics` (the phases in between are not visible from outside).
+//!
 //! `--storage memory` (the default) serves from memory: the SDS server's own part.
 //! `--storage sqlite` reads each certificate from a SQLite store through the backend's
 //! `StoreSource`, as a single-node service does.
@@ -39,6 +43,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::probe::{Samples, TimedSource};
 use crate::sds::{DEADLINE, Edge, Leaf, WARM_NAME, handshake, presented, quantile, start_sds};
+use crate::served;
 use crate::stored::{self, Storage};
 
 const RESPONSE: &str = "acme_edge_sds_response_seconds";
@@ -61,6 +66,9 @@ struct Args {
     /// Fetch secrets over ADS (one stream) instead of one SDS stream per name.
     #[arg(long)]
     ads: bool,
+    /// Run the backend binary (`ACME_EDGE_BIN`, built with `--release`) in its own process.
+    #[arg(long)]
+    process: bool,
 }
 
 /// Run the benchmark with `args` (after `cargo xtask bench cold`).
@@ -71,8 +79,11 @@ pub fn run(args: Vec<String>) -> Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let timings = runtime.block_on(bench(&args, &samples))?;
+    let (timings, metrics) = runtime.block_on(bench(&args, &samples))?;
     print_report(&args, &timings);
+    if let Some(metrics) = metrics {
+        print_served(&metrics);
+    }
     Ok(())
 }
 
@@ -93,7 +104,8 @@ struct Timing {
     rest: f64,
 }
 
-async fn bench(args: &Args, samples: &Samples) -> Result<Vec<Timing>> {
+/// The timings, and the backend's `/metrics` when it ran in its own process.
+async fn bench(args: &Args, samples: &Samples) -> Result<(Vec<Timing>, Option<String>)> {
     let ca = TestCa::new("acme-edge bench CA")?;
     let client = ca.client()?;
     let dir = tempfile::tempdir()?;
@@ -101,10 +113,15 @@ async fn bench(args: &Args, samples: &Samples) -> Result<Vec<Timing>> {
     for i in 0..args.names {
         leaves.push(Leaf::issue(&ca, &format!("cold{i}.bench.example"))?);
     }
-    let source = Arc::new(TimedSource::new(
-        stored::source(args.storage, &leaves, dir.path()).await?,
-    ));
-    let sds = start_sds(source.clone(), Arc::new(HeldNames::new(args.bound))).await?;
+    let (probe, sds, backend) = if args.process {
+        let (backend, sds) = served::start(&ca, &leaves, args.bound, dir.path()).await?;
+        (None, sds, Some(backend))
+    } else {
+        let source = stored::source(args.storage, &leaves, dir.path()).await?;
+        let probe = Arc::new(TimedSource::new(source));
+        let sds = start_sds(probe.clone(), Arc::new(HeldNames::new(args.bound))).await?;
+        (Some(probe), sds, None)
+    };
     let mut template =
         std::fs::read_to_string(tools::workspace_root().join("envoy/sds-trial.yaml"))?;
     if args.ads {
@@ -115,15 +132,24 @@ async fn bench(args: &Args, samples: &Samples) -> Result<Vec<Timing>> {
     // Envoy's SDS connection is up before timing starts, as in service.
     let (warm_up, leaves) = leaves.split_first().context("no leaves")?;
     presented(&client, edge.https, WARM_NAME, &warm_up.der).await?;
-    server_timings(samples, WARM_NAME).await?;
-    source.take();
+    match &probe {
+        Some(probe) => {
+            server_timings(samples, WARM_NAME).await?;
+            probe.take();
+        }
+        None => tokio::time::sleep(Duration::from_millis(100)).await,
+    }
 
     let mut timings = Vec::with_capacity(args.names);
     for leaf in leaves {
-        timings.push(one_name(&client, &edge, &source, samples, leaf).await?);
+        timings.push(one_name(&client, &edge, probe.as_deref(), samples, leaf).await?);
     }
     edge.envoy.ensure_running()?;
-    Ok(timings)
+    let metrics = match &backend {
+        Some(backend) => Some(served::metrics(backend).await?),
+        None => None,
+    };
+    Ok((timings, metrics))
 }
 
 /// The per-name SDS config source of `template` made ADS, and the ADS stream configured.
@@ -153,7 +179,7 @@ dynamic_resources:
 async fn one_name(
     client: &TlsConnector,
     edge: &Edge,
-    source: &TimedSource,
+    probe: Option<&TimedSource>,
     samples: &Samples,
     leaf: &Leaf,
 ) -> Result<Timing> {
@@ -164,29 +190,57 @@ async fn one_name(
     if presented != leaf.der {
         bail!("{name}: the cold handshake presented another certificate");
     }
-    let (response, apply) = server_timings(samples, name).await?;
-    let moments = source.take();
-    let looked_up = moments.looked_up.first().context("no lookup")?;
-    // Over ADS the name's request comes on the stream already open.
-    let opened = moments.opened.first().unwrap_or(&started);
-
+    let phases = match probe {
+        Some(probe) => Some(phases(probe, samples, name, started).await?),
+        // Out of process, let the backend finish with the name before the warm handshake.
+        None => {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            None
+        }
+    };
     let started_warm = Instant::now();
     handshake(client, edge.https, name).await?;
     let warm = started_warm.elapsed();
 
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let to_stream = ms(opened.duration_since(started));
-    let to_request = ms(looked_up.duration_since(*opened));
     let cold = ms(cold);
-    Ok(Timing {
+    let mut timing = Timing {
         warm: ms(warm),
         cold,
-        to_stream,
-        to_request,
+        ..Timing::default()
+    };
+    if let Some([to_stream, to_request, response, apply]) = phases {
+        timing.to_stream = to_stream;
+        timing.to_request = to_request;
+        timing.response = response;
+        timing.apply = apply;
+        timing.rest = cold - to_stream - to_request - response - apply;
+    }
+    Ok(timing)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A cold handshake begun at `started`, split: client -> stream, stream -> request, the
+/// server's answer, Envoy's acknowledgement (ms).
+async fn phases(
+    probe: &TimedSource,
+    samples: &Samples,
+    name: &str,
+    started: Instant,
+) -> Result<[f64; 4]> {
+    let (response, apply) = server_timings(samples, name).await?;
+    let moments = probe.take();
+    let looked_up = moments.looked_up.first().context("no lookup")?;
+    // Over ADS the name's request comes on the stream already open.
+    let opened = moments.opened.first().unwrap_or(&started);
+    Ok([
+        ms(opened.duration_since(started)),
+        ms(looked_up.duration_since(*opened)),
         response,
         apply,
-        rest: cold - to_stream - to_request - response - apply,
-    })
+    ])
 }
 
 /// The server's answer to the name's subscription and Envoy's acknowledgement of it, in ms
@@ -231,7 +285,11 @@ fn print_report(args: &Args, timings: &[Timing]) {
         "Cold vs warm handshakes, {} names, certificates in {:?}, bound {}, {} (a name's \
          first handshake is cold, its second warm)",
         args.names,
-        args.storage,
+        if args.process {
+            "a backend process (SQLite)".to_owned()
+        } else {
+            format!("{:?}", args.storage)
+        },
         args.bound,
         if args.ads { "ADS" } else { "a stream per name" }
     );
@@ -242,6 +300,16 @@ fn print_report(args: &Args, timings: &[Timing]) {
     row("warm handshake", |t| t.warm);
     row("cold handshake", |t| t.cold);
     row("cold - warm, per name", |t| t.cold - t.warm);
+    let extra = quantile(&column(|t| t.cold), 0.5) - warm;
+    let verdict = if extra <= TARGET_EXTRA_MS {
+        "within"
+    } else {
+        "over"
+    };
+    println!("  cold p50 - warm p50 = {extra:.2} ms: {verdict} the target of {TARGET_EXTRA_MS} ms");
+    if args.process {
+        return;
+    }
     println!("  where a cold handshake's time goes (per name, in order):");
     row(
         "  client connects -> Envoy opens a stream for the name",
@@ -259,11 +327,18 @@ fn print_report(args: &Args, timings: &[Timing]) {
         |t| t.apply,
     );
     row("  ACK -> client's handshake done (rest)", |t| t.rest);
-    let extra = quantile(&column(|t| t.cold), 0.5) - warm;
-    let verdict = if extra <= TARGET_EXTRA_MS {
-        "within"
-    } else {
-        "over"
-    };
-    println!("  cold p50 - warm p50 = {extra:.2} ms: {verdict} the target of {TARGET_EXTRA_MS} ms");
+}
+
+/// The backend process's own account of the run (means over every subscription).
+fn print_served(metrics: &str) {
+    println!("  the backend process's histograms (means over the run):");
+    for (label, name) in [
+        ("backend: subscription -> response", RESPONSE),
+        ("Envoy: response -> ACK, secret applied", APPLY),
+    ] {
+        match served::histogram_mean(metrics, name) {
+            Some((mean, count)) => println!("    {label:<54} {mean:>7.2} ms ({count} samples)"),
+            None => println!("    {label:<54} no samples"),
+        }
+    }
 }

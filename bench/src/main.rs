@@ -8,6 +8,7 @@ mod filter;
 mod instructions;
 mod probe;
 mod sds;
+mod served;
 mod stored;
 
 use std::process::ExitCode;

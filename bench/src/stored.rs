@@ -27,6 +27,15 @@ pub async fn source(
     leaves: &[Leaf],
     dir: &Path,
 ) -> Result<Arc<dyn CertificateSource>> {
+    source_at(storage, leaves, &dir.join("bench.db")).await
+}
+
+/// [`source`] with the SQLite file at `db`.
+pub async fn source_at(
+    storage: Storage,
+    leaves: &[Leaf],
+    db: &Path,
+) -> Result<Arc<dyn CertificateSource>> {
     match storage {
         Storage::Memory => {
             let memory = MemorySource::new();
@@ -36,7 +45,7 @@ pub async fn source(
             Ok(Arc::new(memory))
         }
         Storage::Sqlite => {
-            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("bench.db")).await?);
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db).await?);
             issue_all(store.as_ref(), leaves).await?;
             Ok(Arc::new(StoreSource::new(store)))
         }
