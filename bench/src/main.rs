@@ -2,10 +2,14 @@
 //! run. `cargo xtask bench <name>` installs what they need, builds the filter and runs this
 //! binary with the harness's tool paths in its environment.
 
+mod cold;
 mod config;
 mod filter;
 mod instructions;
+mod probe;
 mod sds;
+mod served;
+mod stored;
 
 use std::process::ExitCode;
 
@@ -18,6 +22,13 @@ enum Bench {
     /// challenge answers against a direct response.
     Filter {
         /// Options of the filter benchmark.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// A name's first (cold) handshake against its second (warm), and where the cold one's
+    /// time goes: Envoy's SDS stream, the backend's answer, Envoy applying the secret.
+    Cold {
+        /// Options of the cold handshake benchmark (`cargo xtask bench cold -- --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -40,6 +51,7 @@ enum Bench {
 
 fn main() -> ExitCode {
     let outcome = match Bench::parse() {
+        Bench::Cold { args } => cold::run(args),
         Bench::Filter { args } => filter::run(args),
         Bench::Sds { args } => sds::run(args),
         Bench::Config { args } => config::run(args),

@@ -22,7 +22,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use acme_edge::certs::ServedCertificate;
+use acme_edge::certs::{CertificateSource, ServedCertificate};
+use acme_edge::sds::HeldNames;
 use acme_edge::sds::memory::MemorySource;
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
@@ -36,9 +37,9 @@ use tokio_rustls::TlsConnector;
 
 /// The name throughput is measured with: wrk takes the SNI from the URL's host, and
 /// `localhost` resolves without touching `/etc/hosts`.
-const WARM_NAME: &str = "localhost";
+pub(crate) const WARM_NAME: &str = "localhost";
 /// Bound on anything expected to take milliseconds.
-const DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 const ON_DEMAND_SECTION: &str = "on-demand certificates";
 
 #[derive(Debug, Parser)]
@@ -72,7 +73,7 @@ async fn bench(args: Args) -> Result<()> {
     let ca = TestCa::new("acme-edge bench CA")?;
     let client = ca.client()?;
     let source = Arc::new(MemorySource::new());
-    let sds = start_sds(source.clone()).await?;
+    let sds = start_sds(source.clone(), Default::default()).await?;
     let dir = tempfile::tempdir()?;
     let template = std::fs::read_to_string(tools::workspace_root().join("envoy/sds-trial.yaml"))?;
 
@@ -160,7 +161,12 @@ async fn handshake_time(
 }
 
 /// Handshake back to back until `sni` presents `leaf`.
-async fn presented(client: &TlsConnector, addr: SocketAddr, sni: &str, leaf: &[u8]) -> Result<()> {
+pub(crate) async fn presented(
+    client: &TlsConnector,
+    addr: SocketAddr,
+    sni: &str,
+    leaf: &[u8],
+) -> Result<()> {
     let deadline = Instant::now() + DEADLINE;
     while Instant::now() < deadline {
         if handshake(client, addr, sni).await.ok().as_deref() == Some(leaf) {
@@ -170,7 +176,11 @@ async fn presented(client: &TlsConnector, addr: SocketAddr, sni: &str, leaf: &[u
     bail!("{sni} not presented within {DEADLINE:?}")
 }
 
-async fn handshake(client: &TlsConnector, addr: SocketAddr, sni: &str) -> Result<Vec<u8>> {
+pub(crate) async fn handshake(
+    client: &TlsConnector,
+    addr: SocketAddr,
+    sni: &str,
+) -> Result<Vec<u8>> {
     let name = ServerName::try_from(sni.to_owned())?;
     let connect = async {
         let tcp = TcpStream::connect(addr).await?;
@@ -261,7 +271,7 @@ fn print_report(args: &Args, latencies: &[&[Duration]; 3], rates: &BTreeMap<&str
 }
 
 /// The `q` quantile of sorted values (nearest rank); 0 for none.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -273,14 +283,14 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 // Fixtures: leaves, SDS server, Envoy.
 
 /// A leaf as served and as a client should see it.
-struct Leaf {
-    served: ServedCertificate,
-    der: Vec<u8>,
+pub(crate) struct Leaf {
+    pub(crate) served: ServedCertificate,
+    pub(crate) der: Vec<u8>,
 }
 
 impl Leaf {
     /// A fresh leaf for `name`; its serial number is its SDS version.
-    fn issue(ca: &TestCa, name: &str) -> Result<Leaf> {
+    pub(crate) fn issue(ca: &TestCa, name: &str) -> Result<Leaf> {
         let leaf = ca.issue(name)?;
         Ok(Leaf {
             served: ServedCertificate {
@@ -294,14 +304,17 @@ impl Leaf {
     }
 }
 
-/// The SDS server on a free loopback port, for the rest of the process.
-async fn start_sds(source: Arc<MemorySource>) -> Result<SocketAddr> {
+/// The SDS server on a free loopback port, for the rest of the process; `held` bounds the
+/// names each Envoy holds.
+pub(crate) async fn start_sds(
+    source: Arc<dyn CertificateSource>,
+    held: Arc<HeldNames>,
+) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         if let Err(e) =
-            acme_edge::sds::serve_on(listener, source, Default::default(), std::future::pending())
-                .await
+            acme_edge::sds::serve_on(listener, source, held, std::future::pending()).await
         {
             eprintln!("SDS server failed: {e}");
         }
@@ -331,14 +344,14 @@ fn with_static_certificate(template: &str, cert: &ServedCertificate, dir: &Path)
     ))
 }
 
-struct Edge {
+pub(crate) struct Edge {
     label: &'static str,
-    envoy: ChildGuard,
-    https: SocketAddr,
+    pub(crate) envoy: ChildGuard,
+    pub(crate) https: SocketAddr,
 }
 
 impl Edge {
-    async fn start(
+    pub(crate) async fn start(
         template: &str,
         sds: SocketAddr,
         dir: &Path,

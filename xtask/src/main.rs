@@ -59,7 +59,7 @@ enum Task {
     Lint,
     /// Install, lint, build, then run every test (unit, doc and end-to-end).
     Test(test::TestArgs),
-    /// Run a benchmark (`cargo xtask bench filter|sds|config|scale [-- OPTIONS]`).
+    /// Run a benchmark (`cargo xtask bench filter|sds|cold|config|scale [-- OPTIONS]`).
     Bench {
         /// The benchmark and its options.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]

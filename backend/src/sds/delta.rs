@@ -8,8 +8,9 @@
 //! Envoy was last told about it (a version, "removed", or nothing yet). Requests, certificate
 //! events and resyncs all end in the same comparison: send what differs from what Envoy has.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
@@ -26,6 +27,11 @@ use crate::certs::{CertEvent, CertificateSource, ServedCertificate};
 /// name, so real streams hold one; the bound only stops a misbehaving client from growing the
 /// server's memory. Twice the design target of 100,000 domains per Envoy.
 pub const MAX_NAMES_PER_STREAM: usize = 200_000;
+
+/// Responses awaiting Envoy's acknowledgement that a stream times (for
+/// `acme_edge_sds_apply_seconds`); Envoy acknowledges each in turn, so more means a peer that
+/// does not, and the oldest are dropped.
+const TIMED_RESPONSES: usize = 64;
 
 /// What Envoy was last told about a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +68,8 @@ pub struct DeltaStream {
     /// carried each one not yet acknowledged.
     holding: HashSet<String>,
     unsettled: HashMap<String, u64>,
+    /// nonce -> when the response carrying secrets Envoy had asked for was produced.
+    awaiting_ack: BTreeMap<u64, Instant>,
 }
 
 /// The resources and removals one response will carry.
@@ -117,6 +125,7 @@ impl DeltaStream {
             proxy: None,
             holding: HashSet::new(),
             unsettled: HashMap::new(),
+            awaiting_ack: BTreeMap::new(),
         }
     }
 
@@ -159,6 +168,7 @@ impl DeltaStream {
         let Ok(nonce) = nonce.parse::<u64>() else {
             return;
         };
+        self.time_ack(nonce);
         let done: Vec<String> = (self.unsettled.iter())
             .filter(|(_, sent)| **sent <= nonce)
             .map(|(name, _)| name.clone())
@@ -167,6 +177,14 @@ impl DeltaStream {
         for name in done {
             self.unsettled.remove(&name);
             self.held.settle(&proxy, &name, self.info.id);
+        }
+    }
+
+    /// Record how long Envoy took to acknowledge the timed responses up to `nonce`.
+    fn time_ack(&mut self, nonce: u64) {
+        let later = self.awaiting_ack.split_off(&(nonce.saturating_add(1)));
+        for sent in std::mem::replace(&mut self.awaiting_ack, later).into_values() {
+            crate::metrics::sds_applied(sent.elapsed());
         }
     }
 
@@ -284,6 +302,12 @@ impl DeltaStream {
         response.type_url = SECRET_TYPE_URL.to_owned();
         response.nonce = self.nonce.to_string();
         self.account(&response, requested);
+        if requested && !response.resources.is_empty() {
+            self.awaiting_ack.insert(self.nonce, Instant::now());
+            if self.awaiting_ack.len() > TIMED_RESPONSES {
+                self.awaiting_ack.pop_first();
+            }
+        }
         Some(response)
     }
 

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
@@ -121,10 +122,15 @@ pub async fn drive<P: Protocol>(
     let mut events_open = true;
     let mut evictions_open = true;
     loop {
+        // When the request being answered arrived: Envoy may hold a handshake until then.
+        let mut asked = None;
         let outcome = tokio::select! {
             () = stopped(&mut stopping) => break,
             request = requests.message() => match request {
-                Ok(Some(request)) => protocol.on_request(request).await,
+                Ok(Some(request)) => {
+                    asked = Some(Instant::now());
+                    protocol.on_request(request).await
+                }
                 Ok(None) => break,
                 Err(status) => {
                     tracing::debug!(%status, "SDS stream ended");
@@ -159,6 +165,9 @@ pub async fn drive<P: Protocol>(
         let failed = reply.is_err();
         if replies.send(reply).await.is_err() || failed {
             break;
+        }
+        if let Some(asked) = asked {
+            crate::metrics::sds_responded(asked.elapsed());
         }
     }
 }

@@ -72,6 +72,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -170,14 +171,15 @@ where
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (stop, stopping) = watch::channel(false);
-    let service = SdsService::new(source, held, stopping);
+    let service = Arc::new(SdsService::new(source, held, stopping));
     let shutdown = async move {
         shutdown.await;
         tracing::info!("SDS server stopping");
         let _ = stop.send(true);
     };
     server
-        .add_service(SecretDiscoveryServiceServer::new(service))
+        .add_service(SecretDiscoveryServiceServer::from_arc(service.clone()))
+        .add_service(AggregatedDiscoveryServiceServer::from_arc(service))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -1,9 +1,16 @@
 //! The gRPC service: one task per stream, each driving a protocol state machine.
+//!
+//! Served under two gRPC services: the Secret Discovery Service, and the Aggregated
+//! Discovery Service (ADS) for secrets only. Without ADS, Envoy's on-demand selector opens one
+//! stream per name, and the first request of each carries Envoy's whole node description
+//! (about 60 KB with Envoy 1.40's list of extensions), built, sent and read on every cold
+//! handshake; with ADS every name is a request on one stream that already has the node.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
@@ -117,5 +124,26 @@ impl SecretDiscoveryService for SdsService {
         fetch(self.source.as_ref(), request.get_ref())
             .await
             .map(Response::new)
+    }
+}
+
+/// ADS, for secrets: the same streams as above (any other resource type is refused).
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for SdsService {
+    type StreamAggregatedResourcesStream = Replies<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = Replies<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        SecretDiscoveryService::stream_secrets(self, request).await
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        SecretDiscoveryService::delta_secrets(self, request).await
     }
 }

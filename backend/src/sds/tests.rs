@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest,
 };
@@ -330,6 +331,39 @@ async fn serves_over_grpc_and_pushes() {
             .await
             .is_none()
     );
+    drop(requests);
+}
+
+#[tokio::test]
+async fn serves_secrets_over_ads_on_one_stream() {
+    let source = source_with(&["a.example", "b.example"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_on(
+        listener,
+        source.clone(),
+        Arc::new(HeldNames::unbounded()),
+        std::future::pending(),
+    ));
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let (requests, outbound) = tokio::sync::mpsc::channel(4);
+    requests.send(subscribe(&["a.example"])).await.unwrap();
+    let response = client
+        .delta_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .unwrap();
+    let mut replies = response.into_inner();
+    let limit = Duration::from_secs(10);
+    let first = within(limit, replies.next()).await.unwrap();
+    assert_eq!(summary(&first).0, vec![pair("a.example", "v1")]);
+    // A later name, as the on-demand selector asks over ADS: on the same stream.
+    let mut next = subscribe(&["b.example"]);
+    next.response_nonce = first.nonce.clone();
+    requests.send(next).await.unwrap();
+    let second = within(limit, replies.next()).await.unwrap();
+    assert_eq!(summary(&second).0, vec![pair("b.example", "v1")]);
     drop(requests);
 }
 
