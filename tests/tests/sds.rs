@@ -808,17 +808,17 @@ async fn a_removed_name_is_dropped_and_a_later_handshake_fetches_it_again() -> R
     Ok(())
 }
 
-/// With the bound at 500, handshakes to 3,000 distinct names all succeed, and Envoy never
-/// holds more than 500 of them, by the server's account or by its own; its memory stays
-/// flat after the first 500.
-///
+/// With the bound at 1,200, handshakes to 3,000 distinct names all succeed, and Envoy never
+/// holds more than 1,200 of them, by the server's account or by its own; its memory stays
+/// flat after the first 1,200. 1,200 is more streams than Envoy puts on one connection (it
+/// opens another past 1,024): the bound holds across the connections of one Envoy.
 /// The certificates come from the test CA through the in-memory source, not from Pebble:
 /// what is tested is Envoy holding names, which is the same for any certificate served;
 /// issuing 3,000 through the ACME flow would cost minutes and test issuance again
 /// (`issuance.rs`, `renewal.rs` do).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_thousand_names_with_a_bound_of_five_hundred() -> Result<()> {
-    const BOUND: usize = 500;
+async fn three_thousand_names_with_a_bound_beyond_one_connection() -> Result<()> {
+    const BOUND: usize = 1_200;
     const NAMES: usize = 3_000;
     let ca = TestCa::with_intermediate("acme-edge test")?;
     let client = ca.client()?;
@@ -849,7 +849,7 @@ async fn three_thousand_names_with_a_bound_of_five_hundred() -> Result<()> {
             most_by_envoy = most_by_envoy.max(envoy);
             assert!(envoy <= BOUND, "Envoy holds {envoy} names");
         }
-        if (i + 1) % 500 == 0 {
+        if (i + 1) % 600 == 0 {
             rss.push((i + 1, edge.rss_kib()?));
         }
     }

@@ -16,8 +16,10 @@
 //! until Envoy acknowledges the response that carried it (Envoy ACKs once the secret is
 //! applied, which resumes the paused handshakes), it is *unsettled* and skipped.
 //!
-//! A proxy is the Envoy node (`cluster/id`) on one connection (its peer), so two Envoys that
-//! share a node id still get a bound each. A bound of 0 turns eviction off, for fleets whose
+//! A proxy is the Envoy node (`cluster/id`) at one peer (its IP address over TCP, its
+//! process id over the Unix socket): every connection an Envoy opens counts against the same
+//! bound (it opens another past about 1,000 streams on one), and two Envoys that share a
+//! node id still get a bound each unless they also share an address. A bound of 0 turns eviction off, for fleets whose
 //! Envoys bound their own cache (the selector's `max_secrets` / `cache_idle_timeout` in
 //! newer Envoy); a proxy may also set its own bound in its node metadata
 //! ([`METADATA_KEY`]), e.g. 0 on an Envoy that bounds itself.
@@ -222,7 +224,7 @@ pub struct ProxyId {
 }
 
 impl ProxyId {
-    /// The proxy `node` on the connection from `peer`.
+    /// The proxy `node` at `peer` (an IP address, or a process id on the Unix socket).
     pub fn new(node: &Node, peer: &str) -> Self {
         ProxyId {
             key: format!("{}/{}@{peer}", node.cluster, node.id),

@@ -70,11 +70,13 @@ impl SdsService {
     }
 }
 
-/// Who is on the other end of `request`'s connection: its TCP address, or on a Unix socket
-/// the peer's process id.
+/// Who is on the other end of `request`'s connection: its IP address over TCP, or on a Unix
+/// socket the peer's process id. Not the TCP port: an Envoy opens more connections as its
+/// per-name streams fill one (about 1,000 streams each), and all of them are one proxy,
+/// held to one bound.
 fn peer<T>(request: &Request<T>) -> String {
     if let Some(addr) = request.remote_addr() {
-        return addr.to_string();
+        return addr.ip().to_string();
     }
     let unix = request
         .extensions()
