@@ -129,10 +129,17 @@ pub async fn bind(config: Config, mut inherited: Inherited) -> Result<Bound, Ser
         );
     }
     let console = crate::api::console::Assets::load(&config.admin.console_dir)?;
-    let admin = take_or_listen(&mut inherited, activation::ADMIN, config.admin.listen).await?;
+    let admin = take_or_listen(
+        &mut inherited,
+        activation::ADMIN,
+        "admin API",
+        config.admin.listen,
+    )
+    .await?;
     let challenge = take_or_listen(
         &mut inherited,
         activation::CHALLENGE,
+        "challenge lookup",
         config.challenge.listen,
     )
     .await?;
@@ -196,12 +203,9 @@ fn create_socket_dir(dir: &std::path::Path) -> std::io::Result<()> {
 async fn take_or_listen(
     inherited: &mut Inherited,
     name: &'static str,
+    what: &'static str,
     addr: SocketAddr,
 ) -> Result<TcpListener, ServiceError> {
-    let what = match name {
-        activation::ADMIN => "admin API",
-        _ => "challenge lookup",
-    };
     let Some(socket) = inherited.take(name)? else {
         return listen(what, addr).await;
     };

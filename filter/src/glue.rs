@@ -95,18 +95,19 @@ impl Context for Exchange {
         let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten();
+        if outcome::worth_retrying(status.as_deref())
+            && self.attempts < outcome::LOOKUP_ATTEMPTS
+            && self.dispatch(&challenge).is_ok()
+        {
+            self.count(Counter::Retries);
+            self.pending = Some(challenge);
+            return;
+        }
         // One byte past the limit is enough to tell an oversized answer from a valid one.
         let wanted = body_size.min(MAX_KEY_AUTHORIZATION_LEN + 1);
         let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, wanted)
             .ok()
             .flatten();
-        if outcome::worth_retrying(status.as_deref()) && self.attempts < outcome::LOOKUP_ATTEMPTS {
-            self.count(Counter::Retries);
-            if self.dispatch(&challenge).is_ok() {
-                self.pending = Some(challenge);
-                return;
-            }
-        }
         let outcome = outcome::decide(&self.settings, status.as_deref(), body.as_deref());
         if let Outcome::Serve(key_authorization) = &outcome {
             self.remember(&challenge, key_authorization);
