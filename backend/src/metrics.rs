@@ -21,6 +21,12 @@
 //! - `acme_edge_sds_apply_seconds` (histogram): from that response to Envoy's
 //!   acknowledgement, which Envoy sends once it has applied the secret (built the TLS
 //!   context and resumed the waiting handshakes): the proxy's share, plus the way back.
+//! - `acme_edge_sds_streams`: SDS streams open (Envoy opens one per name it holds, one in
+//!   all over ADS); `acme_edge_sds_proxies`: Envoys holding names;
+//!   `acme_edge_sds_names_held`: names they hold, over all of them (each at most
+//!   `sds.max_names_per_proxy`); `acme_edge_sds_subscriptions_total`: names handed out;
+//!   `acme_edge_sds_evictions_total`: names removed from an Envoy beyond its bound
+//!   (published by [`crate::sds`] as they change).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};

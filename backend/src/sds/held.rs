@@ -23,6 +23,10 @@
 //! Envoys bound their own cache (the selector's `max_secrets` / `cache_idle_timeout` in
 //! newer Envoy); a proxy may also set its own bound in its node metadata
 //! ([`METADATA_KEY`]), e.g. 0 on an Envoy that bounds itself.
+//!
+//! What is held is published as metrics as it changes (a scrape reads them from memory):
+//! `acme_edge_sds_proxies`, `acme_edge_sds_names_held` (over all proxies),
+//! `acme_edge_sds_subscriptions_total` and `acme_edge_sds_evictions_total`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
@@ -57,9 +61,24 @@ struct Proxy {
 struct State {
     tick: u64,
     proxies: HashMap<String, Proxy>,
+    /// Names held over all proxies.
+    names: usize,
     evicted: u64,
     requested: u64,
 }
+
+impl State {
+    /// The gauges, after a change.
+    fn publish(&self) {
+        metrics::gauge!(PROXIES).set(self.proxies.len() as f64);
+        metrics::gauge!(NAMES_HELD).set(self.names as f64);
+    }
+}
+
+const PROXIES: &str = "acme_edge_sds_proxies";
+const NAMES_HELD: &str = "acme_edge_sds_names_held";
+const SUBSCRIPTIONS: &str = "acme_edge_sds_subscriptions_total";
+const EVICTIONS: &str = "acme_edge_sds_evictions_total";
 
 /// Every proxy's held names; shared by all streams of one SDS server.
 #[derive(Debug)]
@@ -99,6 +118,7 @@ impl HeldNames {
         let mut state = self.state();
         state.tick += 1;
         state.requested += 1;
+        metrics::counter!(SUBSCRIPTIONS).increment(1);
         let tick = state.tick;
         let entry = state.proxies.entry(proxy.key.clone()).or_default();
         entry.bound = proxy.bound;
@@ -112,8 +132,10 @@ impl HeldNames {
             settled: false,
             evict: evict.clone(),
         };
-        entry.slots.insert(name.to_owned(), slot);
+        let added = entry.slots.insert(name.to_owned(), slot).is_none();
+        state.names += usize::from(added);
         self.enforce(&mut state, &proxy.key);
+        state.publish();
     }
 
     /// Envoy acknowledged the response carrying `name`: no handshake waits for it any more.
@@ -127,6 +149,7 @@ impl HeldNames {
         };
         slot.settled = true;
         self.enforce(&mut state, &proxy.key);
+        state.publish();
     }
 
     /// `stream` no longer holds `name` (removed, unsubscribed, or the stream ended).
@@ -135,13 +158,17 @@ impl HeldNames {
         let Some(entry) = state.proxies.get_mut(&proxy.key) else {
             return;
         };
+        let mut released = false;
         if let Some(slot) = entry.slots.get(name).filter(|s| s.stream == stream) {
             entry.order.remove(&slot.tick);
             entry.slots.remove(name);
+            released = true;
         }
         if entry.slots.is_empty() {
             state.proxies.remove(&proxy.key);
         }
+        state.names -= usize::from(released);
+        state.publish();
     }
 
     /// Evict the least recently requested settled names of `key` beyond its bound.
@@ -175,6 +202,8 @@ impl HeldNames {
                 // A stream that already ended has released its names; nothing to tell.
                 let _ = slot.evict.send(name);
                 state.evicted += 1;
+                state.names -= 1;
+                metrics::counter!(EVICTIONS).increment(1);
             }
         }
     }
@@ -189,7 +218,7 @@ impl HeldNames {
         let state = self.state();
         HeldCounts {
             proxies: state.proxies.len(),
-            names: state.proxies.values().map(|p| p.slots.len()).sum(),
+            names: state.names,
             most_by_one_proxy: (state.proxies.values().map(|p| p.slots.len()))
                 .max()
                 .unwrap_or(0),
@@ -295,6 +324,30 @@ mod tests {
         held.settle(&p, "d", 3);
         assert_eq!(drain(&mut rx), ["c"]);
         assert_eq!(held.counts().evicted, 2);
+        assert_eq!(held.counts().names, 2);
+    }
+
+    #[test]
+    fn the_count_of_names_held_follows_holds_releases_and_evictions() {
+        let held = HeldNames::new(3);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let (p, q) = (proxy("p"), proxy("q"));
+        for (stream, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            held.hold(&p, name, stream as u64, &tx);
+            held.settle(&p, name, stream as u64);
+        }
+        held.hold(&q, "a", 9, &tx);
+        // Held again on the same stream: still one name.
+        held.hold(&q, "a", 9, &tx);
+        assert_eq!(held.counts().names, 4, "p: 3 (one evicted), q: 1");
+        // A release by another stream than the holder's changes nothing.
+        held.release(&p, "d", 0);
+        assert_eq!(held.counts().names, 4);
+        held.release(&p, "d", 3);
+        held.release(&q, "a", 9);
+        let counts = held.counts();
+        assert_eq!((counts.names, counts.proxies), (2, 1));
+        assert_eq!(counts.names, held.held_by("p"));
     }
 
     #[test]

@@ -65,8 +65,30 @@ impl SdsService {
         let (evict, evictions) = mpsc::unbounded_channel();
         let protocol = protocol(info, self.source.clone(), evict);
         let stopping = self.stopping.clone();
-        tokio::spawn(drive(protocol, requests, events, evictions, tx, stopping));
+        let open = OpenStream::count();
+        tokio::spawn(async move {
+            drive(protocol, requests, events, evictions, tx, stopping).await;
+            drop(open);
+        });
         Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+/// One stream counted in `acme_edge_sds_streams` while it is driven.
+struct OpenStream;
+
+const STREAMS: &str = "acme_edge_sds_streams";
+
+impl OpenStream {
+    fn count() -> OpenStream {
+        metrics::gauge!(STREAMS).increment(1.0);
+        OpenStream
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!(STREAMS).decrement(1.0);
     }
 }
 
