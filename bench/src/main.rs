@@ -5,6 +5,7 @@
 mod cold;
 mod config;
 mod filter;
+mod held;
 mod instructions;
 mod probe;
 mod sds;
@@ -39,6 +40,13 @@ enum Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// What one Envoy holds at 10,000 distinct names, with and without the bound, and the
+    /// backend restarted while Envoy holds them.
+    Held {
+        /// Options of the benchmark (`cargo xtask bench held -- --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The Envoy configuration, side by side: one virtual host per domain against the
     /// constant configuration (size, start-up, memory, one added domain) for 1,000, 10,000
     /// and 100,000 domains.
@@ -55,6 +63,7 @@ fn main() -> ExitCode {
         Bench::Filter { args } => filter::run(args),
         Bench::Sds { args } => sds::run(args),
         Bench::Config { args } => config::run(args),
+        Bench::Held { args } => held::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

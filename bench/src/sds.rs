@@ -348,6 +348,7 @@ pub(crate) struct Edge {
     label: &'static str,
     pub(crate) envoy: ChildGuard,
     pub(crate) https: SocketAddr,
+    pub(crate) admin: SocketAddr,
 }
 
 impl Edge {
@@ -397,6 +398,7 @@ impl Edge {
             label,
             envoy,
             https,
+            admin,
         })
     }
 }
