@@ -91,6 +91,11 @@ impl Chain {
         Ok(Chain { template })
     }
 
+    /// The chain every issued domain stores (PEM, the leaf first).
+    pub fn chain_pem(&self) -> &str {
+        &self.template.chain_pem
+    }
+
     /// Bytes stored per issued domain (chain, key).
     pub fn sizes(&self) -> (usize, usize) {
         (self.template.chain_pem.len(), self.template.key_pem.len())

@@ -11,20 +11,25 @@
 //! - `backend_figures`: `acme-edge serve` (the binary `ACME_EDGE_BIN` names: `cargo xtask
 //!   bench scale` builds it in release mode) on the same database, over HTTP with the admin
 //!   token: start-up, memory, pages, searches, summary, the work of a scrape.
+//! - `ari_figures` (with `ari_fixture`, a local CA answering renewal information): a second
+//!   start of the backend on the database, its ARI walk over every issued domain.
 //! - `report`: percentiles, figures against targets.
 //!
 //! Both databases are filled at once (the fill is most of the run's time, and the two
 //! engines wait on different things); then, one engine after the other: measure the store,
 //! renew what the measured claims took (so nothing is due and the backend rests), close the
-//! store, start the backend on the database and measure it.
+//! store, start the backend on the database and measure it; start it again against a CA
+//! with renewal information and measure its ARI walk.
 
+mod ari_figures;
+mod ari_fixture;
 mod backend_figures;
 mod fill;
 mod report;
 mod store_figures;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use acme_edge::store::{PgStore, SqliteStore, Store};
 use acme_edge_tests::pebble::Pebble;
@@ -50,6 +55,9 @@ struct Options {
     /// Only this engine.
     #[arg(long, value_enum)]
     only: Option<EngineName>,
+    /// How long the local CA waits before each renewal-information answer (the ARI walk).
+    #[arg(long, default_value_t = 0)]
+    ari_latency_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -116,7 +124,15 @@ impl Engine {
     }
 
     /// Measure the store, leave nothing due, close it; then the backend on the database.
-    async fn measure(self, chain: &Chain, domains: usize, pebble: &Pebble) -> Result<()> {
+    /// Then the ARI walk, in a second start, against a local CA that answers after
+    /// `ari_latency`.
+    async fn measure(
+        self,
+        chain: &Chain,
+        domains: usize,
+        pebble: &Pebble,
+        ari_latency: Duration,
+    ) -> Result<()> {
         println!("== {}: {domains} domains", self.label);
         let due = fill::renewals_due(domains);
         let store = self.store.as_ref();
@@ -138,7 +154,8 @@ impl Engine {
         } = self;
         // Closed: a SQLite file is the backend's alone now.
         drop(store);
-        backend_figures::measure(pebble, &url, domains).await
+        backend_figures::measure(pebble, &url, domains).await?;
+        ari_figures::measure(pebble, &url, domains, chain, ari_latency).await
     }
 }
 
@@ -188,7 +205,10 @@ async fn main() -> Result<()> {
     // nothing is due while it is measured.
     let pebble = Pebble::builder(free_addr().port()).start().await?;
     for engine in engines {
-        engine.measure(&chain, options.domains, &pebble).await?;
+        let ari_latency = Duration::from_millis(options.ari_latency_ms);
+        engine
+            .measure(&chain, options.domains, &pebble, ari_latency)
+            .await?;
     }
     println!("benchmark took {:.0?}", started.elapsed());
     Ok(())
