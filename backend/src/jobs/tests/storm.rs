@@ -97,7 +97,8 @@ struct Figures {
     /// The most orders placed in any sliding budget window.
     max_in_window: usize,
     groups: Vec<GroupFigures>,
-    /// Certificates still served that expire before the first renewed one would.
+    /// The earliest expiry among the certificates served once the worker stopped: a
+    /// successor's, 90 days after the storm or later, when every certificate was renewed.
     earliest_expiry: Option<OffsetDateTime>,
     storm_at: OffsetDateTime,
     setup: Duration,
