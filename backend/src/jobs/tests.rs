@@ -21,6 +21,8 @@ use crate::schedule::{self, Backoff, Clock};
 use crate::store::{Store, source::StoreSource};
 use crate::testing::{self, PausedStore, START};
 
+mod storm;
+
 const LEASE: Duration = Duration::from_secs(60);
 const GRACE: Duration = Duration::from_secs(20);
 
