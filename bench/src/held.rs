@@ -108,7 +108,7 @@ struct Case<'a> {
 }
 
 impl Case<'_> {
-    async fn run(mut self, leaves: &[Leaf]) -> Result<()> {
+    async fn run(self, leaves: &[Leaf]) -> Result<()> {
         println!();
         match self.bound {
             0 => println!("== no bound (sds.max_names_per_proxy = 0)"),
@@ -142,7 +142,9 @@ impl Case<'_> {
             } else {
                 "MISSED"
             };
-            println!("  Envoy RSS {envoy_mib} MiB (target < {ENVOY_RSS_TARGET_MIB} MiB): {verdict}");
+            println!(
+                "  Envoy RSS {envoy_mib} MiB (target < {ENVOY_RSS_TARGET_MIB} MiB): {verdict}"
+            );
         }
         self.restart(leaves).await
     }
