@@ -94,7 +94,12 @@ impl Reply {
     }
 
     fn is_empty(&self) -> bool {
-        self.response.resources.is_empty() && self.response.removed_resources.is_empty()
+        self.len() == 0
+    }
+
+    /// Resources and removals offered so far.
+    fn len(&self) -> usize {
+        self.response.resources.len() + self.response.removed_resources.len()
     }
 }
 
@@ -285,11 +290,28 @@ impl DeltaStream {
                 reply.offer(&name, &mut Told::Nothing, None);
                 continue;
             }
+            let kept = matches!(told, Told::Version(_));
             self.remove(&name);
             self.insert(&name, key, told, true);
+            let offered = reply.len();
             self.refresh(&name, reply).await?;
+            if kept && reply.len() == offered {
+                self.account_kept(&name);
+            }
         }
         Ok(())
+    }
+
+    /// Envoy reconnected holding `name` at the version served: nothing is sent, but Envoy
+    /// holds it, so it counts against the bound (else every backend restart would let an
+    /// Envoy keep a bound's worth of names beyond it). Settled at once: no handshake waits
+    /// for a secret Envoy already has.
+    fn account_kept(&mut self, name: &str) {
+        if self.holding.insert(name.to_owned()) {
+            let (proxy, id) = (self.proxy().clone(), self.info.id);
+            self.held.hold(&proxy, name, id, &self.evictions);
+            self.held.settle(&proxy, name, id);
+        }
     }
 
     /// The response for `reply`, if it says anything; `requested`: it answers a request.

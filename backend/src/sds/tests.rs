@@ -552,3 +552,31 @@ async fn names_beyond_the_bound_are_removed_once_acknowledged() {
     streams.truncate(1);
     assert_eq!(held.counts().names, 1);
 }
+
+/// After a backend restart Envoy subscribes again with the versions it holds; those it
+/// holds at the served version get no answer but count against the bound, settled, so the
+/// bound still holds and the oldest of them can be evicted.
+#[tokio::test]
+async fn names_envoy_kept_across_a_restart_count_against_the_bound() {
+    let source = source_with(&["a.example", "b.example", "c.example"]);
+    let held = Arc::new(HeldNames::new(2));
+    let mut streams = bounded_streams(&source, &held, 3);
+    for ((stream, _), name) in streams.iter_mut().zip(["a.example", "b.example"]) {
+        let request = DeltaDiscoveryRequest {
+            initial_resource_versions: HashMap::from([(name.to_owned(), "v1".to_owned())]),
+            ..node_request(&[name])
+        };
+        assert_eq!(stream.on_request(request).await.unwrap(), None);
+    }
+    assert_eq!(held.counts().names, 2, "the kept names are held");
+    // A new name beyond the bound: the oldest kept name is evicted at its acknowledgement.
+    let (stream, _) = &mut streams[2];
+    let reply = stream
+        .on_request(node_request(&["c.example"]))
+        .await
+        .unwrap()
+        .unwrap();
+    stream.on_request(ack(&reply.nonce)).await.unwrap();
+    assert_eq!(streams[0].1.try_recv().unwrap(), "a.example");
+    assert_eq!(held.counts().names, 2);
+}
