@@ -153,7 +153,7 @@ async fn bench(args: &Args, samples: &Samples) -> Result<(Vec<Timing>, Option<St
 }
 
 /// The per-name SDS config source of `template` made ADS, and the ADS stream configured.
-fn with_ads(template: &str) -> Result<String> {
+pub(crate) fn with_ads(template: &str) -> Result<String> {
     let per_name = "
                   api_config_source:
                     api_type: DELTA_GRPC

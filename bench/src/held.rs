@@ -9,6 +9,8 @@
 //! (`acme_edge_sds_names_held`) and by Envoy's (its admin's active secrets), and the SDS
 //! streams open (`acme_edge_sds_streams`).
 //!
+//! `--ads` has Envoy fetch every name over one ADS stream instead of a stream per name.
+//!
 //! Then the backend is stopped (SIGTERM) and started again on the same database and port,
 //! while a client keeps handshaking names Envoy holds (the most recently served, so none
 //! is one the bound evicted). Printed: how long until the new process has answered every
@@ -55,6 +57,9 @@ struct Args {
     /// Print a line of figures every this many names.
     #[arg(long, default_value_t = 2_000)]
     every: usize,
+    /// Fetch secrets over ADS (one stream for every name) instead of one SDS stream per name.
+    #[arg(long)]
+    ads: bool,
 }
 
 /// Run the benchmark with `args` (after `cargo xtask bench held`).
@@ -76,14 +81,22 @@ async fn bench(args: &Args) -> Result<()> {
         .collect::<Result<_>>()?;
     println!(
         "{} names, certificates from SQLite through the release backend, one Envoy (1 \
-         worker), one cold handshake per name",
-        args.names
+         worker), one cold handshake per name, {}",
+        args.names,
+        if args.ads {
+            "over ADS (one stream)"
+        } else {
+            "one SDS stream per name"
+        }
     );
     for bound in [0, args.bound] {
         let dir = tempfile::tempdir()?;
         let (backend, sds) = served::start(&ca, &leaves, bound, dir.path()).await?;
-        let template =
+        let mut template =
             std::fs::read_to_string(tools::workspace_root().join("envoy/sds-trial.yaml"))?;
+        if args.ads {
+            template = crate::cold::with_ads(&template)?;
+        }
         let edge = Edge::start(&template, sds, dir.path(), "held").await?;
         let case = Case {
             args,
@@ -197,8 +210,8 @@ impl Case<'_> {
         );
         match all_answered {
             true => println!(
-                "  every held name answered again {since_start:.2?} after the start; during \
-                 the burst the backend peaked at {} MiB RSS and used {:.0?} of CPU",
+                "  every held name subscribed again (and accounted) {since_start:.2?} after the \
+                 start; until then the backend peaked at {} MiB RSS and used {:.0?} of CPU",
                 peak_rss_kib / 1024,
                 cpu
             ),
