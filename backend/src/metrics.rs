@@ -26,7 +26,7 @@
 //!   `acme_edge_sds_names_held`: names they hold, over all of them (each at most
 //!   `sds.max_names_per_proxy`); `acme_edge_sds_subscriptions_total`: names handed out;
 //!   `acme_edge_sds_evictions_total`: names removed from an Envoy beyond its bound
-//!   (published by [`crate::sds`] as they change).
+//!   (published by the SDS server as they change).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
