@@ -11,7 +11,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Longest DNS name in text form (RFC 1035 section 2.3.4, less the root dot).
 pub const MAX_NAME_LEN: usize = 253;
-const MAX_LABEL_LEN: usize = 63;
+/// Longest DNS label (RFC 1035 section 2.3.4).
+pub const MAX_LABEL_LEN: usize = 63;
 
 /// Why an authority was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +106,10 @@ fn normalize_dns_name(host: &str) -> Result<String, HostError> {
     Ok(host.to_ascii_lowercase())
 }
 
-fn check_label(label: &str) -> Result<(), HostError> {
+/// One label of a DNS host name (RFC 1123 section 2.1, "LDH"): 1 to [`MAX_LABEL_LEN`] ASCII
+/// letters, digits and `-`, neither first nor last `-`. The backend checks the names
+/// operators enable with this same rule, so a name it accepts is a host the filter accepts.
+pub fn check_label(label: &str) -> Result<(), HostError> {
     if label.is_empty() || label.len() > MAX_LABEL_LEN {
         return Err(HostError::BadLabel);
     }

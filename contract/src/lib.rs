@@ -27,7 +27,7 @@ pub mod host;
 pub mod lookup;
 pub mod token;
 
-pub use host::{HostError, normalize_host};
+pub use host::{HostError, MAX_LABEL_LEN, MAX_NAME_LEN, check_label, normalize_host};
 pub use lookup::{LOOKUP_PREFIX, is_normal_host, lookup_path, parse_lookup_path};
 pub use token::{MAX_TOKEN_LEN, TokenError, validate_token};
 

@@ -8,10 +8,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-/// Longest DNS name in text form (RFC 1035 section 2.3.4, less the root dot).
-const MAX_NAME_LEN: usize = 253;
-/// Longest DNS label (RFC 1035 section 2.3.4).
-const MAX_LABEL_LEN: usize = 63;
+// The name and label rules are the filter/backend contract's: a name enabled here is a host
+// the filter accepts.
+use acme_edge_contract::{HostError, MAX_LABEL_LEN, MAX_NAME_LEN};
 
 /// A domain name in normal form, fit to be ordered from an ACME CA with HTTP-01.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,21 +116,13 @@ fn check_dns_name(name: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// The contract's label rule ([`acme_edge_contract::check_label`]), its refusal naming the
+/// label.
 fn check_label(label: &str) -> Result<(), DomainError> {
-    if label.is_empty()
-        || label.len() > MAX_LABEL_LEN
-        || label.starts_with('-')
-        || label.ends_with('-')
-    {
-        return Err(DomainError::BadLabel(label.to_owned()));
-    }
-    if !label
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(DomainError::BadCharacter(label.to_owned()));
-    }
-    Ok(())
+    acme_edge_contract::check_label(label).map_err(|e| match e {
+        HostError::BadCharacter => DomainError::BadCharacter(label.to_owned()),
+        _ => DomainError::BadLabel(label.to_owned()),
+    })
 }
 
 #[cfg(test)]
