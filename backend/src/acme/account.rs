@@ -10,7 +10,8 @@ use instant_acme::{Account, AccountBuilder, AccountCredentials, ExternalAccountK
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
-use super::{AcmeError, bounded};
+use super::AcmeError;
+use super::request::bounded;
 use crate::config::AcmeConfig;
 use crate::store::{Store, StoredAccount};
 

@@ -11,7 +11,8 @@ use instant_acme::{Account, CertificateIdentifier};
 use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 
-use super::{AcmeError, bounded};
+use super::AcmeError;
+use super::request::bounded;
 
 /// The suggested window, and when the CA wants to be asked again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
