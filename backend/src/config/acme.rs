@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Problems, Secret, between, secs_between};
+use super::Secret;
+use super::problems::{Problems, between, secs_between};
 use crate::model::KeyType;
 
 /// Default `acme.directory_url`: Let's Encrypt's production CA.
@@ -200,83 +201,174 @@ impl AcmeConfig {
         self.contact.iter().map(|c| format!("mailto:{c}")).collect()
     }
 
-    /// The section's values, defaults filled in; `None` when one of them is reported.
+    /// The section's values, defaults filled in; `None` when one of them is reported. Every
+    /// key is checked before the first `None` ends it, so that all problems are reported.
     pub(super) fn from_section(s: AcmeSection, problems: &mut Problems) -> Option<AcmeConfig> {
-        let written = s.directory_url.as_deref().unwrap_or(DEFAULT_DIRECTORY_URL);
-        let url = DIRECTORY_SHORTCUTS
-            .iter()
-            .find(|(shortcut, _)| *shortcut == written)
-            .map_or(written, |(_, url)| url);
-        let terms_agreed = problems.check(
-            "acme.terms_agreed",
-            match s.terms_agreed {
-                Some(true) => Ok(()),
-                _ => Err(format!(
-                    "must be true: read the terms of service of {url} and agree to them explicitly"
-                )),
-            },
+        let directory_url = directory(
+            s.directory_url.as_deref(),
+            s.allow_insecure_directory.unwrap_or(false),
+            s.terms_agreed,
+            problems,
         );
-        let allow_http = s.allow_insecure_directory.unwrap_or(false);
-        let directory_url =
-            problems.check("acme.directory_url", DirectoryUrl::parse(url, allow_http));
+        let contact = contacts(s.contact.unwrap_or_default(), problems);
+        let eab = external_account_binding(s.eab_key_id, s.eab_hmac_key, problems);
+        let ca_root_file = ca_root_file(s.ca_root_file, problems);
+        let profile = profile(s.profile, problems);
+        let pace = Pace::check(
+            PaceKeys {
+                max_in_flight_orders: s.max_in_flight_orders,
+                max_concurrent_requests: s.max_concurrent_requests,
+                request_timeout_secs: s.request_timeout_secs,
+                retry_base_secs: s.retry_base_secs,
+                order_budget: s.order_budget,
+                order_budget_window_secs: s.order_budget_window_secs,
+                ari_check_interval_secs: s.ari_check_interval_secs,
+            },
+            problems,
+        );
+        let pace = pace?;
+        Some(AcmeConfig {
+            directory_url: directory_url?,
+            contact: contact?,
+            ca_root_file: ca_root_file?,
+            eab: eab?,
+            key_type: s.key_type.unwrap_or(DEFAULT_KEY_TYPE),
+            profile: profile?,
+            max_in_flight_orders: pace.max_in_flight_orders,
+            max_concurrent_requests: pace.max_concurrent_requests,
+            request_timeout: pace.request_timeout,
+            retry_base: pace.retry_base,
+            order_budget: pace.order_budget,
+            order_budget_window: pace.order_budget_window,
+            ari_check_interval: pace.ari_check_interval,
+        })
+    }
+}
 
-        let contact = s.contact.unwrap_or_default();
-        let mut contacts_ok = true;
-        for bad in contact.iter().filter(|c| !looks_like_email(c)) {
-            problems.push("acme.contact", format!("{bad:?} is not an e-mail address"));
-            contacts_ok = false;
+/// The CA's directory (`directory_url`, shortcuts resolved), once its terms are agreed to.
+fn directory(
+    written: Option<&str>,
+    allow_http: bool,
+    terms_agreed: Option<bool>,
+    problems: &mut Problems,
+) -> Option<DirectoryUrl> {
+    let written = written.unwrap_or(DEFAULT_DIRECTORY_URL);
+    let url = DIRECTORY_SHORTCUTS
+        .iter()
+        .find(|(shortcut, _)| *shortcut == written)
+        .map_or(written, |(_, url)| url);
+    let terms_agreed = problems.check(
+        "acme.terms_agreed",
+        match terms_agreed {
+            Some(true) => Ok(()),
+            _ => Err(format!(
+                "must be true: read the terms of service of {url} and agree to them explicitly"
+            )),
+        },
+    );
+    let directory_url = problems.check("acme.directory_url", DirectoryUrl::parse(url, allow_http));
+    terms_agreed.and(directory_url)
+}
+
+/// `contact`: every entry an e-mail address.
+fn contacts(contact: Vec<String>, problems: &mut Problems) -> Option<Vec<String>> {
+    let mut ok = true;
+    for bad in contact.iter().filter(|c| !looks_like_email(c)) {
+        problems.push("acme.contact", format!("{bad:?} is not an e-mail address"));
+        ok = false;
+    }
+    ok.then_some(contact)
+}
+
+/// `eab_key_id` and `eab_hmac_key`: both or neither, the key decoded.
+fn external_account_binding(
+    key_id: Option<String>,
+    hmac_key: Option<Secret<String>>,
+    problems: &mut Problems,
+) -> Option<Option<ExternalAccountBinding>> {
+    let hmac_key = hmac_key.map(|key| {
+        problems.check(
+            "acme.eab_hmac_key",
+            decode_eab_key(key.expose())
+                .map(Secret::new)
+                .ok_or("is not base64url"),
+        )
+    });
+    match (key_id, hmac_key) {
+        (None, None) => Some(None),
+        (Some(key_id), Some(hmac_key)) => {
+            hmac_key.map(|hmac_key| Some(ExternalAccountBinding { key_id, hmac_key }))
         }
+        _ => {
+            problems.push(
+                "acme.eab_key_id",
+                "eab_key_id and eab_hmac_key go together: set both or neither",
+            );
+            None
+        }
+    }
+}
 
-        let hmac_key = s.eab_hmac_key.map(|key| {
-            problems.check(
-                "acme.eab_hmac_key",
-                decode_eab_key(key.expose())
-                    .map(Secret::new)
-                    .ok_or("is not base64url"),
-            )
-        });
-        let eab = match (s.eab_key_id, hmac_key) {
-            (None, None) => Some(None),
-            (Some(key_id), Some(hmac_key)) => {
-                hmac_key.map(|hmac_key| Some(ExternalAccountBinding { key_id, hmac_key }))
-            }
-            _ => {
-                problems.push(
-                    "acme.eab_key_id",
-                    "eab_key_id and eab_hmac_key go together: set both or neither",
-                );
-                None
-            }
-        };
+/// `ca_root_file`, when set: a file that is there.
+fn ca_root_file(file: Option<PathBuf>, problems: &mut Problems) -> Option<Option<PathBuf>> {
+    match file {
+        Some(path) if !path.is_file() => {
+            problems.push(
+                "acme.ca_root_file",
+                format!("{} is not a readable file", path.display()),
+            );
+            None
+        }
+        file => Some(file),
+    }
+}
 
-        let ca_root_file = match s.ca_root_file {
-            Some(path) if !path.is_file() => {
-                problems.push(
-                    "acme.ca_root_file",
-                    format!("{} is not a readable file", path.display()),
-                );
-                None
-            }
-            file => Some(file),
-        };
-        let profile = match s.profile {
-            Some(profile) if !is_profile_name(&profile) => {
-                problems.push(
-                    "acme.profile",
-                    format!(
-                        "must be a profile name the CA lists: 1 to {MAX_PROFILE_LEN} letters, \
-                         digits, '.', '_' or '-'"
-                    ),
-                );
-                None
-            }
-            profile => Some(profile),
-        };
+/// `profile`, when set: a name the CA could list.
+fn profile(profile: Option<String>, problems: &mut Problems) -> Option<Option<String>> {
+    match profile {
+        Some(profile) if !is_profile_name(&profile) => {
+            problems.push(
+                "acme.profile",
+                format!(
+                    "must be a profile name the CA lists: 1 to {MAX_PROFILE_LEN} letters, \
+                     digits, '.', '_' or '-'"
+                ),
+            );
+            None
+        }
+        profile => Some(profile),
+    }
+}
 
+/// The numeric keys as written: how fast and how much is asked of the CA.
+struct PaceKeys {
+    max_in_flight_orders: Option<usize>,
+    max_concurrent_requests: Option<usize>,
+    request_timeout_secs: Option<u64>,
+    retry_base_secs: Option<u64>,
+    order_budget: Option<u32>,
+    order_budget_window_secs: Option<u64>,
+    ari_check_interval_secs: Option<u64>,
+}
+
+/// How fast and how much is asked of the CA: concurrency, timeouts, retries, the order
+/// budget and the ARI walk, each within its range.
+struct Pace {
+    max_in_flight_orders: usize,
+    max_concurrent_requests: usize,
+    request_timeout: Duration,
+    retry_base: Duration,
+    order_budget: u32,
+    order_budget_window: Duration,
+    ari_check_interval: Duration,
+}
+
+impl Pace {
+    fn check(k: PaceKeys, problems: &mut Problems) -> Option<Pace> {
         let max_in_flight_orders = problems.check(
             "acme.max_in_flight_orders",
             between(
-                s.max_in_flight_orders,
+                k.max_in_flight_orders,
                 DEFAULT_MAX_IN_FLIGHT_ORDERS,
                 &MAX_IN_FLIGHT_ORDERS_RANGE,
             ),
@@ -284,7 +376,7 @@ impl AcmeConfig {
         let max_concurrent_requests = problems.check(
             "acme.max_concurrent_requests",
             between(
-                s.max_concurrent_requests,
+                k.max_concurrent_requests,
                 DEFAULT_MAX_CONCURRENT_REQUESTS,
                 &MAX_CONCURRENT_REQUESTS_RANGE,
             ),
@@ -292,18 +384,18 @@ impl AcmeConfig {
         let request_timeout = problems.check(
             "acme.request_timeout_secs",
             secs_between(
-                s.request_timeout_secs,
+                k.request_timeout_secs,
                 DEFAULT_REQUEST_TIMEOUT,
                 &REQUEST_TIMEOUT_RANGE,
             ),
         );
         let retry_base = problems.check(
             "acme.retry_base_secs",
-            secs_between(s.retry_base_secs, DEFAULT_RETRY_BASE, &RETRY_BASE_RANGE),
+            secs_between(k.retry_base_secs, DEFAULT_RETRY_BASE, &RETRY_BASE_RANGE),
         );
         let order_budget = problems.check(
             "acme.order_budget",
-            match s.order_budget.unwrap_or(DEFAULT_ORDER_BUDGET) {
+            match k.order_budget.unwrap_or(DEFAULT_ORDER_BUDGET) {
                 orders if orders < MIN_ORDER_BUDGET => {
                     Err(format!("must be at least {MIN_ORDER_BUDGET}"))
                 }
@@ -313,7 +405,7 @@ impl AcmeConfig {
         let order_budget_window = problems.check(
             "acme.order_budget_window_secs",
             secs_between(
-                s.order_budget_window_secs,
+                k.order_budget_window_secs,
                 DEFAULT_ORDER_BUDGET_WINDOW,
                 &ORDER_BUDGET_WINDOW_RANGE,
             )
@@ -322,20 +414,12 @@ impl AcmeConfig {
         let ari_check_interval = problems.check(
             "acme.ari_check_interval_secs",
             secs_between(
-                s.ari_check_interval_secs,
+                k.ari_check_interval_secs,
                 DEFAULT_ARI_CHECK_INTERVAL,
                 &ARI_CHECK_INTERVAL_RANGE,
             ),
         );
-
-        terms_agreed?;
-        Some(AcmeConfig {
-            directory_url: directory_url?,
-            contact: contacts_ok.then_some(contact)?,
-            ca_root_file: ca_root_file?,
-            eab: eab?,
-            key_type: s.key_type.unwrap_or(DEFAULT_KEY_TYPE),
-            profile: profile?,
+        Some(Pace {
             max_in_flight_orders: max_in_flight_orders?,
             max_concurrent_requests: max_concurrent_requests?,
             request_timeout: request_timeout?,

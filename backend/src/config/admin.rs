@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{ListenerLimits, Problems, Secret, StorageConfig, TlsIdentity};
+use super::problems::Problems;
+use super::{ListenerLimits, Secret, StorageConfig, TlsIdentity};
 
 /// Default `admin.listen`: loopback only, the API is for operators on the host.
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =

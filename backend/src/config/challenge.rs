@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{ListenerLimits, Problems};
+use super::ListenerLimits;
+use super::problems::Problems;
 
 /// Default `challenge.listen`: Envoy on the same host reaches it over loopback.
 pub const DEFAULT_CHALLENGE_LISTEN: SocketAddr =

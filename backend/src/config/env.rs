@@ -8,7 +8,9 @@
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
-use super::file::{Env, single};
+/// Where the environment overrides come from: `std::env::var` in the service, a closure in
+/// tests.
+pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// What every override's name starts with.
 pub const PREFIX: &str = "ACME_EDGE_";
@@ -91,4 +93,11 @@ pub(super) fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
     let mut fields: &'static [&'static str] = &[];
     let _ = T::deserialize(Fields(&mut fields));
     fields
+}
+
+/// A section holding only `key`.
+pub(super) fn single(key: &str, value: toml::Value) -> toml::Value {
+    let mut table = toml::Table::new();
+    table.insert(key.to_owned(), value);
+    toml::Value::Table(table)
 }

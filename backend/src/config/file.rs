@@ -4,18 +4,14 @@
 
 use serde::de::DeserializeOwned;
 
-use super::Problems;
 use super::acme::AcmeSection;
 use super::admin::AdminSection;
 use super::challenge::ChallengeSection;
-use super::env;
+use super::env::{self, Env, single};
 use super::log::LogSection;
+use super::problems::Problems;
 use super::sds::SdsSection;
 use super::storage::StorageSection;
-
-/// Where the environment overrides come from: `std::env::var` in the service, a closure in
-/// tests.
-pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The whole file, section by section.
 #[derive(Debug, Default)]
@@ -84,11 +80,4 @@ fn read_section<T: DeserializeOwned + Default>(
         }
     }
     T::deserialize(toml::Value::Table(good)).unwrap_or_default()
-}
-
-/// A section holding only `key`.
-pub(super) fn single(key: &str, value: toml::Value) -> toml::Value {
-    let mut table = toml::Table::new();
-    table.insert(key.to_owned(), value);
-    toml::Value::Table(table)
 }

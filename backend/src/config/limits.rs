@@ -4,7 +4,7 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use super::{Problems, between, secs_between};
+use super::problems::{Problems, between, secs_between};
 
 /// Default `max_connections`: far more than a fleet of Envoys or a team of operators opens,
 /// within the open-file limit a stock system allows (the service raises its soft limit to

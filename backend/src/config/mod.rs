@@ -15,6 +15,9 @@
 //!    paths, checked URLs, files read, secrets in a [`Secret`] that never prints. Each
 //!    value that makes no sense is reported under its key.
 //!
+//! Every problem goes into one list (`problems.rs`: [`ConfigError`], the range checks every
+//! section's numbers go through), so that all of them are reported together.
+//!
 //! The TOML keys keep their units (`retry_base_secs`); the typed fields drop them
 //! (`retry_base: Duration`).
 
@@ -25,6 +28,7 @@ pub mod env;
 mod file;
 pub mod limits;
 pub mod log;
+mod problems;
 pub mod sds;
 mod secret;
 pub mod storage;
@@ -32,22 +36,21 @@ pub mod storage;
 mod tests;
 pub mod tls;
 
-use std::fmt::Display;
-use std::ops::RangeInclusive;
 use std::path::Path;
-use std::time::Duration;
 
 pub use acme::{AcmeConfig, DirectoryUrl, ExternalAccountBinding};
 pub use admin::{AdminConfig, ConsoleDir, TokenSource};
 pub use challenge::ChallengeConfig;
 pub use limits::ListenerLimits;
 pub use log::{LogConfig, LogFormat};
+pub use problems::{ConfigError, ConfigProblem};
 pub use sds::{SdsConfig, SdsListen, ServerTls};
 pub use secret::Secret;
 pub use storage::{StorageConfig, StorageUrl};
 pub use tls::TlsIdentity;
 
 use file::ConfigFile;
+use problems::Problems;
 
 /// The whole configuration, valid as a whole.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,88 +125,4 @@ fn check_listeners(file: &ConfigFile, problems: &mut Problems) {
             }
         }
     }
-}
-
-/// One thing wrong with the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Dotted key (`acme.terms_agreed`), or the file for syntax errors.
-    pub key: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
-/// Everything wrong with a configuration.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    pub problems: Vec<ConfigProblem>,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "invalid configuration ({} problems):",
-            self.problems.len()
-        )?;
-        for p in &self.problems {
-            writeln!(f, "  - {p}")?;
-        }
-        Ok(())
-    }
-}
-
-/// The problems found so far, in the order found.
-#[derive(Debug, Default)]
-struct Problems(Vec<ConfigProblem>);
-
-impl Problems {
-    fn push(&mut self, key: &str, message: impl Into<String>) {
-        self.0.push(ConfigProblem {
-            key: key.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    /// The value, or `None` with the error reported under `key`.
-    fn check<T, E: Into<String>>(&mut self, key: &str, value: Result<T, E>) -> Option<T> {
-        value.map_err(|e| self.push(key, e)).ok()
-    }
-
-    fn into_error(self) -> ConfigError {
-        ConfigError { problems: self.0 }
-    }
-}
-
-/// A key's value (`default` when absent), when `range` holds it.
-fn between<T: PartialOrd + Display>(
-    value: Option<T>,
-    default: T,
-    range: &RangeInclusive<T>,
-) -> Result<T, String> {
-    let value = value.unwrap_or(default);
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!(
-            "must be between {} and {}",
-            range.start(),
-            range.end()
-        ))
-    }
-}
-
-/// A `*_secs` key's value (`default` when absent), when `range` holds it.
-fn secs_between(
-    secs: Option<u64>,
-    default: Duration,
-    range: &RangeInclusive<Duration>,
-) -> Result<Duration, String> {
-    let secs_range = range.start().as_secs()..=range.end().as_secs();
-    between(secs, default.as_secs(), &secs_range).map(Duration::from_secs)
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::Problems;
+use super::problems::Problems;
 use super::tls::{key_matches, pem_certificates, pem_private_key};
 
 /// Default `sds.listen`: a Unix domain socket, since the service hands out private keys and

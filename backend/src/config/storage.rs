@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Problems, Secret, secs_between};
+use super::Secret;
+use super::problems::{Problems, secs_between};
 
 /// Default `storage.url`: a SQLite file in the working directory, or in the service's state
 /// directory when a service manager names one (`STATE_DIRECTORY`, systemd's

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::Problems;
+use super::problems::Problems;
 
 /// A listener's certificate chain and private key (PEM), checked to belong together.
 #[derive(Clone, PartialEq, Eq)]
