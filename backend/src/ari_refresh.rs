@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::acme::{AcmeError, CertificateAuthority, ari};
 use crate::schedule::{self, Clock};
@@ -81,33 +81,28 @@ pub fn advance_to(stored: Option<OffsetDateTime>, fresh: OffsetDateTime) -> Opti
 pub const FIRST_CHECK_DELAY: Duration = Duration::from_secs(10 * 60);
 
 /// Run a round [`FIRST_CHECK_DELAY`] after start-up, then every `settings.interval`, until
-/// `shutdown` turns true.
+/// `shutdown` is cancelled.
 pub async fn run(
     store: Arc<dyn Store>,
     ca: Arc<dyn CertificateAuthority>,
     settings: Settings,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let mut wait = settings.interval.min(FIRST_CHECK_DELAY);
     loop {
         tokio::select! {
-            _ = stopped(&mut shutdown) => return,
+            () = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
         wait = settings.interval;
         tokio::select! {
-            _ = stopped(&mut shutdown) => return,
+            () = shutdown.cancelled() => return,
             outcome = round(&store, &ca, &settings) => match outcome {
                 Ok(advanced) => tracing::info!(advanced, "renewal information checked"),
                 Err(e) => tracing::warn!(error = %e, "checking renewal information"),
             },
         }
     }
-}
-
-/// Completes once the shutdown flag is set, or its sender is gone.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// One walk over the issued domains; returns how many renewals were brought forward.
@@ -408,8 +403,13 @@ mod tests {
             interval,
             ..w.settings
         };
-        let (stop, shutdown) = watch::channel(false);
-        let task = tokio::spawn(run(w.store.clone(), w.ca_seam.clone(), settings, shutdown));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            w.store.clone(),
+            w.ca_seam.clone(),
+            settings,
+            stop.clone(),
+        ));
         let second = Duration::from_secs(1);
 
         tokio::time::sleep(FIRST_CHECK_DELAY - second).await;
@@ -420,7 +420,7 @@ mod tests {
         tokio::time::sleep(interval).await;
         assert_eq!(w.ca.account_calls(), 2);
 
-        stop.send(true).unwrap();
+        stop.cancel();
         let stopped = tokio::time::timeout(second, task).await;
         assert!(stopped.is_ok(), "the walk stops at the signal");
     }

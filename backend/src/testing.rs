@@ -15,7 +15,7 @@ use std::sync::mpsc;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::model::{Domain, DomainState, KeyType, LastError};
 use crate::schedule::Clock;
@@ -69,7 +69,7 @@ fn hold_clock() -> Hold {
     Hold { _release: release }
 }
 
-macro_rules! held {
+macro_rules! with_clock_held {
     ($store:ident . $method:ident ( $($arg:expr),* )) => {{
         $store.calls.fetch_add(1, Ordering::Relaxed);
         let _hold = hold_clock();
@@ -85,13 +85,13 @@ impl OrderLog for PausedStore {
         order_url: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        held!(self.record_order(name, order_url, now))
+        with_clock_held!(self.record_order(name, order_url, now))
     }
     async fn set_order_key(&self, order_url: &str, key_pem: &str) -> Result<(), StoreError> {
-        held!(self.set_order_key(order_url, key_pem))
+        with_clock_held!(self.set_order_key(order_url, key_pem))
     }
     async fn open_order(&self, name: &str) -> Result<Option<OpenOrder>, StoreError> {
-        held!(self.open_order(name))
+        with_clock_held!(self.open_order(name))
     }
     async fn close_orders(
         &self,
@@ -99,54 +99,54 @@ impl OrderLog for PausedStore {
         outcome: OrderOutcome,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        held!(self.close_orders(name, outcome, now))
+        with_clock_held!(self.close_orders(name, outcome, now))
     }
     async fn mark_resumed(&self, order_url: &str) -> Result<(), StoreError> {
-        held!(self.mark_resumed(order_url))
+        with_clock_held!(self.mark_resumed(order_url))
     }
     async fn order_history(
         &self,
         name: &str,
         limit: usize,
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        held!(self.order_history(name, limit))
+        with_clock_held!(self.order_history(name, limit))
     }
     async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
-        held!(self.orders_since(since))
+        with_clock_held!(self.orders_since(since))
     }
 }
 
 #[async_trait]
 impl Overview for PausedStore {
     async fn domain_page(&self, query: &DomainQuery) -> Result<Vec<Domain>, StoreError> {
-        held!(self.domain_page(query))
+        with_clock_held!(self.domain_page(query))
     }
     async fn expiry_by_day(
         &self,
         now: OffsetDateTime,
         days: u32,
     ) -> Result<ExpiryCounts, StoreError> {
-        held!(self.expiry_by_day(now, days))
+        with_clock_held!(self.expiry_by_day(now, days))
     }
     async fn failure_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        held!(self.failure_reasons())
+        with_clock_held!(self.failure_reasons())
     }
 }
 
 #[async_trait]
 impl Store for PausedStore {
     async fn account(&self, directory_url: &str) -> Result<Option<StoredAccount>, StoreError> {
-        held!(self.account(directory_url))
+        with_clock_held!(self.account(directory_url))
     }
     async fn save_account(&self, account: &StoredAccount) -> Result<StoredAccount, StoreError> {
-        held!(self.save_account(account))
+        with_clock_held!(self.save_account(account))
     }
     async fn forget_account(
         &self,
         directory_url: &str,
         account_url: &str,
     ) -> Result<(), StoreError> {
-        held!(self.forget_account(directory_url, account_url))
+        with_clock_held!(self.forget_account(directory_url, account_url))
     }
     async fn enable_domain(
         &self,
@@ -154,24 +154,24 @@ impl Store for PausedStore {
         key_type: KeyType,
         now: OffsetDateTime,
     ) -> Result<Enabled, StoreError> {
-        held!(self.enable_domain(name, key_type, now))
+        with_clock_held!(self.enable_domain(name, key_type, now))
     }
     async fn disable_domain(
         &self,
         name: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Domain>, StoreError> {
-        held!(self.disable_domain(name, now))
+        with_clock_held!(self.disable_domain(name, now))
     }
     async fn request_renewal(
         &self,
         name: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Domain>, StoreError> {
-        held!(self.request_renewal(name, now))
+        with_clock_held!(self.request_renewal(name, now))
     }
     async fn domain(&self, name: &str) -> Result<Option<Domain>, StoreError> {
-        held!(self.domain(name))
+        with_clock_held!(self.domain(name))
     }
     async fn claim_due(
         &self,
@@ -180,13 +180,13 @@ impl Store for PausedStore {
         lease: &str,
         lease_until: OffsetDateTime,
     ) -> Result<Vec<Claim>, StoreError> {
-        held!(self.claim_due(now, limit, lease, lease_until))
+        with_clock_held!(self.claim_due(now, limit, lease, lease_until))
     }
     async fn renew_lease(&self, claim: &Claim, until: OffsetDateTime) -> Result<bool, StoreError> {
-        held!(self.renew_lease(claim, until))
+        with_clock_held!(self.renew_lease(claim, until))
     }
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        held!(self.next_due())
+        with_clock_held!(self.next_due())
     }
     async fn record_issued(
         &self,
@@ -195,7 +195,7 @@ impl Store for PausedStore {
         renew_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        held!(self.record_issued(claim, cert, renew_at, now))
+        with_clock_held!(self.record_issued(claim, cert, renew_at, now))
     }
     async fn record_failed(
         &self,
@@ -204,20 +204,20 @@ impl Store for PausedStore {
         retry_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        held!(self.record_failed(claim, error, retry_at, now))
+        with_clock_held!(self.record_failed(claim, error, retry_at, now))
     }
     async fn release_waiting_on_ca(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        held!(self.release_waiting_on_ca(now))
+        with_clock_held!(self.release_waiting_on_ca(now))
     }
     async fn release_in_flight(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        held!(self.release_in_flight(now))
+        with_clock_held!(self.release_in_flight(now))
     }
     async fn issued_after(
         &self,
         after_name: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        held!(self.issued_after(after_name, limit))
+        with_clock_held!(self.issued_after(after_name, limit))
     }
     async fn advance_renewal(
         &self,
@@ -226,7 +226,7 @@ impl Store for PausedStore {
         renew_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        held!(self.advance_renewal(name, version, renew_at, now))
+        with_clock_held!(self.advance_renewal(name, version, renew_at, now))
     }
     async fn put_challenge(
         &self,
@@ -236,7 +236,7 @@ impl Store for PausedStore {
         key_authorization: &str,
         now: OffsetDateTime,
     ) -> Result<Published, StoreError> {
-        held!(self.put_challenge(host, lease, token, key_authorization, now))
+        with_clock_held!(self.put_challenge(host, lease, token, key_authorization, now))
     }
     async fn mark_told_ready(
         &self,
@@ -244,27 +244,27 @@ impl Store for PausedStore {
         token: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        held!(self.mark_told_ready(host, token, now))
+        with_clock_held!(self.mark_told_ready(host, token, now))
     }
     async fn challenge(&self, host: &str, token: &str) -> Result<Option<String>, StoreError> {
-        held!(self.challenge(host, token))
+        with_clock_held!(self.challenge(host, token))
     }
     async fn remove_challenges(&self, host: &str) -> Result<(), StoreError> {
-        held!(self.remove_challenges(host))
+        with_clock_held!(self.remove_challenges(host))
     }
     async fn certificate(&self, name: &str) -> Result<Option<StoredCertificate>, StoreError> {
-        held!(self.certificate(name))
+        with_clock_held!(self.certificate(name))
     }
     async fn count_by_state(&self) -> Result<Vec<(DomainState, u64)>, StoreError> {
-        held!(self.count_by_state())
+        with_clock_held!(self.count_by_state())
     }
     async fn earliest_expiry(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        held!(self.earliest_expiry())
+        with_clock_held!(self.earliest_expiry())
     }
     async fn follow_changes(
         &self,
         source: StoreSource,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<(), StoreError> {
         self.inner.follow_changes(source, stop).await
     }

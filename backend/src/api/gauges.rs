@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::certs::CertEvent;
 use crate::store::{Store, StoreError};
@@ -44,11 +45,11 @@ pub async fn ensure_counted(store: &dyn Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Keep the gauges fresh until `stop` turns true.
+/// Keep the gauges fresh until `stop` is cancelled.
 pub async fn keep_fresh(
     store: Arc<dyn Store>,
     mut changes: broadcast::Receiver<CertEvent>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut changes_open = true;
     loop {
@@ -62,7 +63,7 @@ pub async fn keep_fresh(
         let next = Instant::now() + EVERY.max(took * MAX_DUTY);
         // Wait for the next tick or a change, whichever comes first.
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            () = stop.cancelled() => return,
             () = tokio::time::sleep_until(next) => continue,
             change = changes.recv(), if changes_open => {
                 if matches!(change, Err(broadcast::error::RecvError::Closed)) {
@@ -73,7 +74,7 @@ pub async fn keep_fresh(
         // Let a burst of changes arrive, then recount once (not sooner than the duty allows).
         let settle = SETTLE.max(took * MAX_DUTY / 10);
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            () = stop.cancelled() => return,
             () = tokio::time::sleep(settle) => {}
         }
         changes = changes.resubscribe();

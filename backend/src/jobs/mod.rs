@@ -31,13 +31,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::acme::health::{CaHealth, Probe};
 use crate::acme::{CertificateAuthority, Failure};
 use crate::budget::OrderBudget;
 use crate::certs::CertEvent;
+use crate::config::Config;
 use crate::metrics;
 use crate::schedule::{self, Backoff, Clock};
 use crate::store::OrderOutcome;
@@ -84,13 +86,42 @@ fn new_lease() -> String {
 }
 
 impl Worker {
-    /// Run until `shutdown` turns true, then drain.
-    /// Run until `shutdown` turns true (or its sender is gone), then drain.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// The worker `config` describes, on the system clock, draining for `grace` at shutdown.
+    pub fn from_config(
+        config: &Config,
+        store: Arc<dyn Store>,
+        ca: Arc<dyn CertificateAuthority>,
+        source: StoreSource,
+        wake: Arc<Notify>,
+        health: Arc<CaHealth>,
+        grace: Duration,
+    ) -> Worker {
+        Worker {
+            store,
+            ca,
+            source,
+            wake,
+            max_in_flight: config.acme.max_in_flight_orders,
+            lease: config.storage.lease,
+            grace,
+            backoff: Backoff {
+                base: config.acme.retry_base,
+            },
+            budget: OrderBudget {
+                orders: config.acme.order_budget,
+                window: config.acme.order_budget_window,
+            },
+            clock: Clock::system(),
+            health,
+        }
+    }
+
+    /// Run until `shutdown` is cancelled, then drain.
+    pub async fn run(self, shutdown: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.max_in_flight));
         let mut jobs = JoinSet::new();
         let mut budget_spent = false;
-        while !*shutdown.borrow() {
+        while !shutdown.is_cancelled() {
             let wait = match self.start_due(&permits, &mut jobs, &mut budget_spent).await {
                 Ok(wait) => wait,
                 Err(e) => {
@@ -99,10 +130,7 @@ impl Worker {
                 }
             };
             tokio::select! {
-                changed = shutdown.changed() => if changed.is_err() {
-                    // Nobody can signal any more: stop rather than spin on the closed channel.
-                    break;
-                },
+                () = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
                 _ = tokio::time::sleep(wait) => {}

@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use super::resource::SECRET_TYPE_URL;
@@ -102,14 +103,8 @@ pub fn log_ack(info: &StreamInfo, nonce: &str, error: Option<&RpcStatus>) {
     }
 }
 
-/// Completes when `stopping` turns true (or its sender is gone).
-async fn stopped(stopping: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`: drop it here, not in the caller's `select!`.
-    let _ = stopping.wait_for(|stop| *stop).await.is_ok();
-}
-
 /// Run one stream until Envoy closes it, it fails, the reply channel is dropped, or the
-/// server stops (`stopping` turns true). Envoy never ends a stream itself, so without the
+/// server stops (`stopping` is cancelled). Envoy never ends a stream itself, so without the
 /// last a graceful shutdown would wait forever.
 pub async fn drive<P: Protocol>(
     mut protocol: P,
@@ -117,7 +112,7 @@ pub async fn drive<P: Protocol>(
     mut events: broadcast::Receiver<CertEvent>,
     mut evictions: mpsc::UnboundedReceiver<String>,
     replies: mpsc::Sender<Result<P::Response, Status>>,
-    mut stopping: watch::Receiver<bool>,
+    stopping: CancellationToken,
 ) {
     let mut events_open = true;
     let mut evictions_open = true;
@@ -125,7 +120,7 @@ pub async fn drive<P: Protocol>(
         // When the request being answered arrived: Envoy may hold a handshake until then.
         let mut asked = None;
         let outcome = tokio::select! {
-            () = stopped(&mut stopping) => break,
+            () = stopping.cancelled() => break,
             request = requests.message() => match request {
                 Ok(Some(request)) => {
                     asked = Some(Instant::now());

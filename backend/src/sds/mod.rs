@@ -68,14 +68,13 @@ pub mod socket;
 pub mod sotw;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
 use tonic::transport::{Certificate, Identity};
 
@@ -98,34 +97,14 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SdsError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
     #[error("SDS server TLS configuration: {0}")]
     Tls(tonic::transport::Error),
     #[error("SDS server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serve `source` over SDS on `listen` until `shutdown` completes.
-pub async fn serve(
-    listen: SocketAddr,
-    source: Arc<dyn CertificateSource>,
-    held: Arc<HeldNames>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), SdsError> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| SdsError::Bind {
-            addr: listen,
-            source,
-        })?;
-    serve_on(listener, source, held, shutdown).await
-}
-
-/// [`serve`] on a listener already bound (e.g. to port 0 in tests).
+/// Serve `source` over SDS on `listener` (bound by the caller: to port 0 in tests) until
+/// `shutdown` completes.
 pub async fn serve_on(
     listener: TcpListener,
     source: Arc<dyn CertificateSource>,
@@ -170,12 +149,12 @@ where
         + 'static,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (stop, stopping) = watch::channel(false);
-    let service = Arc::new(SdsService::new(source, held, stopping));
+    let stopping = CancellationToken::new();
+    let service = Arc::new(SdsService::new(source, held, stopping.clone()));
     let shutdown = async move {
         shutdown.await;
         tracing::info!("SDS server stopping");
-        let _ = stop.send(true);
+        stopping.cancel();
     };
     server
         .add_service(SecretDiscoveryServiceServer::from_arc(service.clone()))
@@ -192,8 +171,6 @@ fn server() -> tonic::transport::Server {
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
 }
 
-/// Connections from `listener`, without Nagle's algorithm: a secret is one small write that
-/// would otherwise wait for Envoy's delayed ACK (about 40 ms), and a handshake waits for it.
 /// Serve on a Unix domain socket ([`socket::bind_unix`]) until `shutdown` completes; the
 /// socket file is removed when the server stops.
 pub async fn serve_unix_on(
@@ -222,6 +199,8 @@ fn log_listening(listener: &TcpListener) {
     }
 }
 
+/// Connections from `listener`, without Nagle's algorithm: a secret is one small write that
+/// would otherwise wait for Envoy's delayed ACK (about 40 ms), and a handshake waits for it.
 fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -15,8 +15,9 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryService;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::delta::DeltaStream;
@@ -30,17 +31,17 @@ pub struct SdsService {
     source: Arc<dyn CertificateSource>,
     held: Arc<HeldNames>,
     streams: AtomicU64,
-    stopping: watch::Receiver<bool>,
+    stopping: CancellationToken,
 }
 
 type Replies<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
 
 impl SdsService {
-    /// Streams end when `stopping` turns true; `held` keeps each proxy's names bounded.
+    /// Streams end when `stopping` is cancelled; `held` keeps each proxy's names bounded.
     pub fn new(
         source: Arc<dyn CertificateSource>,
         held: Arc<HeldNames>,
-        stopping: watch::Receiver<bool>,
+        stopping: CancellationToken,
     ) -> Self {
         SdsService {
             source,

@@ -6,12 +6,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-
-use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-/// A component's work: runs until the stop flag is set; `Err` says why it could not.
+/// A component's work: runs until the stop token is cancelled; `Err` says why it could not.
 pub type Work = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// A component stopped while the service was running.
@@ -22,11 +20,11 @@ pub struct ComponentFailed {
     pub reason: String,
 }
 
-/// Run every component until all have ended. The first to end before `stop` is set sets it
-/// (the others drain) and is returned.
+/// Run every component until all have ended. The first to end before `stop` is cancelled
+/// cancels it (the others drain) and is returned.
 pub async fn supervise(
     components: Vec<(&'static str, Work)>,
-    stop: Arc<watch::Sender<bool>>,
+    stop: CancellationToken,
 ) -> Result<(), ComponentFailed> {
     let mut tasks = JoinSet::new();
     let mut names = HashMap::new();
@@ -43,11 +41,11 @@ pub async fn supervise(
         let component = names.get(&id).copied().unwrap_or("a component");
         let reason = match outcome {
             Err(reason) => reason,
-            Ok(()) if *stop.borrow() => continue,
+            Ok(()) if stop.is_cancelled() => continue,
             Ok(()) => "ended before shutdown".to_owned(),
         };
         tracing::error!(component, error = %reason, "component failed; stopping the service");
-        stop.send_replace(true);
+        stop.cancel();
         failure.get_or_insert(ComponentFailed { component, reason });
     }
     failure.map_or(Ok(()), Err)
@@ -70,17 +68,17 @@ fn panic_reason(e: tokio::task::JoinError) -> String {
 mod tests {
     use super::*;
 
-    fn until_stopped(stop: &Arc<watch::Sender<bool>>) -> Work {
-        let mut stopped = stop.subscribe();
+    fn until_stopped(stop: &CancellationToken) -> Work {
+        let stop = stop.clone();
         Box::pin(async move {
-            let _ = stopped.wait_for(|s| *s).await;
+            stop.cancelled().await;
             Ok(())
         })
     }
 
     #[tokio::test]
     async fn a_failing_component_stops_the_others_and_is_named() {
-        let stop = Arc::new(watch::channel(false).0);
+        let stop = CancellationToken::new();
         let components: Vec<(&'static str, Work)> = vec![
             ("admin API", until_stopped(&stop)),
             (
@@ -92,19 +90,19 @@ mod tests {
         let failed = supervise(components, stop.clone()).await.unwrap_err();
         assert_eq!(failed.component, "SDS server");
         assert_eq!(failed.reason, "socket gone");
-        assert!(*stop.borrow(), "the others were told to stop");
+        assert!(stop.is_cancelled(), "the others were told to stop");
     }
 
     #[tokio::test]
     async fn a_panic_or_an_early_return_is_a_failure() {
-        let stop = Arc::new(watch::channel(false).0);
+        let stop = CancellationToken::new();
         let components: Vec<(&'static str, Work)> =
             vec![("worker", Box::pin(async { panic!("broken on purpose") }))];
         let failed = supervise(components, stop).await.unwrap_err();
         assert_eq!(failed.component, "worker");
         assert!(failed.reason.contains("panicked: broken on purpose"));
 
-        let stop = Arc::new(watch::channel(false).0);
+        let stop = CancellationToken::new();
         let components: Vec<(&'static str, Work)> =
             vec![("ARI refresh", Box::pin(async { Ok(()) }))];
         let failed = supervise(components, stop).await.unwrap_err();
@@ -113,12 +111,12 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_is_not_a_failure() {
-        let stop = Arc::new(watch::channel(false).0);
+        let stop = CancellationToken::new();
         let components = vec![
             ("admin API", until_stopped(&stop)),
             ("worker", until_stopped(&stop)),
         ];
-        stop.send_replace(true);
+        stop.cancel();
         assert!(supervise(components, stop).await.is_ok());
     }
 }

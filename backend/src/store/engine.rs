@@ -12,19 +12,18 @@
 //! - timestamps: Unix seconds in 64-bit integers, booleans read from comparisons.
 
 use async_trait::async_trait;
-use sqlx::Database;
-use tokio::sync::watch;
+use sqlx::{Database, Pool};
+use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
 use super::source::StoreSource;
-use super::sql::SqlStore;
 
 /// A database the SQL store runs on.
 #[async_trait]
 pub trait Engine: Database {
-    /// What an open store holds besides its pool (SQLite: the lock on the database file;
+    /// What an open store keeps besides its pool (SQLite: the lock on the database file;
     /// PostgreSQL: the URL its change listener connects to).
-    type Held: std::fmt::Debug + Clone + Send + Sync + 'static;
+    type Resources: std::fmt::Debug + Clone + Send + Sync + 'static;
 
     /// How the due-work queries name the `state` column so that the planner keeps to the
     /// due-time index (`domains_due`) instead of `domains_state`, which would read every
@@ -52,15 +51,17 @@ pub trait Engine: Database {
     /// Rows a statement changed (`sqlx` has no trait for it).
     fn rows_affected(result: &Self::QueryResult) -> u64;
 
-    /// Until `stop` turns true, announce on `source` the certificate changes committed by
-    /// other processes sharing the database ([`super::Store::follow_changes`]). An engine
-    /// without such processes has nothing to follow.
+    /// Until `stop` is cancelled, announce on `source` the certificate changes committed by
+    /// other processes sharing the database ([`super::Store::follow_changes`]), reading them
+    /// from `pool` and the store's `resources`. An engine without such processes has nothing
+    /// to follow.
     async fn follow_changes(
-        store: &SqlStore<Self>,
+        pool: &Pool<Self>,
+        resources: &Self::Resources,
         source: StoreSource,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<(), StoreError> {
-        let _ = (store, source, stop);
+        let _ = (pool, resources, source, stop);
         Ok(())
     }
 }

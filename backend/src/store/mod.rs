@@ -49,7 +49,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::StorageConfig;
 use crate::model::{Domain, DomainState, KeyType, LastError};
@@ -320,13 +320,13 @@ pub trait Store: orders::OrderLog + overview::Overview + Send + Sync + 'static {
     async fn earliest_expiry(&self) -> Result<Option<OffsetDateTime>, StoreError>;
 
     // ---- replicas
-    /// Until `stop` turns true, announce on `source` the certificate changes committed by
+    /// Until `stop` is cancelled, announce on `source` the certificate changes committed by
     /// any process sharing this store, so that every replica's SDS clients follow them. A
     /// store only one process uses has nothing to follow and returns at once.
     async fn follow_changes(
         &self,
         source: source::StoreSource,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<(), StoreError> {
         let _ = (source, stop);
         Ok(())

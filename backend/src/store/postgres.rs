@@ -15,9 +15,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::Postgres;
 use sqlx::Row;
-use sqlx::postgres::{PgListener, PgNotification, PgPoolOptions, PgQueryResult};
+use sqlx::postgres::{PgListener, PgNotification, PgPool, PgPoolOptions, PgQueryResult};
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
 use super::engine::Engine;
@@ -52,7 +52,7 @@ pub type PgStore = SqlStore<Postgres>;
 #[async_trait]
 impl Engine for Postgres {
     /// The URL the change listener connects to, on a connection of its own.
-    type Held = String;
+    type Resources = String;
 
     const STATE_UNINDEXED: &'static str = "state";
     const BEGIN_TAKE: &'static str = "BEGIN";
@@ -64,21 +64,55 @@ impl Engine for Postgres {
     }
 
     async fn follow_changes(
-        store: &PgStore,
+        pool: &PgPool,
+        url: &String,
         source: StoreSource,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<(), StoreError> {
+        ChangeFollower { pool, url }.run(source, stop).await;
+        Ok(())
+    }
+}
+
+impl PgStore {
+    /// Connect to `url` (`postgres://user@host:port/database`) and migrate the database.
+    /// Replicas starting together are safe: migrations take a database-wide advisory lock.
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(SqlStore {
+            pool,
+            resources: url.to_owned(),
+        })
+    }
+}
+
+/// What follows the other replicas' changes: the pool to catch up from and the URL its
+/// listener connects to.
+struct ChangeFollower<'a> {
+    pool: &'a PgPool,
+    url: &'a str,
+}
+
+impl ChangeFollower<'_> {
+    /// Announce other replicas' changes until `stop` is cancelled, listening again (and
+    /// catching up) whenever the connection is lost.
+    async fn run(&self, source: StoreSource, stop: CancellationToken) {
         // Also caught up on start: changes between opening the store and listening.
         let mut since = OffsetDateTime::now_utc() - CATCH_UP_MARGIN;
         loop {
-            let Some(mut listener) = store.listen_until_connected(&mut stop).await else {
-                return Ok(());
+            let Some(mut listener) = self.listen_until_connected(&stop).await else {
+                return;
             };
             // Listening before catching up: every change is either caught up or heard.
-            store.catch_up_logged(&source, since).await;
+            self.catch_up_logged(&source, since).await;
             loop {
                 tokio::select! {
-                    () = stopped(&mut stop) => return Ok(()),
+                    () = stop.cancelled() => return,
                     received = listener.try_recv() => match received {
                         Ok(Some(notification)) if notification.channel() == DOMAIN_CHANNEL => {
                             source.announce_domain(notification.payload());
@@ -99,29 +133,12 @@ impl Engine for Postgres {
             since = OffsetDateTime::now_utc() - CATCH_UP_MARGIN;
         }
     }
-}
-
-impl PgStore {
-    /// Connect to `url` (`postgres://user@host:port/database`) and migrate the database.
-    /// Replicas starting together are safe: migrations take a database-wide advisory lock.
-    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(SqlStore {
-            pool,
-            held: url.to_owned(),
-        })
-    }
 
     /// A listener on [`CHANNEL`], on its own connection.
     async fn listener(&self) -> Result<PgListener, StoreError> {
         // Not from the pool: a connection the server drops must not come back to the pool's
         // other users, and a pool at its limit must not starve the listener.
-        let mut listener = PgListener::connect(&self.held).await?;
+        let mut listener = PgListener::connect(self.url).await?;
         // A lost connection is replaced by a new listener (then caught up), not patched.
         listener.eager_reconnect(false);
         listener.listen_all([CHANNEL, DOMAIN_CHANNEL]).await?;
@@ -140,7 +157,7 @@ impl PgStore {
              FROM domains WHERE updated_at >= $1",
         )
         .bind(ts(since))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
         for row in &rows {
             let name: String = row.try_get("name")?;
@@ -154,7 +171,7 @@ impl PgStore {
     }
 
     /// Listen on a connection of its own; retried until it works or `stop`.
-    async fn listen_until_connected(&self, stop: &mut watch::Receiver<bool>) -> Option<PgListener> {
+    async fn listen_until_connected(&self, stop: &CancellationToken) -> Option<PgListener> {
         let mut retry = LISTEN_RETRY_MIN;
         loop {
             match self.listener().await {
@@ -164,7 +181,7 @@ impl PgStore {
                 }
             }
             tokio::select! {
-                () = stopped(stop) => return None,
+                () = stop.cancelled() => return None,
                 () = tokio::time::sleep(retry) => {}
             }
             retry = (retry * 2).min(LISTEN_RETRY_MAX);
@@ -177,11 +194,6 @@ impl PgStore {
             Err(e) => tracing::warn!(error = %e, "catching up on changes"),
         }
     }
-}
-
-/// Completes once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 /// `updated <name>` / `removed <name>`, as the schema's trigger sends them.

@@ -21,7 +21,7 @@
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::due::claim_order;
 use super::engine::Engine;
@@ -45,14 +45,14 @@ const CLAIMABLE: &str = "('pending', 'failed', 'issued')";
 pub struct SqlStore<DB: Engine> {
     /// Also for what only one engine does, and for tests that look at the database itself.
     pub(super) pool: Pool<DB>,
-    pub(super) held: DB::Held,
+    pub(super) resources: DB::Resources,
 }
 
 impl<DB: Engine> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         SqlStore {
             pool: self.pool.clone(),
-            held: self.held.clone(),
+            resources: self.resources.clone(),
         }
     }
 }
@@ -594,9 +594,9 @@ where
     async fn follow_changes(
         &self,
         source: StoreSource,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<(), StoreError> {
-        DB::follow_changes(self, source, stop).await
+        DB::follow_changes(&self.pool, &self.resources, source, stop).await
     }
 }
 

@@ -32,7 +32,7 @@ pub type SqliteStore = SqlStore<Sqlite>;
 
 impl Engine for Sqlite {
     /// The lock on `<database>.lock`, held while the store (or a clone of it) is open.
-    type Held = Arc<std::fs::File>;
+    type Resources = Arc<std::fs::File>;
 
     const STATE_UNINDEXED: &'static str = "+state";
     const BEGIN_TAKE: &'static str = "BEGIN IMMEDIATE";
@@ -133,7 +133,7 @@ impl SqliteStore {
         keep_files_private(path);
         Ok(SqlStore {
             pool,
-            held: Arc::new(lock),
+            resources: Arc::new(lock),
         })
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use acme_edge_tests::postgres::TempDatabase;
 use time::OffsetDateTime;
 use time::macros::datetime;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use super::engine::Engine;
 use super::source::StoreSource;
@@ -973,15 +974,16 @@ async fn next_event(events: &mut broadcast::Receiver<CertEvent>) -> CertEvent {
 /// A replica following the database, as the service runs it.
 struct Follower {
     source: StoreSource,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Follower {
     fn start(store: Arc<dyn Store>) -> Follower {
         let source = StoreSource::new(store.clone());
-        let (stop, stopped) = watch::channel(false);
+        let stop = CancellationToken::new();
         let feed = source.clone();
+        let stopped = stop.clone();
         let task = tokio::spawn(async move {
             store.follow_changes(feed, stopped).await.unwrap();
         });
@@ -989,7 +991,7 @@ impl Follower {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         tokio::time::timeout(EVENT_DEADLINE, self.task)
             .await
             .expect("the follower stops when told")

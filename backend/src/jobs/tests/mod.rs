@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::Worker;
 use crate::acme::fake::{self, Ari, Ended, FakeCa, Gate, Step};
@@ -51,6 +52,19 @@ struct World {
 }
 
 impl World {
+    /// `name`'s next order runs until the returned gate opens, then issues.
+    fn issued_once_open(&self, name: &str) -> Gate {
+        let gate = Gate::default();
+        self.ca.script(
+            name,
+            [Step::Wait(
+                gate.clone(),
+                Box::new(Step::Issue(fake::LIFETIME)),
+            )],
+        );
+        gate
+    }
+
     async fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("acme-edge.db");
@@ -112,6 +126,14 @@ impl World {
     }
 
     /// A worker with room to spare; tests narrow what they test.
+    /// [`World::worker`] with a retry backoff of `base`.
+    fn worker_backing_off(&self, base: Duration) -> Worker {
+        Worker {
+            backoff: Backoff { base },
+            ..self.worker()
+        }
+    }
+
     fn worker(&self) -> Worker {
         Worker {
             store: self.store.clone(),
@@ -134,15 +156,15 @@ impl World {
 
 /// A worker running in the background.
 struct Running {
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     wake: Arc<Notify>,
     task: JoinHandle<()>,
 }
 
 fn start(worker: Worker) -> Running {
-    let (stop, shutdown) = watch::channel(false);
+    let stop = CancellationToken::new();
     let wake = worker.wake.clone();
-    let task = tokio::spawn(worker.run(shutdown));
+    let task = tokio::spawn(worker.run(stop.clone()));
     Running { stop, wake, task }
 }
 
@@ -150,7 +172,7 @@ impl Running {
     /// Signal shutdown and wait for the worker to return; how long that took.
     async fn stop(self) -> Duration {
         let asked = tokio::time::Instant::now();
-        self.stop.send(true).unwrap();
+        self.stop.cancel();
         self.task.await.unwrap();
         asked.elapsed()
     }
@@ -161,7 +183,7 @@ async fn run_for(d: Duration) {
 }
 
 /// At most `limit` new orders in any `window` (a sliding window, every start point).
-fn assert_budget_held(orders: &[OffsetDateTime], limit: usize, window: Duration) {
+fn assert_within_budget(orders: &[OffsetDateTime], limit: usize, window: Duration) {
     for start in orders {
         let inside = orders
             .iter()
@@ -213,7 +235,7 @@ async fn the_order_budget_is_a_sliding_window() {
     assert!(c >= mins(60) && c <= mins(61), "{c:?}");
     assert!(d >= mins(90) && d <= mins(91), "{d:?}");
     let orders: Vec<_> = calls.iter().map(|c| c.at).collect();
-    assert_budget_held(&orders, 2, mins(60));
+    assert_within_budget(&orders, 2, mins(60));
     for name in ["a.example", "b.example", "c.example", "d.example"] {
         assert_eq!(w.state(name).await, DomainState::Issued, "{name}");
     }
@@ -290,7 +312,7 @@ async fn the_order_budget_holds_across_a_restart() {
     assert!(at >= mins(60) && at <= mins(61), "{at:?}");
     let mut all: Vec<_> = first.iter().chain(&second).map(|c| c.at).collect();
     all.sort();
-    assert_budget_held(&all, 2, mins(60));
+    assert_within_budget(&all, 2, mins(60));
     for name in names {
         assert_eq!(w.state(name).await, DomainState::Issued, "{name}");
     }
@@ -401,9 +423,7 @@ async fn failures_back_off_1_10_100_base_units_then_daily() {
     w.enable(&["a.example"]).await;
     // A short base, as the end-to-end tests use: 1 s, 10 s, 100 s, then 1440 s.
     let base = secs(1);
-    let mut worker = w.worker();
-    worker.backoff = Backoff { base };
-    let running = start(worker);
+    let running = start(w.worker_backing_off(base));
 
     run_for(secs(60)).await;
     let domain = w.store.domain("a.example").await.unwrap().unwrap();
@@ -442,14 +462,7 @@ async fn a_lost_account_is_retried_after_the_first_step() {
 #[tokio::test(start_paused = true)]
 async fn the_lease_is_renewed_while_an_order_runs() {
     let w = World::new().await;
-    let gate = Gate::default();
-    w.ca.script(
-        "a.example",
-        [Step::Wait(
-            gate.clone(),
-            Box::new(Step::Issue(fake::LIFETIME)),
-        )],
-    );
+    let gate = w.issued_once_open("a.example");
     w.enable(&["a.example"]).await;
     let running = start(w.worker());
 
@@ -509,14 +522,7 @@ async fn a_domain_disabled_mid_order_is_abandoned() {
 #[tokio::test(start_paused = true)]
 async fn a_certificate_for_a_lease_lost_meanwhile_is_discarded() {
     let w = World::new().await;
-    let gate = Gate::default();
-    w.ca.script(
-        "a.example",
-        [Step::Wait(
-            gate.clone(),
-            Box::new(Step::Issue(fake::LIFETIME)),
-        )],
-    );
+    let gate = w.issued_once_open("a.example");
     w.enable(&["a.example"]).await;
     let worker = w.worker();
     let mut events = worker.source.subscribe();
@@ -543,14 +549,7 @@ async fn a_certificate_for_a_lease_lost_meanwhile_is_discarded() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_lets_in_flight_orders_finish_within_the_grace_period() {
     let w = World::new().await;
-    let gate = Gate::default();
-    w.ca.script(
-        "a.example",
-        [Step::Wait(
-            gate.clone(),
-            Box::new(Step::Issue(fake::LIFETIME)),
-        )],
-    );
+    let gate = w.issued_once_open("a.example");
     w.enable(&["a.example"]).await;
     let running = start(w.worker());
     run_for(secs(1)).await;
@@ -702,10 +701,10 @@ async fn renewal_is_inside_the_cas_window_or_at_a_share_of_the_lifetime() {
 }
 
 #[tokio::test]
-async fn the_worker_stops_when_its_shutdown_sender_is_gone() {
+async fn the_worker_stops_at_once_when_shutdown_came_before_it_started() {
     let w = World::new().await;
-    let (stop, shutdown) = watch::channel(false);
-    drop(stop);
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
     let ran = tokio::time::timeout(secs(10), w.worker().run(shutdown)).await;
     assert!(ran.is_ok(), "the worker kept looping");
 }
@@ -769,9 +768,7 @@ async fn a_domain_caused_failure_still_reaches_the_daily_step_between_ca_outages
     w.ca.script("a.example", steps);
     w.enable(&["a.example"]).await;
     let base = secs(1);
-    let mut worker = w.worker();
-    worker.backoff = Backoff { base };
-    let running = start(worker);
+    let running = start(w.worker_backing_off(base));
     run_for(secs(300)).await;
     let domain = w.store.domain("a.example").await.unwrap().unwrap();
     assert_eq!(domain.attempts, 4, "four validation failures: {domain:?}");
@@ -812,9 +809,7 @@ async fn a_ca_outage_pauses_issuance_and_its_return_releases_the_waiting_domains
     w.enable(&names).await;
     // A long base: the domains' own retry times are hours away, so only the release can
     // bring them back soon.
-    let mut worker = w.worker();
-    worker.backoff = Backoff { base: mins(60) };
-    let running = start(worker);
+    let running = start(w.worker_backing_off(mins(60)));
 
     run_for(mins(10)).await;
     let since = w.health.paused_since().expect("issuance paused");
