@@ -20,7 +20,7 @@
 //! - [`jobs`]: the worker that runs due orders with bounded concurrency, within the budget,
 //!   resuming orders cut short.
 //! - [`challenge`]: the lookup endpoint the Envoy filter calls for HTTP-01 tokens.
-//! - [`api`]: the admin REST API (`/v1/`), `/healthz`, `/metrics`; [`api::model`] is its
+//! - [`api`]: the admin REST API (`/v1/`), `/healthz`, `/metrics`; [`api::json`] is its
 //!   JSON, shared with the CLI.
 //! - [`listener`]: the HTTP listeners' bounds (connections, header and idle timeouts).
 //! - [`metrics`]: Prometheus counters and gauges.

@@ -9,15 +9,15 @@
 //!
 //! # Layout
 //!
-//! - [`model`]: the parameters and their defaults.
+//! - [`params`]: the parameters and their defaults.
 //! - [`render`]: the parameters to Envoy's bootstrap.
 //! - [`yaml`]: a JSON value written as block-style YAML.
 
-pub mod model;
+pub mod params;
 pub mod render;
 pub mod yaml;
 
-pub use model::{
+pub use params::{
     Bootstrap, Filter, FilterSource, Https, Listen, RemoteUrl, Sds, SdsClientTls, Sha256, Upstream,
 };
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::model::{Bootstrap, Filter, FilterSource, Https, Listen, Sds, SdsClientTls, Upstream};
+use crate::params::{Bootstrap, Filter, FilterSource, Https, Listen, Sds, SdsClientTls, Upstream};
 
 /// Cluster of the backend's challenge listener (the filter's `cluster` setting).
 pub const CHALLENGE_CLUSTER: &str = "acme_backend";

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use acme_edge::challenge::{FILTER_SHA256_PATH, FILTER_WASM_PATH};
 use acme_edge::config::challenge::sha256_hex;
-use acme_edge_envoy_bootstrap::model::DUAL_STACK;
+use acme_edge_envoy_bootstrap::params::DUAL_STACK;
 use acme_edge_envoy_bootstrap::{FilterSource, RemoteUrl, Sha256};
 use acme_edge_tests::envoy;
 use acme_edge_tests::stack::Stack;

@@ -12,8 +12,11 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use warp::{Filter, Rejection};
+
+use super::error::ApiError;
+use crate::config::TokenSource;
 use crate::config::admin::MIN_TOKEN_LEN;
-use crate::config::{Config, TokenSource};
 
 /// Random bytes in a generated token: 256 bits.
 const GENERATED_TOKEN_BYTES: usize = 32;
@@ -66,8 +69,8 @@ impl AdminToken {
     }
 
     /// The configured token, or the token file's, or a new one written to the token file.
-    pub fn resolve(config: &Config) -> Result<AdminToken, TokenError> {
-        let path = match &config.admin.token {
+    pub fn resolve(source: &TokenSource) -> Result<AdminToken, TokenError> {
+        let path = match source {
             TokenSource::Value(token) => return Ok(AdminToken::new(token.expose())),
             TokenSource::File(path) => path.clone(),
         };
@@ -92,6 +95,22 @@ impl AdminToken {
         };
         constant_time_eq(presented.trim().as_bytes(), self.0.as_bytes())
     }
+}
+
+/// Passes only with the right bearer token.
+pub fn authorized(token: AdminToken) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and_then(move |header: Option<String>| {
+            let ok = token.accepts(header.as_deref());
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(warp::reject::custom(ApiError::Unauthorized))
+                }
+            }
+        })
+        .untuple_one()
 }
 
 fn generate(path: &Path) -> Result<AdminToken, TokenError> {
@@ -174,6 +193,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn config_in(dir: &Path) -> Config {
         let text = format!(
@@ -187,7 +207,7 @@ mod tests {
     fn generates_once_with_private_permissions() {
         let dir = tempfile::tempdir().unwrap();
         let config = config_in(dir.path());
-        let first = AdminToken::resolve(&config).unwrap();
+        let first = AdminToken::resolve(&config.admin.token).unwrap();
         let path = dir.path().join("admin-token");
         #[cfg(unix)]
         {
@@ -195,7 +215,7 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let second = AdminToken::resolve(&config).unwrap();
+        let second = AdminToken::resolve(&config.admin.token).unwrap();
         assert_eq!(first.0, second.0, "the stored token is reused");
         assert!(first.0.len() >= 40);
     }
@@ -206,10 +226,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let config = config_in(dir.path());
-        AdminToken::resolve(&config).unwrap();
+        AdminToken::resolve(&config.admin.token).unwrap();
         let path = dir.path().join("admin-token");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let refused = AdminToken::resolve(&config).unwrap_err();
+        let refused = AdminToken::resolve(&config.admin.token).unwrap_err();
         assert!(
             matches!(refused, TokenError::Exposed { mode: 0o640, .. }),
             "{refused}"
@@ -222,14 +242,14 @@ mod tests {
     fn refuses_a_token_file_another_user_owns() {
         let dir = tempfile::tempdir().unwrap();
         let config = config_in(dir.path());
-        AdminToken::resolve(&config).unwrap();
+        AdminToken::resolve(&config.admin.token).unwrap();
         let path = dir.path().join("admin-token");
         // Only root can hand a file to another user; elsewhere there is nothing to test.
         if std::os::unix::fs::chown(&path, Some(4242), None).is_err() {
             eprintln!("not root: cannot make a file another user owns; skipped");
             return;
         }
-        let refused = AdminToken::resolve(&config).unwrap_err();
+        let refused = AdminToken::resolve(&config.admin.token).unwrap_err();
         assert!(
             matches!(refused, TokenError::ForeignOwner { owner: 4242, .. }),
             "{refused}"

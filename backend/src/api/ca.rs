@@ -6,7 +6,7 @@ use std::sync::Arc;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use super::model::CaStatus;
+use super::json::CaStatus;
 use crate::acme::health::CaHealth;
 
 pub fn routes(

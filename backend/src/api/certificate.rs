@@ -8,7 +8,7 @@ use x509_parser::extensions::GeneralName;
 use super::ApiState;
 use super::domains::{domain_param, not_found};
 use super::error::ApiError;
-use super::model::CertificateDetails;
+use super::json::CertificateDetails;
 
 /// The route (below `/v1`, already authorised).
 pub fn route(state: ApiState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {

@@ -10,7 +10,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
-use super::model::{Domain, DomainList, DomainState, EnableRequest};
+use super::json::{Domain, DomainList, DomainState, EnableRequest};
 use super::{ApiState, MAX_BODY_BYTES};
 use crate::certs::CertEvent;
 use crate::model::DomainName;

@@ -6,7 +6,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
-use super::model::{ErrorBody, ErrorResponse};
+use super::json::{ErrorBody, ErrorResponse};
 use crate::model::DomainError;
 use crate::store::StoreError;
 

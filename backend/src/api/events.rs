@@ -20,7 +20,7 @@ use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
 
 use super::ApiState;
-use super::model::Domain;
+use super::json::Domain;
 
 /// A comment line this often keeps proxies from closing a quiet stream.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);

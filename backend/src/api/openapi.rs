@@ -1,4 +1,4 @@
-//! The admin API's OpenAPI 3.1 description, derived from the JSON types of [`super::model`]
+//! The admin API's OpenAPI 3.1 description, derived from the JSON types of [`super::json`]
 //! (utoipa) and the route table below; served at `GET /v1/openapi.json` and printed by
 //! `acme-edge openapi`. The tests check it against the routes and the bodies they answer.
 
@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use super::model::{
+use super::json::{
     AccountInfo, AriWindow, CaStatus, CertificateDetails, Domain, DomainList, EnableRequest,
     ErrorBody, ErrorResponse, ExpiringCounts, ExpiryWeek, FailureCount, OrderEntry, OrderList,
     StateCounts, Summary,

@@ -6,7 +6,7 @@ use warp::{Filter, Rejection, Reply};
 use super::ApiState;
 use super::domains::{domain_param, not_found};
 use super::error::ApiError;
-use super::model::{LastError, OrderEntry, OrderList};
+use super::json::{LastError, OrderEntry, OrderList};
 use crate::store::OrderRecord;
 
 /// Orders shown per domain.

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::error::ApiError;
-use super::model::DomainState;
+use super::json::DomainState;
 use crate::model::Domain;
 use crate::store::DomainQuery;
 

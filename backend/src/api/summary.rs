@@ -7,7 +7,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::model::{DomainState, ExpiringCounts, ExpiryWeek, FailureCount, StateCounts, Summary};
+use super::json::{DomainState, ExpiringCounts, ExpiryWeek, FailureCount, StateCounts, Summary};
 use crate::store::ExpiryCounts;
 
 /// Weeks in the expiry histogram: a quarter.

@@ -6,7 +6,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::auth::AdminToken;
-use super::model::{Domain, DomainList, DomainState, KeyType};
+use super::json::{Domain, DomainList, DomainState, KeyType};
 use super::{ApiState, routes};
 use crate::store::source::StoreSource;
 use crate::store::{SqliteStore, Store};
@@ -137,7 +137,7 @@ async fn summary_counts_every_state_and_thirteen_weeks() {
     api.call("DELETE", "/v1/domains/b.example", "").await;
     let (status, body) = api.call("GET", "/v1/summary", "").await;
     assert_eq!(status, 200, "{body}");
-    let summary: super::model::Summary = serde_json::from_value(body.clone()).unwrap();
+    let summary: super::json::Summary = serde_json::from_value(body.clone()).unwrap();
     assert_eq!(summary.total, 2);
     assert_eq!(
         (
@@ -351,7 +351,7 @@ fn the_earliest_expiry_is_left_out_when_nothing_is_served() {
                 # TYPE acme_edge_earliest_expiry_seconds_other gauge\n\
                 acme_edge_earliest_expiry_seconds_other 1\n\
                 acme_edge_domains{state=\"issued\"} 0\n";
-    let out = super::without_metric(text, super::EARLIEST_EXPIRY_METRIC);
+    let out = super::metrics::without_metric(text, super::metrics::EARLIEST_EXPIRY_METRIC);
     assert_eq!(
         out,
         "# TYPE acme_edge_earliest_expiry_seconds_other gauge\n\
@@ -594,7 +594,7 @@ async fn certificate_details_read_the_served_leaf() {
         .call("GET", "/v1/domains/a.example/certificate/details", "")
         .await;
     assert_eq!(status, 200, "{body}");
-    let details: super::model::CertificateDetails = serde_json::from_value(body.clone()).unwrap();
+    let details: super::json::CertificateDetails = serde_json::from_value(body.clone()).unwrap();
     assert_eq!(details.sans, ["a.example", "www.a.example"]);
     assert_eq!(details.key_type, KeyType::EcdsaP256);
     assert!(!details.serial.is_empty() && !details.serial.contains(':'));
@@ -665,7 +665,7 @@ async fn orders_show_the_domain_history() {
         .unwrap();
     let (status, body) = api.call("GET", "/v1/domains/a.example/orders", "").await;
     assert_eq!(status, 200, "{body}");
-    let list: super::model::OrderList = serde_json::from_value(body.clone()).unwrap();
+    let list: super::json::OrderList = serde_json::from_value(body.clone()).unwrap();
     let summary: Vec<(&str, &str, &str)> = list
         .orders
         .iter()

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use crate::api::model::{
+use crate::api::json::{
     CaStatus, Domain, DomainList, DomainState, EnableRequest, ErrorResponse, KeyType,
 };
 

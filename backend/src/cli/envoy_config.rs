@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use acme_edge_envoy_bootstrap::model::{
+use acme_edge_envoy_bootstrap::params::{
     DEFAULT_FILTER_WASM, DEFAULT_NODE_CLUSTER, DEFAULT_NODE_ID,
 };
 use acme_edge_envoy_bootstrap::{
@@ -90,7 +90,7 @@ pub struct EnvoyConfigArgs {
     #[arg(long)]
     pub https_redirect: bool,
     /// Client connections over all listeners at once.
-    #[arg(long, default_value_t = acme_edge_envoy_bootstrap::model::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, default_value_t = acme_edge_envoy_bootstrap::params::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: u64,
     /// Print JSON instead of YAML.
     #[arg(long)]
@@ -204,7 +204,7 @@ fn sds(args: &EnvoyConfigArgs, config: Option<&Config>) -> Sds {
             },
         },
         (None, None) => Sds::Unix(PathBuf::from(
-            acme_edge_envoy_bootstrap::model::DEFAULT_SDS_SOCKET,
+            acme_edge_envoy_bootstrap::params::DEFAULT_SDS_SOCKET,
         )),
     }
 }

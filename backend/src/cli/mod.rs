@@ -1,5 +1,5 @@
 //! The operator CLI: `acme-edge domains add|list|show|remove|renew|certificate`, a client of
-//! the admin API. It shares the API's JSON types ([`crate::api::model`]) and never touches the
+//! the admin API. It shares the API's JSON types ([`crate::api::json`]) and never touches the
 //! database itself, so it works against any replica from any machine.
 //!
 //! # Layout
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::api::model::{DomainState, KeyType};
+use crate::api::json::{DomainState, KeyType};
 use client::{ApiClient, ClientError};
 
 /// Exit codes, from sysexits.h where one fits.
@@ -249,7 +249,7 @@ async fn execute(
 /// After add/renew: follow issuance when asked, else print the JSON answer.
 async fn finish(
     client: &ApiClient,
-    domains: Vec<crate::api::model::Domain>,
+    domains: Vec<crate::api::json::Domain>,
     wait: WaitArgs,
     json: bool,
 ) -> Result<ExitCode, ClientError> {

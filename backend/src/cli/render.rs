@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use comfy_table::{Table, presets};
 use time::OffsetDateTime;
 
-use crate::api::model::{CaStatus, Domain, DomainState};
+use crate::api::json::{CaStatus, Domain, DomainState};
 use time::format_description::well_known::Rfc3339;
 
 /// Pretty JSON on stdout, for `--json`.
@@ -152,7 +152,7 @@ fn one_line(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::model::{KeyType, LastError};
+    use crate::api::json::{KeyType, LastError};
     use time::Duration;
     use time::macros::datetime;
 

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::client::{ApiClient, ClientError};
 use super::exit;
-use crate::api::model::{Domain, DomainState};
+use crate::api::json::{Domain, DomainState};
 
 /// How often the API is asked; issuance takes seconds, so this is plenty and cheap.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
