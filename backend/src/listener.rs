@@ -26,11 +26,12 @@ use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use warp::filters::BoxedFilter;
 
 use crate::config::TlsIdentity;
@@ -81,7 +82,12 @@ pub async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let handler = Handler {
+        what,
+        routes,
+        limits,
+        tls: tls.map(TlsAcceptor::from),
+    };
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -91,63 +97,13 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(slot) = slot else { break };
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(listener = what, error = %e, "accepting a connection");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
-                }
-            },
+        let stream = tokio::select! {
+            accepted = accept(what, &listener) => accepted,
             () = &mut shutdown => break,
         };
-        let activity = Activity::new();
-        let stream = Tracked {
-            inner: stream,
-            activity: activity.clone(),
-        };
-        let service = TowerToHyperService::new(warp::service(routes.clone()));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout);
-        builder.http2().timer(TokioTimer::new());
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let connection = async {
-                match tls {
-                    None => {
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
-                    }
-                    Some(acceptor) => {
-                        // The handshake is part of reading the request's headers.
-                        let handshake = acceptor.accept(stream);
-                        let stream =
-                            tokio::time::timeout(limits.header_read_timeout, handshake).await;
-                        let Ok(Ok(stream)) = stream else {
-                            return Ok(());
-                        };
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
-                    }
-                }
-            };
-            tokio::select! {
-                served = connection => {
-                    if let Err(e) = served {
-                        tracing::debug!(listener = what, error = %e, "connection ended");
-                    }
-                }
-                () = activity.idle_for(limits.idle_timeout) => {
-                    tracing::debug!(listener = what, "idle connection closed");
-                }
-            }
-            drop(slot);
-        });
+        if let Some(stream) = stream {
+            tokio::spawn(handler.clone().run(stream, graceful.watcher(), slot));
+        }
     }
     drop(listener);
     if tokio::time::timeout(DRAIN, graceful.shutdown())
@@ -160,6 +116,78 @@ pub async fn serve(
         );
     }
 }
+
+/// The next connection; `None` after an accept error (logged, then paused on: a full
+/// descriptor table does not empty itself at once).
+async fn accept(what: &'static str, listener: &TcpListener) -> Option<TcpStream> {
+    match listener.accept().await {
+        Ok((stream, _)) => Some(stream),
+        Err(e) => {
+            tracing::warn!(listener = what, error = %e, "accepting a connection");
+            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            None
+        }
+    }
+}
+
+/// How a listener serves each of its connections.
+#[derive(Clone)]
+struct Handler {
+    what: &'static str,
+    routes: BoxedFilter<(Response,)>,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Handler {
+    /// Serve one connection until it ends, stays idle for `limits.idle_timeout`, or the
+    /// drain ends it; then free its `slot`.
+    async fn run(self, stream: TcpStream, watcher: Watcher, slot: OwnedSemaphorePermit) {
+        let activity = Activity::new();
+        let stream = Tracked {
+            inner: stream,
+            activity: activity.clone(),
+        };
+        let (what, idle_timeout) = (self.what, self.limits.idle_timeout);
+        tokio::select! {
+            served = self.serve(stream, watcher) => {
+                if let Err(e) = served {
+                    tracing::debug!(listener = what, error = %e, "connection ended");
+                }
+            }
+            () = activity.idle_for(idle_timeout) => {
+                tracing::debug!(listener = what, "idle connection closed");
+            }
+        }
+        drop(slot);
+    }
+
+    /// HTTP/1 or HTTP/2 on `stream`, after the TLS handshake when there is TLS.
+    async fn serve(self, stream: Tracked<TcpStream>, watcher: Watcher) -> Result<(), BoxError> {
+        let service = TowerToHyperService::new(warp::service(self.routes));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let Some(acceptor) = self.tls else {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            return watcher.watch(connection.into_owned()).await;
+        };
+        // The handshake is part of reading the request's headers.
+        let handshake = acceptor.accept(stream);
+        let stream = tokio::time::timeout(self.limits.header_read_timeout, handshake).await;
+        let Ok(Ok(stream)) = stream else {
+            return Ok(());
+        };
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        watcher.watch(connection.into_owned()).await
+    }
+}
+
+/// What a connection ends with when it fails (hyper's error, boxed).
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// When a connection last read or wrote, as milliseconds since it was opened.
 #[derive(Clone)]

@@ -17,9 +17,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
 use crate::acme::health::CaHealth;
@@ -27,7 +29,6 @@ use crate::acme::{CertificateAuthority, Issuer};
 use crate::activation::{self, ActivationError, Inherited};
 use crate::api::{self, ApiState, auth::AdminToken, auth::TokenError};
 use crate::ari_refresh;
-use crate::budget::OrderBudget;
 use crate::certs::CertificateSource;
 use crate::challenge;
 use crate::config::{Config, SdsConfig, SdsListen};
@@ -35,7 +36,6 @@ use crate::health::{Check, Readiness};
 use crate::jobs::Worker;
 use crate::listener;
 use crate::metrics::{self, MetricsError};
-use crate::schedule::{Backoff, Clock};
 use crate::sds::{self, socket::SdsListener, socket::SocketError};
 use crate::store::{self, Store, StoreError, source::StoreSource};
 
@@ -114,7 +114,7 @@ pub async fn bind(config: Config, mut inherited: Inherited) -> Result<Bound, Ser
             "resuming orders interrupted by the last stop"
         );
     }
-    let token = AdminToken::resolve(&config)?;
+    let token = AdminToken::resolve(&config.admin.token)?;
     let admin_tls = config
         .admin
         .tls
@@ -251,12 +251,13 @@ impl Bound {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ComponentFailed> {
-        let (stop_tx, stop) = watch::channel(false);
-        let stop_tx = Arc::new(stop_tx);
-        let on_signal = stop_tx.clone();
-        let signal = tokio::spawn(async move {
-            shutdown.await;
-            on_signal.send_replace(true);
+        let stop = CancellationToken::new();
+        let signal = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                stop.cancel();
+            }
         });
         let readiness = Readiness::new();
         tracing::info!(
@@ -269,7 +270,7 @@ impl Bound {
             "acme-edge serving"
         );
         let components = self.components(&readiness, &stop);
-        let outcome = supervise(components, stop_tx).await;
+        let outcome = supervise(components, stop).await;
         signal.abort();
         match &outcome {
             Ok(()) => tracing::info!("acme-edge stopped"),
@@ -278,150 +279,150 @@ impl Bound {
         outcome
     }
 
-    /// Every component, each registering its readiness check.
+    /// Every component, each registering its readiness check and stopping at `stop`.
     fn components(
         self,
         readiness: &Readiness,
-        stop: &watch::Receiver<bool>,
+        stop: &CancellationToken,
     ) -> Vec<(&'static str, Work)> {
-        let source = StoreSource::new(self.store.clone());
+        let Bound {
+            config,
+            store,
+            token,
+            admin,
+            challenge,
+            sds,
+            admin_tls,
+            console,
+        } = self;
+        let source = StoreSource::new(store.clone());
         let wake = Arc::new(Notify::new());
-        let metrics = match metrics::install() {
-            Ok(handle) => Some(handle),
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics disabled");
-                None
-            }
-        };
         let ca_health = Arc::new(CaHealth::new());
-        let api_state = ApiState {
-            store: self.store.clone(),
-            token: self.token,
-            wake: wake.clone(),
-            source: source.clone(),
-            default_key_type: self.config.acme.key_type,
-            directory_url: self.config.acme.directory_url.to_string(),
-            metrics,
-            metrics_require_token: self.config.admin.metrics_require_token,
-            ca_health: ca_health.clone(),
-            console: self.console.clone(),
-        };
-        let ca: Arc<dyn CertificateAuthority> =
-            Arc::new(Issuer::new(&self.config.acme, self.store.clone()));
-        let ari_refresh = ari_refresh::run(
-            self.store.clone(),
+        let ca: Arc<dyn CertificateAuthority> = Arc::new(Issuer::new(&config.acme, store.clone()));
+        let worker = Worker::from_config(
+            &config,
+            store.clone(),
             ca.clone(),
-            ari_refresh::Settings::from_config(&self.config.acme),
-            stop.clone(),
+            source.clone(),
+            wake.clone(),
+            ca_health.clone(),
+            SHUTDOWN_GRACE,
         );
-        let worker = Worker {
-            store: self.store.clone(),
-            ca: ca.clone(),
-            source: source.clone(),
+        let api = ApiState::new(
+            &config,
+            store.clone(),
+            token,
             wake,
-            max_in_flight: self.config.acme.max_in_flight_orders,
-            lease: self.config.storage.lease,
-            grace: SHUTDOWN_GRACE,
-            backoff: Backoff {
-                base: self.config.acme.retry_base,
-            },
-            budget: OrderBudget {
-                orders: self.config.acme.order_budget,
-                window: self.config.acme.order_budget_window,
-            },
-            clock: Clock::system(),
-            health: ca_health.clone(),
-        };
-        let gauges = api::gauges::keep_fresh(self.store.clone(), source.subscribe(), stop.clone());
-        let admin_routes =
-            api::ready::routes(readiness.clone(), self.store.clone(), ca_health.clone())
-                .or(api::routes(api_state))
-                .unify()
-                .boxed();
-        let admin = listening(
-            readiness.check("admin_api", "not listening yet"),
-            listener::serve(
-                "admin API",
-                self.admin,
-                admin_routes,
-                self.config.admin.limits,
-                self.admin_tls,
-                stopped(stop.clone()),
-            ),
+            source.clone(),
+            metrics_handle(),
+            ca_health.clone(),
+            console,
         );
-        let lookups = listening(
-            readiness.check("challenge_listener", "not listening yet"),
-            listener::serve(
-                "challenge lookup",
-                self.challenge,
-                challenge::routes(self.store.clone(), self.config.challenge.filter.clone()).boxed(),
-                self.config.challenge.limits,
-                None,
-                stopped(stop.clone()),
-            ),
-        );
-        let sds = serve_sds(
-            self.sds,
-            self.config.sds.tls.clone(),
-            Arc::new(source.clone()),
-            Arc::new(sds::HeldNames::new(self.config.sds.max_names_per_proxy)),
-            readiness.check("sds", "not serving yet"),
-            stop.clone(),
-        );
-        // Certificates other replicas issue (PostgreSQL) reach this replica's SDS clients.
-        let (store, follow_stop) = (self.store.clone(), stop.clone());
-        let changes = async move {
-            store
-                .follow_changes(source, follow_stop.clone())
-                .await
-                .map_err(|e| format!("following other replicas' changes: {e}"))?;
-            // A store without replicas (SQLite) has nothing to follow and returns at once.
-            stopped(follow_stop).await;
-            Ok(())
-        };
-        let account = load_account(
-            ca,
-            readiness.check("acme_account", "not loaded yet"),
-            stop.clone(),
-        );
-        let worker_stop = stop.clone();
+        let admin_routes = api::ready::routes(readiness.clone(), store.clone(), ca_health)
+            .or(api::routes(api))
+            .unify()
+            .boxed();
+        let lookup_routes =
+            challenge::routes(store.clone(), config.challenge.filter.clone()).boxed();
+        let held = Arc::new(sds::HeldNames::new(config.sds.max_names_per_proxy));
+        let ari = ari_refresh::Settings::from_config(&config.acme);
         vec![
-            ("admin API", Box::pin(admin)),
-            ("challenge lookup listener", Box::pin(lookups)),
-            ("SDS server", Box::pin(sds)),
             (
-                "issuance worker",
-                Box::pin(async move {
-                    worker.run(worker_stop).await;
-                    Ok(())
-                }),
+                "admin API",
+                listening(
+                    readiness.check("admin_api", "not listening yet"),
+                    listener::serve(
+                        "admin API",
+                        admin,
+                        admin_routes,
+                        config.admin.limits,
+                        admin_tls,
+                        stop.clone().cancelled_owned(),
+                    ),
+                ),
             ),
+            (
+                "challenge lookup listener",
+                listening(
+                    readiness.check("challenge_listener", "not listening yet"),
+                    listener::serve(
+                        "challenge lookup",
+                        challenge,
+                        lookup_routes,
+                        config.challenge.limits,
+                        None,
+                        stop.clone().cancelled_owned(),
+                    ),
+                ),
+            ),
+            (
+                "SDS server",
+                Box::pin(serve_sds(
+                    sds,
+                    config.sds.tls.clone(),
+                    Arc::new(source.clone()),
+                    held,
+                    readiness.check("sds", "not serving yet"),
+                    stop.clone(),
+                )),
+            ),
+            ("issuance worker", until_done(worker.run(stop.clone()))),
             (
                 "ARI refresh",
-                Box::pin(async move {
-                    ari_refresh.await;
-                    Ok(())
-                }),
+                until_done(ari_refresh::run(
+                    store.clone(),
+                    ca.clone(),
+                    ari,
+                    stop.clone(),
+                )),
             ),
-            ("change follower", Box::pin(changes)),
-            ("ACME account", Box::pin(account)),
             (
                 "metrics gauges",
-                Box::pin(async move {
-                    gauges.await;
-                    Ok(())
-                }),
+                until_done(api::gauges::keep_fresh(
+                    store.clone(),
+                    source.subscribe(),
+                    stop.clone(),
+                )),
+            ),
+            (
+                "change follower",
+                Box::pin(follow_changes(store, source, stop.clone())),
+            ),
+            (
+                "ACME account",
+                Box::pin(load_account(
+                    ca,
+                    readiness.check("acme_account", "not loaded yet"),
+                    stop.clone(),
+                )),
             ),
         ]
     }
 }
 
+/// The Prometheus recorder, or none (with a warning) when one is already installed.
+fn metrics_handle() -> Option<PrometheusHandle> {
+    metrics::install()
+        .inspect_err(|e| tracing::warn!(error = %e, "metrics disabled"))
+        .ok()
+}
+
+/// A component whose work cannot fail: it ends only at shutdown.
+fn until_done(work: impl Future<Output = ()> + Send + 'static) -> Work {
+    Box::pin(async move {
+        work.await;
+        Ok(())
+    })
+}
+
 /// A listener's work: ready once it serves.
-async fn listening(check: Check, serve: impl Future<Output = ()>) -> Result<(), String> {
-    check.ready();
-    serve.await;
-    check.not_ready("stopped");
-    Ok(())
+fn listening(check: Check, serve: impl Future<Output = ()> + Send + 'static) -> Work {
+    Box::pin(async move {
+        check.ready();
+        serve.await;
+        check.not_ready("stopped");
+        Ok(())
+    })
 }
 
 async fn serve_sds(
@@ -430,22 +431,35 @@ async fn serve_sds(
     source: Arc<dyn CertificateSource>,
     held: Arc<sds::HeldNames>,
     check: Check,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<(), String> {
     check.ready();
+    let shutdown = stop.cancelled_owned();
     let served = match (listener, &tls) {
         (SdsListener::Tcp(listener), Some(tls)) => {
-            sds::serve_tls_on(listener, source, held, tls, stopped(stop)).await
+            sds::serve_tls_on(listener, source, held, tls, shutdown).await
         }
-        (SdsListener::Tcp(listener), None) => {
-            sds::serve_on(listener, source, held, stopped(stop)).await
-        }
-        (SdsListener::Unix(socket), _) => {
-            sds::serve_unix_on(socket, source, held, stopped(stop)).await
-        }
+        (SdsListener::Tcp(listener), None) => sds::serve_on(listener, source, held, shutdown).await,
+        (SdsListener::Unix(socket), _) => sds::serve_unix_on(socket, source, held, shutdown).await,
     };
     check.not_ready("stopped");
     served.map_err(|e| e.to_string())
+}
+
+/// Certificates other replicas issue (PostgreSQL) reach this replica's SDS clients. A store
+/// without replicas (SQLite) has nothing to follow and returns at once; this waits for `stop`
+/// then, so that it does not end before shutdown.
+async fn follow_changes(
+    store: Arc<dyn Store>,
+    source: StoreSource,
+    stop: CancellationToken,
+) -> Result<(), String> {
+    store
+        .follow_changes(source, stop.clone())
+        .await
+        .map_err(|e| format!("following other replicas' changes: {e}"))?;
+    stop.cancelled().await;
+    Ok(())
 }
 
 /// Load the ACME account (or register it) at start-up, so `/readyz` can say whether issuance
@@ -453,7 +467,7 @@ async fn serve_sds(
 async fn load_account(
     ca: Arc<dyn CertificateAuthority>,
     check: Check,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<(), String> {
     let mut pause = ACCOUNT_RETRY_FIRST;
     loop {
@@ -468,18 +482,13 @@ async fn load_account(
             }
         }
         tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
+            () = stop.cancelled() => return Ok(()),
             () = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(ACCOUNT_RETRY_MAX);
     }
-    let _ = stop.wait_for(|stopped| *stopped).await;
+    stop.cancelled().await;
     Ok(())
-}
-
-/// Completes once the shutdown flag is set (or its sender is gone).
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 #[cfg(test)]
