@@ -14,7 +14,10 @@
 //! - [`sse`]: the server-sent events parser (pure; tested on the host).
 //! - [`format`]: dates and durations for people (pure; tested on the host).
 //! - [`live`]: `/v1/events` read through `fetch`, polling while the stream is down.
-//! - [`app`]: the session, routing by `location.hash`, and the event dispatch.
+//! - [`session`]: the admin token, the signed-in [`api::Api`], signing in and out.
+//! - [`route`]: the console's pages, in `location.hash`.
+//! - [`app`]: the page's frame, the view of each route, the event dispatch; it wires the
+//!   session, the views and the live updates together.
 //! - [`views`]: sign-in, domain list, enable, domain page, overview.
 
 pub mod api;
@@ -23,6 +26,8 @@ pub mod dom;
 pub mod format;
 pub mod live;
 pub mod model;
+pub mod route;
+pub mod session;
 pub mod sse;
 pub mod views;
 

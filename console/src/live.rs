@@ -10,8 +10,9 @@ use web_sys::{ReadableStreamDefaultReader, Response};
 
 use crate::api::{Api, ApiError, error_from};
 use crate::model::{Deleted, Domain};
+use crate::session;
 use crate::sse::{Event, Parser};
-use crate::{app, dom, views};
+use crate::{dom, views};
 
 /// Between two polls (and stream attempts) while the stream is down.
 const POLL_INTERVAL_MS: i32 = 3_000;
@@ -19,11 +20,11 @@ const POLL_INTERVAL_MS: i32 = 3_000;
 /// Run until the session `generation` ends.
 pub fn start(api: Api, generation: u64) {
     spawn_local(async move {
-        while app::generation() == generation {
+        while session::generation() == generation {
             let controller = web_sys::AbortController::new().ok();
             let signal = controller.as_ref().map(|c| c.signal());
             let outcome = stream(&api, generation, signal.as_ref()).await;
-            if app::generation() != generation {
+            if session::generation() != generation {
                 if let Some(c) = controller {
                     c.abort();
                 }
@@ -32,7 +33,7 @@ pub fn start(api: Api, generation: u64) {
             if let Err(e) = outcome
                 && e.status() == Some(401)
             {
-                app::sign_out(Some("The admin API refused the token; sign in again."));
+                session::sign_out(Some("The admin API refused the token; sign in again."));
                 return;
             }
             show("Polling (no event stream)");
@@ -67,7 +68,7 @@ async fn stream(
     // No replay: what changed while disconnected is read again.
     views::refresh_shown().await;
     let mut parser = Parser::default();
-    while app::generation() == generation {
+    while session::generation() == generation {
         let chunk = JsFuture::from(reader.read()).await.map_err(network)?;
         if Reflect::get(&chunk, &JsValue::from_str("done"))
             .map(|d| d.is_truthy())

@@ -5,10 +5,10 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::Element;
 
 use crate::api::{Api, ApiError, segment};
-use crate::app;
 use crate::dom::{self, action_button, add, attrs, definitions, el, heading, text};
 use crate::format::{maybe_time, time_from_now};
 use crate::model::{CertificateDetails, Domain, LastError, Orders};
+use crate::session;
 
 pub fn render(api: Api, name: String) {
     let main = dom::main();
@@ -130,7 +130,7 @@ pub fn fill(section: &Element, d: &Domain) {
     }
     if before.is_some() && before.as_deref() != Some(d.state.as_str()) {
         actions(d);
-        if let Some(api) = app::api() {
+        if let Some(api) = session::api() {
             let name = d.name.clone();
             spawn_local(async move { extras(&api, &name).await });
         }
@@ -256,7 +256,7 @@ fn show_orders(section: &Element, orders: Result<Orders, ApiError>) {
 
 /// A button on the domain page.
 pub fn act(action: &str, name: String) {
-    let Some(api) = app::api() else {
+    let Some(api) = session::api() else {
         return;
     };
     match action {

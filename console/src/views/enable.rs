@@ -8,10 +8,11 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlTextAreaElement};
 
 use crate::api::{Api, segment};
-use crate::app::{self, Route};
 use crate::dom::{self, add, attrs, el, heading, labelled, link, text};
 use crate::format::time_from_now;
 use crate::model::Domain;
+use crate::route::Route;
+use crate::session;
 
 /// Names in one submission, at most (one request each).
 pub const MAX_NAMES: usize = 1000;
@@ -67,7 +68,7 @@ pub fn render() {
     for name in watched {
         add(&results, &[&result_item(&name)]);
     }
-    if let Some(api) = app::api() {
+    if let Some(api) = session::api() {
         spawn_local(async move { poll(&api).await });
     }
 }
@@ -96,7 +97,7 @@ fn result_item(name: &str) -> Element {
 }
 
 pub fn submit(form: &Element) {
-    let Some(api) = app::api() else {
+    let Some(api) = session::api() else {
         return;
     };
     let typed = form

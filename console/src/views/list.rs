@@ -9,10 +9,11 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlInputElement, HtmlSelectElement};
 
 use crate::api::{Api, query};
-use crate::app::Route;
 use crate::dom::{self, action_button, add, attrs, el, heading, labelled, link, text};
 use crate::format::time_from_now;
 use crate::model::{Domain, DomainList, STATES};
+use crate::route::Route;
+use crate::session;
 
 /// Rows per page.
 pub const PAGE_SIZE: u32 = 50;
@@ -298,7 +299,7 @@ pub fn prev() {
 }
 
 fn reload() {
-    if let Some(api) = crate::app::api() {
+    if let Some(api) = session::api() {
         spawn_local(async move { load(&api).await });
     }
 }

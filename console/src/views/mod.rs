@@ -11,16 +11,17 @@ pub mod signin;
 use wasm_bindgen::JsCast;
 use web_sys::Element;
 
-use crate::app::{self, Route};
 use crate::dom;
 use crate::model::Domain;
+use crate::route::{self, Route};
+use crate::session;
 
 /// A click on an element with `data-action`.
 pub fn click(action: &str, target: &Element) {
     let name = target.get_attribute("data-name");
     match (action, name) {
         ("skip", _) => dom::focus(&dom::main()),
-        ("sign-out", _) => app::sign_out(None),
+        ("sign-out", _) => session::sign_out(None),
         ("page-next", _) => list::next(),
         ("page-prev", _) => list::prev(),
         (action, Some(name)) => domain::act(action, name),
@@ -87,10 +88,10 @@ pub fn forget(name: &str) {
 
 /// Read again what the current view shows (after reconnecting, on `resync`, or polling).
 pub async fn refresh_shown() {
-    let Some(api) = app::api() else {
+    let Some(api) = session::api() else {
         return;
     };
-    match app::route() {
+    match route::current() {
         Route::Domains => list::poll(&api).await,
         Route::Enable => enable::poll(&api).await,
         Route::Domain(name) => domain::poll(&api, &name).await,
@@ -101,7 +102,7 @@ pub async fn refresh_shown() {
 /// Report a failed request: sign out on 401, else say it in the live region.
 pub fn report(e: &crate::api::ApiError) {
     if e.status() == Some(401) {
-        app::sign_out(Some("The admin API refused the token; sign in again."));
+        session::sign_out(Some("The admin API refused the token; sign in again."));
     } else {
         dom::status(&e.to_string());
     }

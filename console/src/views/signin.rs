@@ -5,9 +5,9 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlInputElement};
 
 use crate::api::Api;
-use crate::app;
 use crate::dom::{self, add, attrs, el, heading, labelled, text};
 use crate::model::DomainList;
+use crate::session;
 
 pub fn render() {
     let main = dom::main();
@@ -79,12 +79,12 @@ pub fn submit(form: &Element) {
     let api = Api::new(&token);
     spawn_local(async move {
         match api.get::<DomainList>("/v1/domains?limit=1").await {
-            Ok(_) => app::sign_in(api),
+            Ok(_) => session::sign_in(api),
             Err(e) if e.status() == Some(401) => {
                 show_error("Wrong token: the admin API refused it.")
             }
             // Authorised (the token is checked first) but the query is not understood.
-            Err(e) if e.status().is_some() => app::sign_in(api),
+            Err(e) if e.status().is_some() => session::sign_in(api),
             Err(e) => show_error(&e.to_string()),
         }
     });
