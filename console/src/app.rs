@@ -9,6 +9,7 @@ use web_sys::{Element, Event};
 
 use crate::api::Api;
 use crate::dom::{self, action_button, add, attrs, el, link, text};
+use crate::model::Domain;
 use crate::route::{self, Route};
 use crate::session::{self, Change};
 use crate::{live, views};
@@ -29,7 +30,7 @@ fn session_changed(change: Change<'_>) {
     match change {
         Change::SignedIn => {
             if let Some(api) = session::api() {
-                live::start(api, session::generation());
+                live::start(api, session::generation(), Views);
             }
             render();
         }
@@ -39,6 +40,23 @@ fn session_changed(change: Change<'_>) {
                 views::signin::show_error(m);
             }
         }
+    }
+}
+
+/// The views, as the live updates see the page.
+struct Views;
+
+impl live::Page for Views {
+    fn apply(&self, domain: &Domain) {
+        views::apply(domain);
+    }
+
+    fn forget(&self, name: &str) {
+        views::forget(name);
+    }
+
+    fn refresh(&self) -> impl Future<Output = ()> {
+        views::refresh_shown()
     }
 }
 

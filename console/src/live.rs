@@ -9,21 +9,32 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{ReadableStreamDefaultReader, Response};
 
 use crate::api::{Api, ApiError, error_from};
+use crate::dom;
 use crate::model::{Deleted, Domain};
 use crate::session;
 use crate::sse::{Event, Parser};
-use crate::{dom, views};
 
 /// Between two polls (and stream attempts) while the stream is down.
 const POLL_INTERVAL_MS: i32 = 3_000;
 
-/// Run until the session `generation` ends.
-pub fn start(api: Api, generation: u64) {
+/// What the events change: the page as the app shows it. Live updates know no view; the app
+/// implements this with the views.
+pub trait Page: 'static {
+    /// A domain changed: update wherever it is shown.
+    fn apply(&self, domain: &Domain);
+    /// A domain was deleted: say so wherever it is shown.
+    fn forget(&self, name: &str);
+    /// Read again what is shown (after reconnecting, on `resync`, and at each poll).
+    fn refresh(&self) -> impl Future<Output = ()>;
+}
+
+/// Run until the session `generation` ends, applying the events to `page`.
+pub fn start(api: Api, generation: u64, page: impl Page) {
     spawn_local(async move {
         while session::generation() == generation {
             let controller = web_sys::AbortController::new().ok();
             let signal = controller.as_ref().map(|c| c.signal());
-            let outcome = stream(&api, generation, signal.as_ref()).await;
+            let outcome = stream(&api, generation, signal.as_ref(), &page).await;
             if session::generation() != generation {
                 if let Some(c) = controller {
                     c.abort();
@@ -37,7 +48,7 @@ pub fn start(api: Api, generation: u64) {
                 return;
             }
             show("Polling (no event stream)");
-            views::refresh_shown().await;
+            page.refresh().await;
             sleep(POLL_INTERVAL_MS).await;
         }
     });
@@ -54,6 +65,7 @@ async fn stream(
     api: &Api,
     generation: u64,
     signal: Option<&web_sys::AbortSignal>,
+    page: &impl Page,
 ) -> Result<(), ApiError> {
     let response = api.open("/v1/events", signal).await?;
     if !response.ok() {
@@ -66,7 +78,7 @@ async fn stream(
     let reader = reader(&response)?;
     show("Live");
     // No replay: what changed while disconnected is read again.
-    views::refresh_shown().await;
+    page.refresh().await;
     let mut parser = Parser::default();
     while session::generation() == generation {
         let chunk = JsFuture::from(reader.read()).await.map_err(network)?;
@@ -81,7 +93,7 @@ async fn stream(
         };
         let bytes = Uint8Array::new(&value).to_vec();
         for event in parser.push(&bytes) {
-            apply(event).await;
+            apply(event, page).await;
         }
     }
     let _ = reader.cancel();
@@ -97,19 +109,19 @@ fn reader(response: &Response) -> Result<ReadableStreamDefaultReader, ApiError> 
         .map_err(|_| ApiError::Network("no reader for the event stream".into()))
 }
 
-async fn apply(event: Event) {
+async fn apply(event: Event, page: &impl Page) {
     match event.kind.as_str() {
         "domain" => {
             if let Ok(d) = serde_json::from_str::<Domain>(&event.data) {
-                views::apply(&d);
+                page.apply(&d);
             }
         }
         "deleted" => {
             if let Ok(d) = serde_json::from_str::<Deleted>(&event.data) {
-                views::forget(&d.name);
+                page.forget(&d.name);
             }
         }
-        "resync" => views::refresh_shown().await,
+        "resync" => page.refresh().await,
         _ => {}
     }
 }
