@@ -7,9 +7,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlTextAreaElement};
 
+use super::common::report;
+use super::shown::{apply, fill_result};
 use crate::api::{Api, segment};
 use crate::dom::{self, add, attrs, el, heading, labelled, link, text};
-use crate::format::time_from_now;
 use crate::model::Domain;
 use crate::route::Route;
 use crate::session;
@@ -140,7 +141,7 @@ async fn enable_all(api: &Api, results: &Element, names: Vec<String>) {
                 fill_result(&item, &d);
                 WATCHED.with(|w| w.borrow_mut().push(d.name.clone()));
             }
-            Err(e) if e.status() == Some(401) => return super::report(&e),
+            Err(e) if e.status() == Some(401) => return report(&e),
             Err(e) => {
                 refused += 1;
                 let _ = li.set_attribute("data-state", "refused");
@@ -159,22 +160,6 @@ async fn enable_all(api: &Api, results: &Element, names: Vec<String>) {
     dom::status(&format!("{enabled} enabled, {refused} refused."));
 }
 
-/// Show where a followed name has got to.
-pub fn fill_result(li: &Element, d: &Domain) {
-    let _ = li.set_attribute("data-state", &d.state);
-    let outcome = match (d.state.as_str(), &d.last_error) {
-        ("issued", _) => format!(
-            "issued, expires {}",
-            time_from_now(d.not_after.as_deref(), "—")
-        ),
-        ("failed", Some(e)) => format!("failed: {} ({})", e.message, e.reason),
-        (state, _) => state.to_owned(),
-    };
-    if let Ok(Some(o)) = li.query_selector(".outcome") {
-        o.set_text_content(Some(&outcome));
-    }
-}
-
 /// Read the followed names again.
 pub async fn poll(api: &Api) {
     let watched = WATCHED.with(|w| w.borrow().clone());
@@ -183,7 +168,7 @@ pub async fn poll(api: &Api) {
             .get::<Domain>(&format!("/v1/domains/{}", segment(&name)))
             .await
         {
-            super::apply(&d);
+            apply(&d);
         }
     }
 }

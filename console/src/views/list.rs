@@ -8,10 +8,11 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlInputElement, HtmlSelectElement};
 
+use super::common::report;
+use super::shown::{apply, fill_row};
 use crate::api::{Api, query};
 use crate::dom::{self, action_button, add, attrs, el, heading, labelled, link, text};
-use crate::format::time_from_now;
-use crate::model::{Domain, DomainList, STATES};
+use crate::model::{DomainList, STATES};
 use crate::route::Route;
 use crate::session;
 
@@ -149,7 +150,7 @@ async fn load(api: &Api) {
             update(|s| s.next = list.next.clone());
             show(&list);
         }
-        Err(e) => super::report(&e),
+        Err(e) => report(&e),
     }
 }
 
@@ -171,7 +172,7 @@ pub async fn poll(api: &Api) {
                 == Some(d.name.as_str())
         });
     if same {
-        list.domains.iter().for_each(super::apply);
+        list.domains.iter().for_each(apply);
     } else {
         update(|s| s.next = list.next.clone());
         show(&list);
@@ -218,38 +219,6 @@ fn set_disabled(id: &str, disabled: bool) {
         } else {
             let _ = b.remove_attribute("disabled");
         }
-    }
-}
-
-/// Fill a row's cells (all but the name, whose link may have focus).
-pub fn fill_row(tr: &Element, d: &Domain) {
-    let _ = tr.set_attribute("data-state", &d.state);
-    let cells = tr.children();
-    let set = |i: u32, s: &str| {
-        if let Some(c) = cells.item(i) {
-            c.set_text_content(Some(s));
-        }
-    };
-    if let Some(c) = cells.item(1) {
-        dom::clear(&c);
-        add(
-            &c,
-            &[&attrs(
-                &text("span", &d.state),
-                &[("class", &format!("state state-{}", d.state))],
-            )],
-        );
-    }
-    set(2, &time_from_now(d.not_after.as_deref(), "—"));
-    set(3, &time_from_now(d.renew_at.as_deref(), "—"));
-    let error = d
-        .last_error
-        .as_ref()
-        .map(|e| e.reason.clone())
-        .unwrap_or_default();
-    set(4, &error);
-    if let (Some(c), Some(e)) = (cells.item(4), d.last_error.as_ref()) {
-        let _ = c.set_attribute("title", &e.message);
     }
 }
 

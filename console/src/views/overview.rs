@@ -3,6 +3,8 @@
 
 use wasm_bindgen_futures::spawn_local;
 
+use super::chart;
+use super::common::report;
 use crate::api::Api;
 use crate::dom::{self, add, attrs, definitions, el, heading, text};
 use crate::format::{maybe_time, time_from_now};
@@ -17,7 +19,7 @@ pub fn render(api: Api) {
     spawn_local(async move {
         match api.get::<Summary>("/v1/summary").await {
             Ok(s) => show(&s),
-            Err(e) => super::report(&e),
+            Err(e) => report(&e),
         }
     });
 }
@@ -84,8 +86,8 @@ fn show(s: &Summary) {
                 &text("h2", "Certificates expiring per week"),
                 &[("id", "h-weeks")],
             ),
-            &super::chart::weeks(&s.expiry_weeks),
-            &super::chart::weeks_table(&s.expiry_weeks),
+            &chart::weeks(&s.expiry_weeks),
+            &chart::weeks_table(&s.expiry_weeks),
             &text(
                 "p",
                 &format!("As of {}.", maybe_time(s.generated_at.as_deref(), "now")),

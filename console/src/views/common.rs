@@ -1,0 +1,14 @@
+//! What every view does alike: report a request that failed.
+
+use crate::api::ApiError;
+use crate::dom;
+use crate::session;
+
+/// Report a failed request: sign out on 401, else say it in the live region.
+pub fn report(e: &ApiError) {
+    if e.status() == Some(401) {
+        session::sign_out(Some("The admin API refused the token; sign in again."));
+    } else {
+        dom::status(&e.to_string());
+    }
+}
