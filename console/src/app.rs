@@ -14,7 +14,8 @@ use crate::route::{self, Route};
 use crate::session::{self, Change};
 use crate::{live, views};
 
-/// Build the page's frame, listen, and show the first view.
+/// Build the page's frame, listen, and show the first view: signed in already when this tab
+/// kept a token (a reload), else the sign-in form.
 pub fn start() {
     session::on_change(session_changed);
     frame();
@@ -43,7 +44,8 @@ fn session_changed(change: Change<'_>) {
     }
 }
 
-/// The views, as the live updates see the page.
+/// The views, as the live updates see the page: the one [`live::Page`], so that live updates
+/// reach the views without depending on them.
 struct Views;
 
 impl live::Page for Views {
@@ -60,6 +62,9 @@ impl live::Page for Views {
     }
 }
 
+/// The parts of the page that stay for the whole visit: the skip link, the header with the
+/// navigation (hidden until signed in), the status region and `<main>`. Built once, so the
+/// live regions keep announcing and views only ever replace what is inside `<main>`.
 fn frame() {
     let Some(body) = dom::document().body() else {
         return;
@@ -103,11 +108,13 @@ fn frame() {
         ],
     );
     let main = attrs(&el("main"), &[("id", "main"), ("tabindex", "-1")]);
+    // The static page's "Loading" placeholder goes with it.
     dom::clear(&body);
     add(&body, &[&skip, &header, &status, &main]);
 }
 
-/// Show the view of the current route (or the sign-in form).
+/// Show the view of the current route (or the sign-in form, whatever the route: the route is
+/// kept, so signing in lands on the page that was asked for).
 pub fn render() {
     let nav = dom::by_id("nav");
     let Some(api) = session::api() else {
@@ -121,6 +128,7 @@ pub fn render() {
         let _ = n.remove_attribute("hidden");
         mark_current(&n);
     }
+    // A message about the page before does not belong to this one.
     dom::status("");
     match route::current() {
         Route::Domains => views::list::render(api),
@@ -132,6 +140,7 @@ pub fn render() {
 
 /// `aria-current="page"` on the navigation link of the current view.
 fn mark_current(nav: &Element) {
+    // A domain's page has no link of its own: it is one of the domains.
     let current = match route::current() {
         Route::Domain(_) => Route::Domains,
         r => r,
@@ -151,6 +160,8 @@ fn mark_current(nav: &Element) {
     }
 }
 
+/// One listener per event type on the document, for the whole visit: views are re-rendered
+/// often and add none; what an element does is its `data-action`.
 fn listen() {
     let Some(window) = web_sys::window() else {
         return;
@@ -159,11 +170,15 @@ fn listen() {
     on(&window, "hashchange", |_| render());
     on(&doc, "click", |e| {
         if let Some((target, action)) = acting(&e, "button[data-action], a[data-action]") {
+            // A link with an action is not followed: the skip link's `#main` would be read
+            // as a route.
             e.prevent_default();
             views::click(&action, &target);
         }
     });
     on(&doc, "submit", |e| {
+        // Every form is the console's to handle: the browser's own submission would leave
+        // the page (and the Content-Security-Policy's `form-action 'none'` refuses it).
         e.prevent_default();
         if let Some((target, action)) = acting(&e, "form[data-action]") {
             views::submit(&action, &target);
@@ -180,14 +195,17 @@ fn listen() {
 /// action.
 fn acting(e: &Event, selector: &str) -> Option<(Element, String)> {
     let target = e.target()?.dyn_into::<Element>().ok()?;
+    // The event may come from inside the element (the text of a link, say).
     let acting = target.closest(selector).ok()??;
     let action = acting.get_attribute("data-action")?;
     Some((acting, action))
 }
 
+/// Listen to `event` on `target` for as long as the page lives.
 fn on(target: &web_sys::EventTarget, event: &str, f: impl FnMut(Event) + 'static) {
     let closure = Closure::<dyn FnMut(Event)>::new(f);
     let _ = target.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref());
-    // Page-lifetime listeners, installed once.
+    // Page-lifetime listeners, installed once: the closure must outlive this function, and
+    // leaking it is how wasm-bindgen keeps it for JS.
     closure.forget();
 }

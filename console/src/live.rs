@@ -2,6 +2,10 @@
 //! `Authorization` header), each event applied to what the page shows. While the stream is
 //! down (or the backend has none) the page polls what it shows every few seconds, and the
 //! stream is tried again.
+//!
+//! What an event changes on the page is not this module's business: it reads events and hands
+//! them to the [`Page`] the app gives it, and it stops when the session it started in ends
+//! (see [`session::generation`]).
 
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -32,6 +36,7 @@ pub trait Page: 'static {
 pub fn start(api: Api, generation: u64, page: impl Page) {
     spawn_local(async move {
         while session::generation() == generation {
+            // To close the request of a session that has ended, not only stop reading it.
             let controller = web_sys::AbortController::new().ok();
             let signal = controller.as_ref().map(|c| c.signal());
             let outcome = stream(&api, generation, signal.as_ref(), &page).await;
@@ -41,6 +46,8 @@ pub fn start(api: Api, generation: u64, page: impl Page) {
                 }
                 return;
             }
+            // Only a refused token ends the session; anything else (a backend without the
+            // stream, a cut connection) falls back to polling.
             if let Err(e) = outcome
                 && e.status() == Some(401)
             {
@@ -54,6 +61,7 @@ pub fn start(api: Api, generation: u64, page: impl Page) {
     });
 }
 
+/// The indicator in the navigation: following the stream, or polling.
 fn show(state: &str) {
     if let Some(e) = dom::by_id("live") {
         e.set_text_content(Some(state));
@@ -82,6 +90,8 @@ async fn stream(
     let mut parser = Parser::default();
     while session::generation() == generation {
         let chunk = JsFuture::from(reader.read()).await.map_err(network)?;
+        // The result is a plain `{done, value}` object; one that cannot be read ends the
+        // stream like `done`.
         if Reflect::get(&chunk, &JsValue::from_str("done"))
             .map(|d| d.is_truthy())
             .unwrap_or(true)
@@ -100,6 +110,7 @@ async fn stream(
     Ok(())
 }
 
+/// The body's reader, to read the stream chunk by chunk as it arrives.
 fn reader(response: &Response) -> Result<ReadableStreamDefaultReader, ApiError> {
     let body = response
         .body()
@@ -109,6 +120,9 @@ fn reader(response: &Response) -> Result<ReadableStreamDefaultReader, ApiError> 
         .map_err(|_| ApiError::Network("no reader for the event stream".into()))
 }
 
+/// Apply one event. Each carries the domain as it is when sent, so a late or repeated one is
+/// harmless; one that does not parse, or of a type this console does not know (a newer
+/// backend), is skipped.
 async fn apply(event: Event, page: &impl Page) {
     match event.kind.as_str() {
         "domain" => {
@@ -126,6 +140,7 @@ async fn apply(event: Event, page: &impl Page) {
     }
 }
 
+/// A failed read: the connection was cut.
 fn network(e: JsValue) -> ApiError {
     ApiError::Network(e.as_string().unwrap_or_else(|| "stream cut".into()))
 }

@@ -1,5 +1,6 @@
 //! The domain page's sections that follow the domain: its state (filled again by live
 //! events), the buttons that fit that state, the certificate and the order history.
+//! Drawing the page and acting on its buttons is left to the domain page's own module.
 
 use wasm_bindgen_futures::spawn_local;
 use web_sys::Element;
@@ -10,6 +11,7 @@ use crate::format::{maybe_time, time_from_now};
 use crate::model::{CertificateDetails, Domain, LastError, Orders};
 use crate::session;
 
+/// `/v1/domains/{name}` and below, the name percent-encoded.
 pub fn path(name: &str, rest: &str) -> String {
     format!("/v1/domains/{}{rest}", segment(name))
 }
@@ -34,6 +36,9 @@ pub fn fill(section: &Element, d: &Domain) {
     if let Some(e) = &d.last_error {
         add(section, &[&problem_section(e)]);
     }
+    // The buttons and the certificate and orders follow the state: drawn again only when it
+    // changes, so events that change a date cost no request. The first fill has no state
+    // before it: the page's load draws them itself.
     if before.is_some() && before.as_deref() != Some(d.state.as_str()) {
         actions(d);
         if let Some(api) = session::api() {
@@ -43,6 +48,7 @@ pub fn fill(section: &Element, d: &Domain) {
     }
 }
 
+/// The buttons that fit the state: a disabled domain can only be enabled again.
 pub fn actions(d: &Domain) {
     let Some(div) = dom::by_id("actions") else {
         return;
@@ -92,6 +98,8 @@ fn problem_section(e: &LastError) -> Element {
         ],
     );
     if let Some(p) = &e.problem {
+        // Whole and indented: the CA's own words (its `detail`, its sub-problems) are what an
+        // operator acts on, and the console does not know every field a CA may send.
         let json = serde_json::to_string_pretty(p).unwrap_or_else(|_| p.to_string());
         add(
             &s,
@@ -104,6 +112,7 @@ fn problem_section(e: &LastError) -> Element {
     s
 }
 
+/// The served certificate, or why there is none (a new domain has none yet: not an error).
 fn show_certificate(section: &Element, cert: Result<CertificateDetails, ApiError>) {
     dom::clear(section);
     add(section, &[&text("h2", "Certificate")]);
@@ -141,6 +150,7 @@ fn show_certificate(section: &Element, cert: Result<CertificateDetails, ApiError
     }
 }
 
+/// The orders placed with the CA for this domain, newest first, failures with their reason.
 fn show_orders(section: &Element, orders: Result<Orders, ApiError>) {
     dom::clear(section);
     add(section, &[&text("h2", "Order history")]);

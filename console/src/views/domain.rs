@@ -1,5 +1,8 @@
 //! One domain: its state and dates, the last CA problem in full (as text), the certificate,
 //! the order history; renew, and disable behind a confirmation.
+//!
+//! The page's sections, filled from the domain, are in [`super::details`]: live events fill
+//! them too.
 
 use wasm_bindgen_futures::spawn_local;
 
@@ -11,6 +14,8 @@ use crate::dom::{self, action_button, add, attrs, el, heading, text};
 use crate::model::Domain;
 use crate::session;
 
+/// Draw the page's regions at once, empty (so the heading takes focus without waiting), and
+/// fill them when the domain arrives.
 pub fn render(api: Api, name: String) {
     let main = dom::main();
     dom::clear(&main);
@@ -44,6 +49,7 @@ pub fn render(api: Api, name: String) {
     spawn_local(async move { load(&api, &name).await });
 }
 
+/// Read the domain and fill the page; a name not managed here can be enabled from it.
 async fn load(api: &Api, name: &str) {
     match api.get::<Domain>(&path(name, "")).await {
         Ok(d) => {
@@ -63,6 +69,7 @@ async fn load(api: &Api, name: &str) {
     }
 }
 
+/// The one button for a name the backend does not manage.
 fn actions_for_unknown(name: &str) {
     if let Some(div) = dom::by_id("actions") {
         dom::clear(&div);
@@ -105,6 +112,8 @@ pub fn act(action: &str, name: String) {
     }
 }
 
+/// Ask before disabling: Envoy stops serving the certificate. Focus goes to Cancel, so a
+/// stray Enter does not confirm.
 fn ask_disable(name: &str) {
     let Some(c) = dom::by_id("confirm") else {
         return;
@@ -136,6 +145,8 @@ fn ask_disable(name: &str) {
     dom::focus(&cancel);
 }
 
+/// After a button's request: say what happened and read the page again, rather than wait
+/// for the event (there is none while polling).
 async fn after(api: &Api, name: &str, done: Result<Domain, ApiError>, message: &str) {
     if let Some(c) = dom::by_id("confirm") {
         dom::clear(&c);
@@ -149,7 +160,7 @@ async fn after(api: &Api, name: &str, done: Result<Domain, ApiError>, message: &
     }
 }
 
-/// Read the domain again.
+/// Read the domain again (while polling, or after a reconnection).
 pub async fn poll(api: &Api, name: &str) {
     if let Ok(d) = api.get::<Domain>(&path(name, "")).await {
         apply(&d);

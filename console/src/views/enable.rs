@@ -1,5 +1,8 @@
 //! Enable many names at once: one request per name, each answered on its own line (refused
 //! names with the API's reason), then followed live until issued or failed.
+//!
+//! Names are sent as typed: the API checks and normalises them (lower case, punycode), and a
+//! result shows the name as the API has it.
 
 use std::cell::RefCell;
 
@@ -15,14 +18,17 @@ use crate::model::Domain;
 use crate::route::Route;
 use crate::session;
 
-/// Names in one submission, at most (one request each).
+/// Names in one submission, at most (one request each, so a paste of a whole zone file does
+/// not become tens of thousands of requests).
 pub const MAX_NAMES: usize = 1000;
 
 thread_local! {
-    /// The names enabled from this page, followed until they settle.
+    /// The names enabled from this page, followed until they settle (kept for the visit, not
+    /// the view: they are shown again when the page is).
     static WATCHED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The form, and the results of the last submission, read again.
 pub fn render() {
     let main = dom::main();
     dom::clear(&main);
@@ -85,6 +91,8 @@ pub fn names(text: &str) -> Vec<String> {
     out
 }
 
+/// A result line for an enabled name: its page's link and its outcome, which
+/// [`fill_result`] writes (`data-kind="result"`, so live events find it too).
 fn result_item(name: &str) -> Element {
     let li = attrs(&el("li"), &[("data-kind", "result"), ("data-name", name)]);
     add(
@@ -97,6 +105,7 @@ fn result_item(name: &str) -> Element {
     )
 }
 
+/// The form was submitted: check the names, then enable them in the background.
 pub fn submit(form: &Element) {
     let Some(api) = session::api() else {
         return;
@@ -125,9 +134,13 @@ pub fn submit(form: &Element) {
     spawn_local(async move { enable_all(&api, &results, names).await });
 }
 
+/// One request after the other, in the order typed: the results read in that order, and the
+/// API gets no burst.
 async fn enable_all(api: &Api, results: &Element, names: Vec<String>) {
     let (mut enabled, mut refused) = (0, 0);
     for typed in names {
+        // A line for the name as typed at once, replaced by the result under the name as the
+        // API has it.
         let li = attrs(&el("li"), &[("data-typed", &typed)]);
         add(results, &[&li]);
         match api
@@ -141,6 +154,7 @@ async fn enable_all(api: &Api, results: &Element, names: Vec<String>) {
                 fill_result(&item, &d);
                 WATCHED.with(|w| w.borrow_mut().push(d.name.clone()));
             }
+            // A refused token refuses every name: stop at the first.
             Err(e) if e.status() == Some(401) => return report(&e),
             Err(e) => {
                 refused += 1;

@@ -22,9 +22,12 @@ pub const PAGE_SIZE: u32 = 50;
 /// What the list shows: the query and where it is in the pages.
 #[derive(Debug, Default, Clone)]
 struct Paging {
+    /// Part of a name, searched on the server.
     q: String,
+    /// One of the states, or empty for all.
     state: String,
-    /// The `after` cursors of the pages before this one.
+    /// The `after` cursors of the pages before this one: keyset paging only goes forward,
+    /// so going back takes the cursors kept on the way.
     previous: Vec<Option<String>>,
     /// This page's `after`.
     after: Option<String>,
@@ -33,17 +36,21 @@ struct Paging {
 }
 
 thread_local! {
+    /// Kept for the visit, so coming back to the list shows the same query and page.
     static PAGING: RefCell<Paging> = RefCell::new(Paging::default());
 }
 
+/// A copy of the paging: no borrow is held across a request.
 fn paging() -> Paging {
     PAGING.with(|p| p.borrow().clone())
 }
 
+/// Change the paging in place.
 fn update(f: impl FnOnce(&mut Paging)) {
     PAGING.with(|p| f(&mut p.borrow_mut()));
 }
 
+/// Draw the list's frame with the kept query, and load its page.
 pub fn render(api: Api) {
     let main = dom::main();
     dom::clear(&main);
@@ -53,6 +60,7 @@ pub fn render(api: Api) {
     spawn_local(async move { load(&api).await });
 }
 
+/// The search form: a name and a state filter, both applied by the API.
 fn controls(p: &Paging) -> Element {
     let search = attrs(
         &el("input"),
@@ -60,6 +68,7 @@ fn controls(p: &Paging) -> Element {
             ("type", "search"),
             ("name", "q"),
             ("value", &p.q),
+            // The longest a DNS name can be.
             ("maxlength", "253"),
         ],
     );
@@ -96,6 +105,7 @@ fn controls(p: &Paging) -> Element {
     )
 }
 
+/// The table, its rows to come (`#rows`).
 fn table() -> Element {
     let head = el("tr");
     for h in ["Name", "State", "Expires", "Next renewal", "Last error"] {
@@ -112,6 +122,7 @@ fn table() -> Element {
     )
 }
 
+/// Previous and next page, and which page this is.
 fn pager() -> Element {
     let nav = attrs(&el("nav"), &[("aria-label", "Pages"), ("class", "pager")]);
     add(
@@ -130,6 +141,7 @@ fn pager() -> Element {
     )
 }
 
+/// The request for the page `p` is on (empty parameters left out).
 fn path(p: &Paging) -> String {
     let limit = PAGE_SIZE.to_string();
     format!(
@@ -143,6 +155,7 @@ fn path(p: &Paging) -> String {
     )
 }
 
+/// Read the page the paging is on and show it.
 async fn load(api: &Api) {
     let p = paging();
     match api.get::<DomainList>(&path(&p)).await {
@@ -171,6 +184,8 @@ pub async fn poll(api: &Api) {
                 .as_deref()
                 == Some(d.name.as_str())
         });
+    // Redrawing would take the keyboard focus from a row's link; the same rows are filled in
+    // place instead.
     if same {
         list.domains.iter().for_each(apply);
     } else {
@@ -179,6 +194,7 @@ pub async fn poll(api: &Api) {
     }
 }
 
+/// Draw a page's rows; the pager follows the cursors.
 fn show(list: &DomainList) {
     let Some(rows) = dom::by_id("rows") else {
         return;
@@ -212,6 +228,7 @@ fn show(list: &DomainList) {
     set_disabled("page-next", p.next.is_none());
 }
 
+/// Enable or disable a pager button (no page before the first, none after the last).
 fn set_disabled(id: &str, disabled: bool) {
     if let Some(b) = dom::by_id(id) {
         if disabled {
@@ -248,6 +265,7 @@ pub fn search(form: &Element) {
     reload();
 }
 
+/// The next page: its cursor is the one the API gave with this page.
 pub fn next() {
     update(|p| {
         if let Some(next) = p.next.take() {
@@ -258,6 +276,7 @@ pub fn next() {
     reload();
 }
 
+/// The page before, from the cursors kept on the way forward.
 pub fn prev() {
     update(|p| {
         if let Some(after) = p.previous.pop() {
@@ -267,6 +286,7 @@ pub fn prev() {
     reload();
 }
 
+/// Load the page the paging is now on (the frame stays, so focus stays on the button).
 fn reload() {
     if let Some(api) = session::api() {
         spawn_local(async move { load(&api).await });

@@ -1,5 +1,11 @@
-//! The views. Each renders into `<main>`, fetches what it shows, and marks the elements that
-//! show a domain with `data-kind` and `data-name` so live updates ([`apply`]) find them.
+//! The views, and the page's actions routed to them. Each view renders into `<main>`, fetches
+//! what it shows, and marks the elements that show a domain with `data-kind` and `data-name`
+//! so live updates ([`apply`]) find them.
+//!
+//! This module only dispatches: an action (the `data-action` the app's listeners read) to the
+//! view it belongs to, and "read again" to the view of the current route. What views share
+//! lives in modules of its own ([`shown`], [`details`], [`common`]), so no view imports this
+//! one. Which view a route shows, and when, is the app's business.
 
 pub mod chart;
 pub mod common;
@@ -27,6 +33,7 @@ pub fn click(action: &str, target: &Element) {
         ("sign-out", _) => session::sign_out(None),
         ("page-next", _) => list::next(),
         ("page-prev", _) => list::prev(),
+        // Every other action naming a domain is one of the domain page's buttons.
         (action, Some(name)) => domain::act(action, name),
         _ => {}
     }
@@ -42,7 +49,8 @@ pub fn submit(action: &str, form: &Element) {
     }
 }
 
-/// A control with `data-action` changed.
+/// A control with `data-action` changed (the state filter searches at once: a choice in a
+/// list needs no button).
 pub fn change(action: &str, control: &Element) {
     if action == "filter-state"
         && let Ok(Some(form)) = control.closest("form")
@@ -60,6 +68,7 @@ pub async fn refresh_shown() {
         Route::Domains => list::poll(&api).await,
         Route::Enable => enable::poll(&api).await,
         Route::Domain(name) => domain::poll(&api, &name).await,
+        // A snapshot, dated on the page ("as of"): read again when shown again.
         Route::Overview => {}
     }
 }

@@ -1,5 +1,9 @@
 //! The overview: counts per state, what expires soon, failures by reason, and a chart of the
 //! certificates expiring in each of the coming weeks.
+//!
+//! One request (`/v1/summary`): the backend counts, so the page holds the same few figures
+//! with ten domains or a hundred thousand. Live events do not change it; it is read again
+//! when shown.
 
 use wasm_bindgen_futures::spawn_local;
 
@@ -10,6 +14,7 @@ use crate::dom::{self, add, attrs, definitions, el, heading, text};
 use crate::format::{maybe_time, time_from_now};
 use crate::model::{STATES, Summary};
 
+/// Draw the overview's region and fill it when the summary arrives.
 pub fn render(api: Api) {
     let main = dom::main();
     dom::clear(&main);
@@ -24,12 +29,15 @@ pub fn render(api: Api) {
     });
 }
 
+/// The summary, in four sections, each labelled by its heading for screen readers.
 fn show(s: &Summary) {
     let Some(body) = dom::by_id("overview") else {
         return;
     };
     dom::clear(&body);
     let mut counts = vec![("Total", s.total.to_string())];
+    // Every state, in life-cycle order, at zero too: the list has the same rows on every
+    // visit.
     for state in STATES {
         counts.push((state, s.states.get(state).copied().unwrap_or(0).to_string()));
     }

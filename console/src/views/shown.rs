@@ -2,6 +2,9 @@
 //! enable page, the state on the domain page. Each is marked with `data-kind` and `data-name`,
 //! so a domain that changed is found by name and filled again, by the views and by live
 //! updates alike.
+//!
+//! The domain page's state brings its buttons and sections along when it changes, so its
+//! filling lives in [`details`]; the others are filled here.
 
 use wasm_bindgen::JsCast;
 use web_sys::Element;
@@ -11,7 +14,9 @@ use crate::dom::{self, add, attrs, text};
 use crate::format::time_from_now;
 use crate::model::Domain;
 
-/// The elements currently showing a domain named `name`, with their kind.
+/// The elements currently showing a domain named `name`, with their kind. Looked up each
+/// time, not remembered: views are re-rendered, and a name may be shown in more than one
+/// place.
 pub fn shown(name: &str) -> Vec<(Element, String)> {
     let mut found = Vec::new();
     let Ok(nodes) = dom::document().query_selector_all("[data-kind][data-name]") else {
@@ -41,7 +46,8 @@ pub fn apply(d: &Domain) {
     }
 }
 
-/// A domain was deleted: say so where it is shown.
+/// A domain was deleted: say so where it is shown. The elements stay, marked: one removed
+/// from under the reader (or the keyboard focus) would leave them wondering where it went.
 pub fn forget(name: &str) {
     for (e, _) in shown(name) {
         let _ = e.set_attribute("data-state", "deleted");
@@ -81,7 +87,8 @@ pub fn fill_row(tr: &Element, d: &Domain) {
     }
 }
 
-/// Show where a followed name has got to.
+/// Show where a followed name on the enable page has got to (in its `.outcome`; the link to
+/// the domain stays).
 pub fn fill_result(li: &Element, d: &Domain) {
     let _ = li.set_attribute("data-state", &d.state);
     let outcome = match (d.state.as_str(), &d.last_error) {
