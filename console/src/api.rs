@@ -1,5 +1,8 @@
 //! Requests to the admin API, same origin, with the bearer token in the `Authorization`
 //! header (never in a URL, never in a cookie).
+//!
+//! This module knows requests and the API's error shape, not who is signed in: the session
+//! holds the [`Api`], and the views decide what an error means on the page.
 
 use serde::de::DeserializeOwned;
 use wasm_bindgen::{JsCast, JsValue};
@@ -32,6 +35,7 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status, when the API answered (401: the token was refused).
     pub fn status(&self) -> Option<u16> {
         match self {
             ApiError::Status { status, .. } => Some(*status),
@@ -57,12 +61,14 @@ pub struct Api {
 }
 
 impl Api {
+    /// The API as the holder of `token`, trimmed (a pasted token often brings a newline).
     pub fn new(token: &str) -> Api {
         Api {
             token: token.trim().to_owned(),
         }
     }
 
+    /// The token, for the session to keep in the tab.
     pub fn token(&self) -> &str {
         &self.token
     }
@@ -92,6 +98,7 @@ impl Api {
         fetch(path, &init).await
     }
 
+    /// The status and the body as text, whatever the status: an error's reason is in its body.
     async fn raw(&self, method: &str, path: &str) -> Result<(u16, String), ApiError> {
         let init = self.init(method, "application/json")?;
         let response = fetch(path, &init).await?;
@@ -100,6 +107,7 @@ impl Api {
         Ok((response.status(), text.as_string().unwrap_or_default()))
     }
 
+    /// A request with the token and what it accepts.
     fn init(&self, method: &str, accept: &str) -> Result<RequestInit, ApiError> {
         let headers = Headers::new().map_err(js_network)?;
         headers
@@ -111,12 +119,15 @@ impl Api {
         init.set_headers(&headers);
         // Same origin only; the token never follows a redirect elsewhere.
         init.set_mode(web_sys::RequestMode::SameOrigin);
+        // The bearer token is the only credential: no cookie rides along.
         init.set_credentials(web_sys::RequestCredentials::Omit);
+        // A domain's state changes under the page; a cached answer would show an old one.
         init.set_cache(web_sys::RequestCache::NoStore);
         Ok(init)
     }
 }
 
+/// `window.fetch`: an answer with any status is a `Response`; only no answer is an error.
 async fn fetch(path: &str, init: &RequestInit) -> Result<Response, ApiError> {
     let request = Request::new_with_str_and_init(path, init).map_err(js_network)?;
     let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
@@ -144,6 +155,8 @@ pub fn error_from(status: u16, body: &str) -> ApiError {
     }
 }
 
+/// A JS exception as a network error, with its message when it has one (a `TypeError` from
+/// `fetch`, say).
 fn js_network(e: JsValue) -> ApiError {
     ApiError::Network(
         e.as_string()

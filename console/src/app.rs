@@ -1,8 +1,7 @@
-//! The session (the token in `sessionStorage`), routing by `location.hash`, and one listener
-//! per event type for the whole page, routing by `data-action` (so re-rendered views add no
-//! listeners).
-
-use std::cell::RefCell;
+//! The top of the console: the page's frame, the view of the current route, and one
+//! listener per event type for the whole page, routing by `data-action` (so re-rendered views
+//! add no listeners). It wires the rest together: the session's changes re-render the page and
+//! start the live updates; the session, the route and the views know nothing of this module.
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
@@ -10,137 +9,62 @@ use web_sys::{Element, Event};
 
 use crate::api::Api;
 use crate::dom::{self, action_button, add, attrs, el, link, text};
-use crate::views;
+use crate::model::Domain;
+use crate::route::{self, Route};
+use crate::session::{self, Change};
+use crate::{live, views};
 
-/// Where the token lives for the tab's lifetime: not in a cookie, not in a URL.
-const TOKEN_KEY: &str = "acme-edge-admin-token";
-
-/// The console's pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Domains,
-    Domain(String),
-    Enable,
-    Overview,
-}
-
-impl Route {
-    /// `#/domains/a.example` and the like; anything else is the domain list.
-    pub fn parse(hash: &str) -> Route {
-        let path = hash.trim_start_matches('#').trim_start_matches('/');
-        match path.split_once('/') {
-            Some(("domains", name)) if !name.is_empty() => Route::Domain(decode(name)),
-            _ => match path {
-                "enable" => Route::Enable,
-                "overview" => Route::Overview,
-                _ => Route::Domains,
-            },
-        }
-    }
-
-    pub fn href(&self) -> String {
-        match self {
-            Route::Domains => "#/domains".into(),
-            Route::Domain(name) => format!("#/domains/{}", crate::api::segment(name)),
-            Route::Enable => "#/enable".into(),
-            Route::Overview => "#/overview".into(),
-        }
-    }
-}
-
-fn decode(s: &str) -> String {
-    js_decode(s).unwrap_or_else(|| s.to_owned())
-}
-
-#[cfg(target_arch = "wasm32")]
-fn js_decode(s: &str) -> Option<String> {
-    js_sys::decode_uri_component(s).ok().map(String::from)
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn js_decode(_: &str) -> Option<String> {
-    None
-}
-
-#[derive(Default)]
-struct Session {
-    api: Option<Api>,
-    /// Bumped at every sign-in and sign-out: background loops of an older session stop.
-    generation: u64,
-}
-
-thread_local! {
-    static SESSION: RefCell<Session> = RefCell::new(Session::default());
-}
-
-/// The signed-in API, if any.
-pub fn api() -> Option<Api> {
-    SESSION.with(|s| s.borrow().api.clone())
-}
-
-/// The current session's number (see [`Session::generation`]).
-pub fn generation() -> u64 {
-    SESSION.with(|s| s.borrow().generation)
-}
-
-pub fn route() -> Route {
-    let hash = web_sys::window()
-        .and_then(|w| w.location().hash().ok())
-        .unwrap_or_default();
-    Route::parse(&hash)
-}
-
-pub fn go(route: &Route) {
-    if let Some(w) = web_sys::window() {
-        let _ = w.location().set_hash(&route.href());
-    }
-}
-
-fn storage() -> Option<web_sys::Storage> {
-    web_sys::window().and_then(|w| w.session_storage().ok().flatten())
-}
-
-/// Keep the token for this tab and start the live updates.
-pub fn sign_in(api: Api) {
-    if let Some(s) = storage() {
-        let _ = s.set_item(TOKEN_KEY, api.token());
-    }
-    SESSION.with(|s| {
-        let mut s = s.borrow_mut();
-        s.api = Some(api.clone());
-        s.generation += 1;
-    });
-    crate::live::start(api, generation());
-    render();
-}
-
-/// Forget the token; show the sign-in form with `message`.
-pub fn sign_out(message: Option<&str>) {
-    if let Some(s) = storage() {
-        let _ = s.remove_item(TOKEN_KEY);
-    }
-    SESSION.with(|s| {
-        let mut s = s.borrow_mut();
-        s.api = None;
-        s.generation += 1;
-    });
-    render();
-    if let Some(m) = message {
-        views::signin::show_error(m);
-    }
-}
-
-/// Build the page's frame, listen, and show the first view.
+/// Build the page's frame, listen, and show the first view: signed in already when this tab
+/// kept a token (a reload), else the sign-in form.
 pub fn start() {
+    session::on_change(session_changed);
     frame();
     listen();
-    let token = storage().and_then(|s| s.get_item(TOKEN_KEY).ok().flatten());
-    match token {
-        Some(t) if !t.is_empty() => sign_in(Api::new(&t)),
+    match session::stored_token() {
+        Some(t) if !t.is_empty() => session::sign_in(Api::new(&t)),
         _ => render(),
     }
 }
 
+/// A new session gets its live updates; either way the page shows what the session allows.
+fn session_changed(change: Change<'_>) {
+    match change {
+        Change::SignedIn => {
+            if let Some(api) = session::api() {
+                live::start(api, session::generation(), Views);
+            }
+            render();
+        }
+        Change::SignedOut(message) => {
+            render();
+            if let Some(m) = message {
+                views::signin::show_error(m);
+            }
+        }
+    }
+}
+
+/// The views, as the live updates see the page: the one [`live::Page`], so that live updates
+/// reach the views without depending on them.
+struct Views;
+
+impl live::Page for Views {
+    fn apply(&self, domain: &Domain) {
+        views::apply(domain);
+    }
+
+    fn forget(&self, name: &str) {
+        views::forget(name);
+    }
+
+    fn refresh(&self) -> impl Future<Output = ()> {
+        views::refresh_shown()
+    }
+}
+
+/// The parts of the page that stay for the whole visit: the skip link, the header with the
+/// navigation (hidden until signed in), the status region and `<main>`. Built once, so the
+/// live regions keep announcing and views only ever replace what is inside `<main>`.
 fn frame() {
     let Some(body) = dom::document().body() else {
         return;
@@ -184,14 +108,16 @@ fn frame() {
         ],
     );
     let main = attrs(&el("main"), &[("id", "main"), ("tabindex", "-1")]);
+    // The static page's "Loading" placeholder goes with it.
     dom::clear(&body);
     add(&body, &[&skip, &header, &status, &main]);
 }
 
-/// Show the view of the current route (or the sign-in form).
+/// Show the view of the current route (or the sign-in form, whatever the route: the route is
+/// kept, so signing in lands on the page that was asked for).
 pub fn render() {
     let nav = dom::by_id("nav");
-    let Some(api) = api() else {
+    let Some(api) = session::api() else {
         if let Some(n) = nav {
             let _ = n.set_attribute("hidden", "");
         }
@@ -202,8 +128,9 @@ pub fn render() {
         let _ = n.remove_attribute("hidden");
         mark_current(&n);
     }
+    // A message about the page before does not belong to this one.
     dom::status("");
-    match route() {
+    match route::current() {
         Route::Domains => views::list::render(api),
         Route::Domain(name) => views::domain::render(api, name),
         Route::Enable => views::enable::render(),
@@ -213,7 +140,8 @@ pub fn render() {
 
 /// `aria-current="page"` on the navigation link of the current view.
 fn mark_current(nav: &Element) {
-    let current = match route() {
+    // A domain's page has no link of its own: it is one of the domains.
+    let current = match route::current() {
         Route::Domain(_) => Route::Domains,
         r => r,
     }
@@ -232,6 +160,8 @@ fn mark_current(nav: &Element) {
     }
 }
 
+/// One listener per event type on the document, for the whole visit: views are re-rendered
+/// often and add none; what an element does is its `data-action`.
 fn listen() {
     let Some(window) = web_sys::window() else {
         return;
@@ -240,11 +170,15 @@ fn listen() {
     on(&window, "hashchange", |_| render());
     on(&doc, "click", |e| {
         if let Some((target, action)) = acting(&e, "button[data-action], a[data-action]") {
+            // A link with an action is not followed: the skip link's `#main` would be read
+            // as a route.
             e.prevent_default();
             views::click(&action, &target);
         }
     });
     on(&doc, "submit", |e| {
+        // Every form is the console's to handle: the browser's own submission would leave
+        // the page (and the Content-Security-Policy's `form-action 'none'` refuses it).
         e.prevent_default();
         if let Some((target, action)) = acting(&e, "form[data-action]") {
             views::submit(&action, &target);
@@ -261,35 +195,17 @@ fn listen() {
 /// action.
 fn acting(e: &Event, selector: &str) -> Option<(Element, String)> {
     let target = e.target()?.dyn_into::<Element>().ok()?;
+    // The event may come from inside the element (the text of a link, say).
     let acting = target.closest(selector).ok()??;
     let action = acting.get_attribute("data-action")?;
     Some((acting, action))
 }
 
+/// Listen to `event` on `target` for as long as the page lives.
 fn on(target: &web_sys::EventTarget, event: &str, f: impl FnMut(Event) + 'static) {
     let closure = Closure::<dyn FnMut(Event)>::new(f);
     let _ = target.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref());
-    // Page-lifetime listeners, installed once.
+    // Page-lifetime listeners, installed once: the closure must outlive this function, and
+    // leaking it is how wasm-bindgen keeps it for JS.
     closure.forget();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_parse() {
-        assert_eq!(Route::parse(""), Route::Domains);
-        assert_eq!(Route::parse("#/enable"), Route::Enable);
-        assert_eq!(Route::parse("#/overview"), Route::Overview);
-        assert_eq!(
-            Route::parse("#/domains/a.example"),
-            Route::Domain("a.example".into())
-        );
-        assert_eq!(Route::parse("#/domains/"), Route::Domains);
-        assert_eq!(
-            Route::Domain("a.example".into()).href(),
-            "#/domains/a.example"
-        );
-    }
 }

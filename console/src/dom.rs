@@ -1,11 +1,16 @@
 //! Building the page. Text goes in with `textContent` only: there is no function here that
 //! takes HTML, so nothing from outside can become markup.
+//!
+//! The builders return the element they were given (a handle; cloning it is cheap) so that
+//! they nest: `add(&attrs(&el("div"), ...), &[...])`. What a view needs again later it finds by
+//! `id` ([`by_id`]): a request may answer after the page has moved on.
 
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, HtmlElement};
 
 const SVG_NS: &str = "http://www.w3.org/2000/svg";
 
+/// The page's document.
 pub fn document() -> Document {
     // The console only runs in a page.
     web_sys::window()
@@ -53,6 +58,8 @@ pub fn clear(e: &Element) {
     e.set_text_content(None);
 }
 
+/// The element with `id`, if the page still has it (views check: the page may have been
+/// re-rendered while a request was in flight).
 pub fn by_id(id: &str) -> Option<Element> {
     document().get_element_by_id(id)
 }
@@ -90,7 +97,8 @@ pub fn definitions(pairs: &[(&str, String)]) -> Element {
     dl
 }
 
-/// The `<main>` region the views render into.
+/// The `<main>` region the views render into (made again should it be missing, so a view
+/// always has somewhere to go).
 pub fn main() -> Element {
     by_id("main").unwrap_or_else(|| {
         let m = attrs(&el("main"), &[("id", "main"), ("tabindex", "-1")]);

@@ -2,6 +2,9 @@
 //! far away they are.
 
 /// `2026-12-01T00:00:00Z` → `2026-12-01 00:00 UTC`; anything else as it came.
+///
+/// Not parsed: the API sends UTC with `Z`, and what it does not is shown rather than guessed
+/// at. Seconds are left out: renewals and expiries are planned in hours and days.
 pub fn time(rfc3339: &str) -> String {
     let bytes = rfc3339.as_bytes();
     if bytes.len() >= 16 && bytes.get(10) == Some(&b'T') && rfc3339.ends_with('Z') {
@@ -16,7 +19,8 @@ pub fn maybe_time(t: Option<&str>, absent: &str) -> String {
     t.map(time).unwrap_or_else(|| absent.to_owned())
 }
 
-/// `delta_ms` (target minus now) as `in 3 d` / `5 h ago`.
+/// `delta_ms` (target minus now) as `in 3 d` / `5 h ago`: the largest whole unit, rounded
+/// down, for a glance rather than a countdown.
 pub fn relative(delta_ms: f64) -> String {
     let past = delta_ms < 0.0;
     let secs = (delta_ms.abs() / 1000.0) as u64;
@@ -33,13 +37,15 @@ pub fn relative(delta_ms: f64) -> String {
     }
 }
 
-/// A timestamp with how far it is from now (`2026-12-01 00:00 UTC (in 3 d)`).
+/// A timestamp with how far it is from now (`2026-12-01 00:00 UTC (in 3 d)`), by the
+/// browser's clock.
 #[cfg(target_arch = "wasm32")]
 pub fn time_from_now(t: Option<&str>, absent: &str) -> String {
     match t {
         None => absent.to_owned(),
         Some(t) => {
             let at = js_sys::Date::parse(t);
+            // Not a date the browser reads: shown without a distance rather than a wrong one.
             if at.is_nan() {
                 time(t)
             } else {

@@ -12,10 +12,18 @@
 //! - [`api`]: requests with the bearer token; errors with the API's reason.
 //! - [`dom`]: element builders (text only) and the page's fixed regions.
 //! - [`sse`]: the server-sent events parser (pure; tested on the host).
-//! - [`format`]: dates and durations for people (pure; tested on the host).
+//! - [`format`](mod@format): dates and durations for people (pure; tested on the host).
 //! - [`live`]: `/v1/events` read through `fetch`, polling while the stream is down.
-//! - [`app`]: the session, routing by `location.hash`, and the event dispatch.
+//! - [`session`]: the admin token, the signed-in [`api::Api`], signing in and out.
+//! - [`route`]: the console's pages, in `location.hash`.
+//! - [`app`]: the page's frame, the view of each route, the event dispatch; it wires the
+//!   session, the views and the live updates together.
 //! - [`views`]: sign-in, domain list, enable, domain page, overview.
+//!
+//! Imports go one way: [`app`] uses the views, [`live`] and the session; the views use the
+//! session, the route and the leaf modules (`api`, `dom`, `format`, `model`). [`live`] knows
+//! neither the views nor the app: the app hands it a [`live::Page`] to apply events to, and
+//! the session tells the app of a sign-in or sign-out through the function the app registers.
 
 pub mod api;
 pub mod app;
@@ -23,12 +31,15 @@ pub mod dom;
 pub mod format;
 pub mod live;
 pub mod model;
+pub mod route;
+pub mod session;
 pub mod sse;
 pub mod views;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 
-/// Entry point, run by the wasm-bindgen glue when the module is instantiated.
+/// Entry point, run by the wasm-bindgen glue when the module is instantiated (`boot.js`
+/// loads it: the Content-Security-Policy allows no inline script).
 #[wasm_bindgen(start)]
 pub fn start() {
     app::start();

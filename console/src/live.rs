@@ -2,6 +2,10 @@
 //! `Authorization` header), each event applied to what the page shows. While the stream is
 //! down (or the backend has none) the page polls what it shows every few seconds, and the
 //! stream is tried again.
+//!
+//! What an event changes on the page is not this module's business: it reads events and hands
+//! them to the [`Page`] the app gives it, and it stops when the session it started in ends
+//! (see [`session::generation`]).
 
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -9,39 +13,55 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{ReadableStreamDefaultReader, Response};
 
 use crate::api::{Api, ApiError, error_from};
+use crate::dom;
 use crate::model::{Deleted, Domain};
+use crate::session;
 use crate::sse::{Event, Parser};
-use crate::{app, dom, views};
 
 /// Between two polls (and stream attempts) while the stream is down.
 const POLL_INTERVAL_MS: i32 = 3_000;
 
-/// Run until the session `generation` ends.
-pub fn start(api: Api, generation: u64) {
+/// What the events change: the page as the app shows it. Live updates know no view; the app
+/// implements this with the views.
+pub trait Page: 'static {
+    /// A domain changed: update wherever it is shown.
+    fn apply(&self, domain: &Domain);
+    /// A domain was deleted: say so wherever it is shown.
+    fn forget(&self, name: &str);
+    /// Read again what is shown (after reconnecting, on `resync`, and at each poll).
+    fn refresh(&self) -> impl Future<Output = ()>;
+}
+
+/// Run until the session `generation` ends, applying the events to `page`.
+pub fn start(api: Api, generation: u64, page: impl Page) {
     spawn_local(async move {
-        while app::generation() == generation {
+        while session::generation() == generation {
+            // To close the request of a session that has ended, not only stop reading it.
             let controller = web_sys::AbortController::new().ok();
             let signal = controller.as_ref().map(|c| c.signal());
-            let outcome = stream(&api, generation, signal.as_ref()).await;
-            if app::generation() != generation {
+            let outcome = stream(&api, generation, signal.as_ref(), &page).await;
+            if session::generation() != generation {
                 if let Some(c) = controller {
                     c.abort();
                 }
                 return;
             }
+            // Only a refused token ends the session; anything else (a backend without the
+            // stream, a cut connection) falls back to polling.
             if let Err(e) = outcome
                 && e.status() == Some(401)
             {
-                app::sign_out(Some("The admin API refused the token; sign in again."));
+                session::sign_out(Some("The admin API refused the token; sign in again."));
                 return;
             }
             show("Polling (no event stream)");
-            views::refresh_shown().await;
+            page.refresh().await;
             sleep(POLL_INTERVAL_MS).await;
         }
     });
 }
 
+/// The indicator in the navigation: following the stream, or polling.
 fn show(state: &str) {
     if let Some(e) = dom::by_id("live") {
         e.set_text_content(Some(state));
@@ -53,6 +73,7 @@ async fn stream(
     api: &Api,
     generation: u64,
     signal: Option<&web_sys::AbortSignal>,
+    page: &impl Page,
 ) -> Result<(), ApiError> {
     let response = api.open("/v1/events", signal).await?;
     if !response.ok() {
@@ -65,10 +86,12 @@ async fn stream(
     let reader = reader(&response)?;
     show("Live");
     // No replay: what changed while disconnected is read again.
-    views::refresh_shown().await;
+    page.refresh().await;
     let mut parser = Parser::default();
-    while app::generation() == generation {
+    while session::generation() == generation {
         let chunk = JsFuture::from(reader.read()).await.map_err(network)?;
+        // The result is a plain `{done, value}` object; one that cannot be read ends the
+        // stream like `done`.
         if Reflect::get(&chunk, &JsValue::from_str("done"))
             .map(|d| d.is_truthy())
             .unwrap_or(true)
@@ -80,13 +103,14 @@ async fn stream(
         };
         let bytes = Uint8Array::new(&value).to_vec();
         for event in parser.push(&bytes) {
-            apply(event).await;
+            apply(event, page).await;
         }
     }
     let _ = reader.cancel();
     Ok(())
 }
 
+/// The body's reader, to read the stream chunk by chunk as it arrives.
 fn reader(response: &Response) -> Result<ReadableStreamDefaultReader, ApiError> {
     let body = response
         .body()
@@ -96,23 +120,27 @@ fn reader(response: &Response) -> Result<ReadableStreamDefaultReader, ApiError> 
         .map_err(|_| ApiError::Network("no reader for the event stream".into()))
 }
 
-async fn apply(event: Event) {
+/// Apply one event. Each carries the domain as it is when sent, so a late or repeated one is
+/// harmless; one that does not parse, or of a type this console does not know (a newer
+/// backend), is skipped.
+async fn apply(event: Event, page: &impl Page) {
     match event.kind.as_str() {
         "domain" => {
             if let Ok(d) = serde_json::from_str::<Domain>(&event.data) {
-                views::apply(&d);
+                page.apply(&d);
             }
         }
         "deleted" => {
             if let Ok(d) = serde_json::from_str::<Deleted>(&event.data) {
-                views::forget(&d.name);
+                page.forget(&d.name);
             }
         }
-        "resync" => views::refresh_shown().await,
+        "resync" => page.refresh().await,
         _ => {}
     }
 }
 
+/// A failed read: the connection was cut.
 fn network(e: JsValue) -> ApiError {
     ApiError::Network(e.as_string().unwrap_or_else(|| "stream cut".into()))
 }

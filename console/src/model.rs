@@ -1,5 +1,9 @@
 //! The admin API's JSON shapes, as the console reads them. Unknown fields are ignored and
 //! every field the console can do without has a default, so a newer backend still works.
+//!
+//! Enumerations (states, key types) stay strings: the console shows them as they come and
+//! compares them with the few it acts on, so a state it does not know is still shown.
+//! Timestamps stay RFC 3339 strings too, made readable where they are shown.
 
 use std::collections::BTreeMap;
 
@@ -11,18 +15,24 @@ pub const STATES: [&str; 5] = ["pending", "validating", "issued", "failed", "dis
 /// One managed domain.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Domain {
+    /// In the API's normal form: lower case, punycode for internationalised names.
     pub name: String,
+    /// One of [`STATES`].
     pub state: String,
     #[serde(default)]
     pub key_type: String,
+    /// The current certificate's validity (absent until one is issued).
     #[serde(default)]
     pub not_before: Option<String>,
     #[serde(default)]
     pub not_after: Option<String>,
+    /// When the current certificate will be renewed.
     #[serde(default)]
     pub renew_at: Option<String>,
+    /// When a failed domain is tried again.
     #[serde(default)]
     pub retry_at: Option<String>,
+    /// Failed attempts since the last success.
     #[serde(default)]
     pub attempts: u32,
     #[serde(default)]
@@ -54,23 +64,30 @@ pub struct DomainList {
 /// `GET /v1/summary`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Summary {
+    /// When the figures were counted (the overview says "as of").
     #[serde(default)]
     pub generated_at: Option<String>,
+    /// Domains in every state.
     #[serde(default)]
     pub total: u64,
+    /// Domains per state, by state name: a map, so a state this console does not know
+    /// still parses.
     #[serde(default)]
     pub states: BTreeMap<String, u64>,
     #[serde(default)]
     pub expiring: Expiring,
+    /// The earliest expiry among served certificates; absent when none is served.
     #[serde(default)]
     pub earliest_expiry: Option<String>,
+    /// Failed domains by the reason of their last error, largest count first.
     #[serde(default)]
     pub failures: Vec<FailureCount>,
+    /// Served certificates expiring in each of the coming weeks, from `generated_at`.
     #[serde(default)]
     pub expiry_weeks: Vec<ExpiryWeek>,
 }
 
-/// Served certificates by how soon they expire (cumulative).
+/// Served certificates by how soon they expire (cumulative: 14 days includes 7).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Expiring {
     #[serde(default)]
@@ -102,10 +119,13 @@ pub struct ExpiryWeek {
 /// `GET /v1/domains/{name}/certificate/details`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CertificateDetails {
+    /// The DNS names the certificate covers.
     #[serde(default)]
     pub sans: Vec<String>,
+    /// The issuer's distinguished name.
     #[serde(default)]
     pub issuer: String,
+    /// Serial number, lower-case hex.
     #[serde(default)]
     pub serial: String,
     #[serde(default)]
@@ -134,18 +154,24 @@ pub struct Orders {
 /// One ACME order of a domain.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Order {
+    /// The order's URL at the CA.
     #[serde(default)]
     pub order_url: Option<String>,
     #[serde(default)]
     pub created_at: Option<String>,
+    /// When it ended; absent while open.
     #[serde(default)]
     pub closed_at: Option<String>,
+    /// `new` or `renewal` (or `unknown`, for orders logged before kinds were).
     #[serde(default)]
     pub kind: String,
+    /// Taken up again after the backend stopped mid-order.
     #[serde(default)]
     pub resumed: bool,
+    /// `open`, `issued`, `failed`, `abandoned` (or `unknown`).
     #[serde(default)]
     pub outcome: String,
+    /// Why it failed, with the CA's problem document.
     #[serde(default)]
     pub problem: Option<LastError>,
 }

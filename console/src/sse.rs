@@ -1,16 +1,23 @@
 //! Server-sent events (`text/event-stream`), parsed from the bytes as they arrive: complete
 //! events are taken out of the buffer, a partial one waits for the rest.
+//!
+//! Only `event` and `data` are read. `id` and `retry` are not: the console does not resume
+//! with `Last-Event-ID` (the backend keeps no history to replay); after a reconnection it reads
+//! again what it shows instead.
 
 /// One event: its type (`message` when unnamed) and its data lines joined by `\n`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// The `event` field (`domain`, `deleted`, `resync`).
     pub kind: String,
+    /// The `data` fields, JSON for every event the backend sends.
     pub data: String,
 }
 
 /// Accumulates chunks; yields complete events.
 #[derive(Debug, Default)]
 pub struct Parser {
+    /// Bytes, not text: a chunk may end inside a UTF-8 sequence.
     buffer: Vec<u8>,
 }
 
@@ -30,7 +37,8 @@ impl Parser {
     }
 }
 
-/// Where the first blank line is: (its start, its length).
+/// Where the first blank line is: (its start, its length). The format allows all three line
+/// endings, so all three are looked for.
 fn boundary(buf: &[u8]) -> Option<(usize, usize)> {
     for i in 0..buf.len() {
         for sep in [&b"\r\n\r\n"[..], b"\n\n", b"\r\r"] {
@@ -42,6 +50,8 @@ fn boundary(buf: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
+/// One event's lines (the blank line that ended it taken off): `None` when it has no data,
+/// as a keep-alive comment has none.
 fn parse_block(block: &str) -> Option<Event> {
     let mut kind = String::from("message");
     let mut data: Vec<&str> = Vec::new();
@@ -50,6 +60,7 @@ fn parse_block(block: &str) -> Option<Event> {
         if line.starts_with(':') || line.is_empty() {
             continue;
         }
+        // `field: value`, one space after the colon being part of the syntax, not the value.
         let (field, value) = match line.split_once(':') {
             Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
             None => (line, ""),

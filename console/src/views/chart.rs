@@ -1,15 +1,22 @@
 //! The weekly expiry chart, drawn as SVG by the console (no script or stylesheet from
 //! elsewhere), with the same figures as a table for screen readers.
+//!
+//! Its look is in `console.css` (classes, no `style` attributes: the Content-Security-Policy
+//! allows no inline style). Positions are in the SVG's own units; it scales to its box.
 
 use web_sys::Element;
 
 use crate::dom::{add, attrs, el, svg, text};
 use crate::model::ExpiryWeek;
 
+/// The drawing's size in SVG units (its `viewBox`).
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 240.0;
+/// Room above the tallest bar for its figure.
 const MARGIN_TOP: f64 = 24.0;
+/// Room below the axis for the dates.
 const MARGIN_BOTTOM: f64 = 40.0;
+/// Room left and right of the bars.
 const MARGIN_SIDE: f64 = 16.0;
 
 /// `MM-DD` of an RFC 3339 timestamp.
@@ -32,6 +39,8 @@ pub fn bar_heights(counts: &[u64], height: f64) -> Vec<f64> {
         .collect()
 }
 
+/// The bar chart, one bar per week. Screen readers get its title and a description with
+/// the total (`role="img"`); the bars' figures are in [`weeks_table`].
 pub fn weeks(weeks: &[ExpiryWeek]) -> Element {
     let chart = attrs(
         &svg("svg"),
@@ -75,6 +84,7 @@ pub fn weeks(weeks: &[ExpiryWeek]) -> Element {
                 ("class", "bar"),
             ],
         );
+        // Hovering a bar says its week and count.
         let tip = svg("title");
         tip.set_text_content(Some(&format!(
             "week of {}: {}",
@@ -99,6 +109,7 @@ pub fn weeks(weeks: &[ExpiryWeek]) -> Element {
     add(&chart, &[&axis])
 }
 
+/// A figure or date at (`x`, `y`), centred, hidden from screen readers (the table says it).
 fn label(x: f64, y: f64, content: &str) -> Element {
     let t = attrs(
         &svg("text"),

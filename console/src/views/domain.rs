@@ -1,15 +1,21 @@
 //! One domain: its state and dates, the last CA problem in full (as text), the certificate,
 //! the order history; renew, and disable behind a confirmation.
+//!
+//! The page's sections, filled from the domain, are in [`super::details`]: live events fill
+//! them too.
 
 use wasm_bindgen_futures::spawn_local;
-use web_sys::Element;
 
-use crate::api::{Api, ApiError, segment};
-use crate::app;
-use crate::dom::{self, action_button, add, attrs, definitions, el, heading, text};
-use crate::format::{maybe_time, time_from_now};
-use crate::model::{CertificateDetails, Domain, LastError, Orders};
+use super::common::report;
+use super::details::{actions, extras, fill, path};
+use super::shown::{apply, shown};
+use crate::api::{Api, ApiError};
+use crate::dom::{self, action_button, add, attrs, el, heading, text};
+use crate::model::Domain;
+use crate::session;
 
+/// Draw the page's regions at once, empty (so the heading takes focus without waiting), and
+/// fill them when the domain arrives.
 pub fn render(api: Api, name: String) {
     let main = dom::main();
     dom::clear(&main);
@@ -43,14 +49,11 @@ pub fn render(api: Api, name: String) {
     spawn_local(async move { load(&api, &name).await });
 }
 
-fn path(name: &str, rest: &str) -> String {
-    format!("/v1/domains/{}{rest}", segment(name))
-}
-
+/// Read the domain and fill the page; a name not managed here can be enabled from it.
 async fn load(api: &Api, name: &str) {
     match api.get::<Domain>(&path(name, "")).await {
         Ok(d) => {
-            for (e, kind) in super::shown(name) {
+            for (e, kind) in shown(name) {
                 if kind == "details" {
                     fill(&e, &d);
                 }
@@ -62,45 +65,11 @@ async fn load(api: &Api, name: &str) {
             dom::status(&format!("{name} is not managed here."));
             actions_for_unknown(name);
         }
-        Err(e) => super::report(&e),
+        Err(e) => report(&e),
     }
 }
 
-/// The certificate and the order history (read again when the state changes).
-async fn extras(api: &Api, name: &str) {
-    let cert = api
-        .get::<CertificateDetails>(&path(name, "/certificate/details"))
-        .await;
-    if let Some(section) = dom::by_id("certificate") {
-        show_certificate(&section, cert);
-    }
-    let orders = api.get::<Orders>(&path(name, "/orders")).await;
-    if let Some(section) = dom::by_id("orders") {
-        show_orders(&section, orders);
-    }
-}
-
-fn actions(d: &Domain) {
-    let Some(div) = dom::by_id("actions") else {
-        return;
-    };
-    dom::clear(&div);
-    if d.state == "disabled" {
-        add(
-            &div,
-            &[&action_button("Enable", "enable-one", Some(&d.name))],
-        );
-    } else {
-        add(
-            &div,
-            &[
-                &action_button("Renew now", "renew", Some(&d.name)),
-                &action_button("Disable…", "disable-ask", Some(&d.name)),
-            ],
-        );
-    }
-}
-
+/// The one button for a name the backend does not manage.
 fn actions_for_unknown(name: &str) {
     if let Some(div) = dom::by_id("actions") {
         dom::clear(&div);
@@ -108,155 +77,9 @@ fn actions_for_unknown(name: &str) {
     }
 }
 
-/// Fill the state section from the domain (live events call this too).
-pub fn fill(section: &Element, d: &Domain) {
-    let before = section.get_attribute("data-state");
-    let _ = section.set_attribute("data-state", &d.state);
-    dom::clear(section);
-    let state = definitions(&[
-        ("State", d.state.clone()),
-        ("Key type", d.key_type.clone()),
-        ("Valid from", maybe_time(d.not_before.as_deref(), "—")),
-        ("Expires", time_from_now(d.not_after.as_deref(), "—")),
-        ("Next renewal", time_from_now(d.renew_at.as_deref(), "—")),
-        ("Next retry", time_from_now(d.retry_at.as_deref(), "—")),
-        ("Failed attempts", d.attempts.to_string()),
-        ("Enabled since", maybe_time(d.created_at.as_deref(), "—")),
-        ("Last change", maybe_time(d.updated_at.as_deref(), "—")),
-    ]);
-    add(section, &[&state]);
-    if let Some(e) = &d.last_error {
-        add(section, &[&problem_section(e)]);
-    }
-    if before.is_some() && before.as_deref() != Some(d.state.as_str()) {
-        actions(d);
-        if let Some(api) = app::api() {
-            let name = d.name.clone();
-            spawn_local(async move { extras(&api, &name).await });
-        }
-    }
-}
-
-/// The last error: reason, message, and the CA's problem document whole, as text.
-fn problem_section(e: &LastError) -> Element {
-    let s = attrs(
-        &el("section"),
-        &[("class", "problem"), ("id", "last-error")],
-    );
-    add(
-        &s,
-        &[
-            &text("h2", "Last error"),
-            &definitions(&[("Reason", e.reason.clone()), ("Message", e.message.clone())]),
-        ],
-    );
-    if let Some(p) = &e.problem {
-        let json = serde_json::to_string_pretty(p).unwrap_or_else(|_| p.to_string());
-        add(
-            &s,
-            &[
-                &text("h3", "The CA's problem document"),
-                &attrs(&text("pre", &json), &[("id", "problem"), ("tabindex", "0")]),
-            ],
-        );
-    }
-    s
-}
-
-fn show_certificate(section: &Element, cert: Result<CertificateDetails, ApiError>) {
-    dom::clear(section);
-    add(section, &[&text("h2", "Certificate")]);
-    match cert {
-        Ok(c) => {
-            let ari = c
-                .ari_window
-                .map(|w| {
-                    format!(
-                        "{} to {}",
-                        maybe_time(Some(&w.start), ""),
-                        maybe_time(Some(&w.end), "")
-                    )
-                })
-                .unwrap_or_else(|| "not known".into());
-            add(
-                section,
-                &[&definitions(&[
-                    ("Names", c.sans.join(", ")),
-                    ("Issuer", c.issuer),
-                    ("Serial", c.serial),
-                    ("Valid from", maybe_time(c.not_before.as_deref(), "—")),
-                    ("Expires", time_from_now(c.not_after.as_deref(), "—")),
-                    ("Key type", c.key_type),
-                    ("CA's renewal window", ari),
-                ])],
-            );
-        }
-        Err(e) if e.code() == Some("not_issued") => {
-            add(section, &[&text("p", "No certificate yet.")]);
-        }
-        Err(e) => {
-            add(section, &[&text("p", &format!("Not available: {e}"))]);
-        }
-    }
-}
-
-fn show_orders(section: &Element, orders: Result<Orders, ApiError>) {
-    dom::clear(section);
-    add(section, &[&text("h2", "Order history")]);
-    let orders = match orders {
-        Ok(o) => o.orders,
-        Err(e) => {
-            add(section, &[&text("p", &format!("Not available: {e}"))]);
-            return;
-        }
-    };
-    if orders.is_empty() {
-        add(section, &[&text("p", "No orders yet.")]);
-        return;
-    }
-    let head = el("tr");
-    for h in ["Started", "Closed", "Kind", "Outcome", "Problem"] {
-        add(&head, &[&attrs(&text("th", h), &[("scope", "col")])]);
-    }
-    let body = el("tbody");
-    for o in orders {
-        let kind = if o.resumed {
-            format!("{} (resumed)", o.kind)
-        } else {
-            o.kind.clone()
-        };
-        let problem = o
-            .problem
-            .map(|p| format!("{}: {}", p.reason, p.message))
-            .unwrap_or_default();
-        add(
-            &body,
-            &[&add(
-                &el("tr"),
-                &[
-                    &text("td", &maybe_time(o.created_at.as_deref(), "—")),
-                    &text("td", &maybe_time(o.closed_at.as_deref(), "—")),
-                    &text("td", &kind),
-                    &text("td", &o.outcome),
-                    &text("td", &problem),
-                ],
-            )],
-        );
-    }
-    let table = add(
-        &el("table"),
-        &[
-            &text("caption", "Orders, newest first"),
-            &add(&el("thead"), &[&head]),
-            &body,
-        ],
-    );
-    add(section, &[&table]);
-}
-
 /// A button on the domain page.
 pub fn act(action: &str, name: String) {
-    let Some(api) = app::api() else {
+    let Some(api) = session::api() else {
         return;
     };
     match action {
@@ -289,6 +112,8 @@ pub fn act(action: &str, name: String) {
     }
 }
 
+/// Ask before disabling: Envoy stops serving the certificate. Focus goes to Cancel, so a
+/// stray Enter does not confirm.
 fn ask_disable(name: &str) {
     let Some(c) = dom::by_id("confirm") else {
         return;
@@ -320,6 +145,8 @@ fn ask_disable(name: &str) {
     dom::focus(&cancel);
 }
 
+/// After a button's request: say what happened and read the page again, rather than wait
+/// for the event (there is none while polling).
 async fn after(api: &Api, name: &str, done: Result<Domain, ApiError>, message: &str) {
     if let Some(c) = dom::by_id("confirm") {
         dom::clear(&c);
@@ -329,13 +156,13 @@ async fn after(api: &Api, name: &str, done: Result<Domain, ApiError>, message: &
             dom::status(&format!("{name}: {message}"));
             load(api, name).await;
         }
-        Err(e) => super::report(&e),
+        Err(e) => report(&e),
     }
 }
 
-/// Read the domain again.
+/// Read the domain again (while polling, or after a reconnection).
 pub async fn poll(api: &Api, name: &str) {
     if let Ok(d) = api.get::<Domain>(&path(name, "")).await {
-        super::apply(&d);
+        apply(&d);
     }
 }

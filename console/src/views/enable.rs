@@ -1,5 +1,8 @@
 //! Enable many names at once: one request per name, each answered on its own line (refused
 //! names with the API's reason), then followed live until issued or failed.
+//!
+//! Names are sent as typed: the API checks and normalises them (lower case, punycode), and a
+//! result shows the name as the API has it.
 
 use std::cell::RefCell;
 
@@ -7,20 +10,25 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlTextAreaElement};
 
+use super::common::report;
+use super::shown::{apply, fill_result};
 use crate::api::{Api, segment};
-use crate::app::{self, Route};
 use crate::dom::{self, add, attrs, el, heading, labelled, link, text};
-use crate::format::time_from_now;
 use crate::model::Domain;
+use crate::route::Route;
+use crate::session;
 
-/// Names in one submission, at most (one request each).
+/// Names in one submission, at most (one request each, so a paste of a whole zone file does
+/// not become tens of thousands of requests).
 pub const MAX_NAMES: usize = 1000;
 
 thread_local! {
-    /// The names enabled from this page, followed until they settle.
+    /// The names enabled from this page, followed until they settle (kept for the visit, not
+    /// the view: they are shown again when the page is).
     static WATCHED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The form, and the results of the last submission, read again.
 pub fn render() {
     let main = dom::main();
     dom::clear(&main);
@@ -67,7 +75,7 @@ pub fn render() {
     for name in watched {
         add(&results, &[&result_item(&name)]);
     }
-    if let Some(api) = app::api() {
+    if let Some(api) = session::api() {
         spawn_local(async move { poll(&api).await });
     }
 }
@@ -83,6 +91,8 @@ pub fn names(text: &str) -> Vec<String> {
     out
 }
 
+/// A result line for an enabled name: its page's link and its outcome, which
+/// [`fill_result`] writes (`data-kind="result"`, so live events find it too).
 fn result_item(name: &str) -> Element {
     let li = attrs(&el("li"), &[("data-kind", "result"), ("data-name", name)]);
     add(
@@ -95,8 +105,9 @@ fn result_item(name: &str) -> Element {
     )
 }
 
+/// The form was submitted: check the names, then enable them in the background.
 pub fn submit(form: &Element) {
-    let Some(api) = app::api() else {
+    let Some(api) = session::api() else {
         return;
     };
     let typed = form
@@ -123,9 +134,13 @@ pub fn submit(form: &Element) {
     spawn_local(async move { enable_all(&api, &results, names).await });
 }
 
+/// One request after the other, in the order typed: the results read in that order, and the
+/// API gets no burst.
 async fn enable_all(api: &Api, results: &Element, names: Vec<String>) {
     let (mut enabled, mut refused) = (0, 0);
     for typed in names {
+        // A line for the name as typed at once, replaced by the result under the name as the
+        // API has it.
         let li = attrs(&el("li"), &[("data-typed", &typed)]);
         add(results, &[&li]);
         match api
@@ -139,7 +154,8 @@ async fn enable_all(api: &Api, results: &Element, names: Vec<String>) {
                 fill_result(&item, &d);
                 WATCHED.with(|w| w.borrow_mut().push(d.name.clone()));
             }
-            Err(e) if e.status() == Some(401) => return super::report(&e),
+            // A refused token refuses every name: stop at the first.
+            Err(e) if e.status() == Some(401) => return report(&e),
             Err(e) => {
                 refused += 1;
                 let _ = li.set_attribute("data-state", "refused");
@@ -158,22 +174,6 @@ async fn enable_all(api: &Api, results: &Element, names: Vec<String>) {
     dom::status(&format!("{enabled} enabled, {refused} refused."));
 }
 
-/// Show where a followed name has got to.
-pub fn fill_result(li: &Element, d: &Domain) {
-    let _ = li.set_attribute("data-state", &d.state);
-    let outcome = match (d.state.as_str(), &d.last_error) {
-        ("issued", _) => format!(
-            "issued, expires {}",
-            time_from_now(d.not_after.as_deref(), "—")
-        ),
-        ("failed", Some(e)) => format!("failed: {} ({})", e.message, e.reason),
-        (state, _) => state.to_owned(),
-    };
-    if let Ok(Some(o)) = li.query_selector(".outcome") {
-        o.set_text_content(Some(&outcome));
-    }
-}
-
 /// Read the followed names again.
 pub async fn poll(api: &Api) {
     let watched = WATCHED.with(|w| w.borrow().clone());
@@ -182,7 +182,7 @@ pub async fn poll(api: &Api) {
             .get::<Domain>(&format!("/v1/domains/{}", segment(&name)))
             .await
         {
-            super::apply(&d);
+            apply(&d);
         }
     }
 }

@@ -8,11 +8,13 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlInputElement, HtmlSelectElement};
 
+use super::common::report;
+use super::shown::{apply, fill_row};
 use crate::api::{Api, query};
-use crate::app::Route;
 use crate::dom::{self, action_button, add, attrs, el, heading, labelled, link, text};
-use crate::format::time_from_now;
-use crate::model::{Domain, DomainList, STATES};
+use crate::model::{DomainList, STATES};
+use crate::route::Route;
+use crate::session;
 
 /// Rows per page.
 pub const PAGE_SIZE: u32 = 50;
@@ -20,9 +22,12 @@ pub const PAGE_SIZE: u32 = 50;
 /// What the list shows: the query and where it is in the pages.
 #[derive(Debug, Default, Clone)]
 struct Paging {
+    /// Part of a name, searched on the server.
     q: String,
+    /// One of the states, or empty for all.
     state: String,
-    /// The `after` cursors of the pages before this one.
+    /// The `after` cursors of the pages before this one: keyset paging only goes forward,
+    /// so going back takes the cursors kept on the way.
     previous: Vec<Option<String>>,
     /// This page's `after`.
     after: Option<String>,
@@ -31,17 +36,21 @@ struct Paging {
 }
 
 thread_local! {
+    /// Kept for the visit, so coming back to the list shows the same query and page.
     static PAGING: RefCell<Paging> = RefCell::new(Paging::default());
 }
 
+/// A copy of the paging: no borrow is held across a request.
 fn paging() -> Paging {
     PAGING.with(|p| p.borrow().clone())
 }
 
+/// Change the paging in place.
 fn update(f: impl FnOnce(&mut Paging)) {
     PAGING.with(|p| f(&mut p.borrow_mut()));
 }
 
+/// Draw the list's frame with the kept query, and load its page.
 pub fn render(api: Api) {
     let main = dom::main();
     dom::clear(&main);
@@ -51,6 +60,7 @@ pub fn render(api: Api) {
     spawn_local(async move { load(&api).await });
 }
 
+/// The search form: a name and a state filter, both applied by the API.
 fn controls(p: &Paging) -> Element {
     let search = attrs(
         &el("input"),
@@ -58,6 +68,7 @@ fn controls(p: &Paging) -> Element {
             ("type", "search"),
             ("name", "q"),
             ("value", &p.q),
+            // The longest a DNS name can be.
             ("maxlength", "253"),
         ],
     );
@@ -94,6 +105,7 @@ fn controls(p: &Paging) -> Element {
     )
 }
 
+/// The table, its rows to come (`#rows`).
 fn table() -> Element {
     let head = el("tr");
     for h in ["Name", "State", "Expires", "Next renewal", "Last error"] {
@@ -110,6 +122,7 @@ fn table() -> Element {
     )
 }
 
+/// Previous and next page, and which page this is.
 fn pager() -> Element {
     let nav = attrs(&el("nav"), &[("aria-label", "Pages"), ("class", "pager")]);
     add(
@@ -128,6 +141,7 @@ fn pager() -> Element {
     )
 }
 
+/// The request for the page `p` is on (empty parameters left out).
 fn path(p: &Paging) -> String {
     let limit = PAGE_SIZE.to_string();
     format!(
@@ -141,6 +155,7 @@ fn path(p: &Paging) -> String {
     )
 }
 
+/// Read the page the paging is on and show it.
 async fn load(api: &Api) {
     let p = paging();
     match api.get::<DomainList>(&path(&p)).await {
@@ -148,7 +163,7 @@ async fn load(api: &Api) {
             update(|s| s.next = list.next.clone());
             show(&list);
         }
-        Err(e) => super::report(&e),
+        Err(e) => report(&e),
     }
 }
 
@@ -169,14 +184,17 @@ pub async fn poll(api: &Api) {
                 .as_deref()
                 == Some(d.name.as_str())
         });
+    // Redrawing would take the keyboard focus from a row's link; the same rows are filled in
+    // place instead.
     if same {
-        list.domains.iter().for_each(super::apply);
+        list.domains.iter().for_each(apply);
     } else {
         update(|s| s.next = list.next.clone());
         show(&list);
     }
 }
 
+/// Draw a page's rows; the pager follows the cursors.
 fn show(list: &DomainList) {
     let Some(rows) = dom::by_id("rows") else {
         return;
@@ -210,6 +228,7 @@ fn show(list: &DomainList) {
     set_disabled("page-next", p.next.is_none());
 }
 
+/// Enable or disable a pager button (no page before the first, none after the last).
 fn set_disabled(id: &str, disabled: bool) {
     if let Some(b) = dom::by_id(id) {
         if disabled {
@@ -217,38 +236,6 @@ fn set_disabled(id: &str, disabled: bool) {
         } else {
             let _ = b.remove_attribute("disabled");
         }
-    }
-}
-
-/// Fill a row's cells (all but the name, whose link may have focus).
-pub fn fill_row(tr: &Element, d: &Domain) {
-    let _ = tr.set_attribute("data-state", &d.state);
-    let cells = tr.children();
-    let set = |i: u32, s: &str| {
-        if let Some(c) = cells.item(i) {
-            c.set_text_content(Some(s));
-        }
-    };
-    if let Some(c) = cells.item(1) {
-        dom::clear(&c);
-        add(
-            &c,
-            &[&attrs(
-                &text("span", &d.state),
-                &[("class", &format!("state state-{}", d.state))],
-            )],
-        );
-    }
-    set(2, &time_from_now(d.not_after.as_deref(), "—"));
-    set(3, &time_from_now(d.renew_at.as_deref(), "—"));
-    let error = d
-        .last_error
-        .as_ref()
-        .map(|e| e.reason.clone())
-        .unwrap_or_default();
-    set(4, &error);
-    if let (Some(c), Some(e)) = (cells.item(4), d.last_error.as_ref()) {
-        let _ = c.set_attribute("title", &e.message);
     }
 }
 
@@ -278,6 +265,7 @@ pub fn search(form: &Element) {
     reload();
 }
 
+/// The next page: its cursor is the one the API gave with this page.
 pub fn next() {
     update(|p| {
         if let Some(next) = p.next.take() {
@@ -288,6 +276,7 @@ pub fn next() {
     reload();
 }
 
+/// The page before, from the cursors kept on the way forward.
 pub fn prev() {
     update(|p| {
         if let Some(after) = p.previous.pop() {
@@ -297,8 +286,9 @@ pub fn prev() {
     reload();
 }
 
+/// Load the page the paging is now on (the frame stays, so focus stays on the button).
 fn reload() {
-    if let Some(api) = crate::app::api() {
+    if let Some(api) = session::api() {
         spawn_local(async move { load(&api).await });
     }
 }

@@ -1,28 +1,39 @@
-//! The views. Each renders into `<main>`, fetches what it shows, and marks the elements that
-//! show a domain with `data-kind` and `data-name` so live updates ([`apply`]) find them.
+//! The views, and the page's actions routed to them. Each view renders into `<main>`, fetches
+//! what it shows, and marks the elements that show a domain with `data-kind` and `data-name`
+//! so live updates ([`apply`]) find them.
+//!
+//! This module only dispatches: an action (the `data-action` the app's listeners read) to the
+//! view it belongs to, and "read again" to the view of the current route. What views share
+//! lives in modules of its own ([`shown`], [`details`], [`common`]), so no view imports this
+//! one. Which view a route shows, and when, is the app's business.
 
 pub mod chart;
+pub mod common;
+pub mod details;
 pub mod domain;
 pub mod enable;
 pub mod list;
 pub mod overview;
+pub mod shown;
 pub mod signin;
 
-use wasm_bindgen::JsCast;
 use web_sys::Element;
 
-use crate::app::{self, Route};
 use crate::dom;
-use crate::model::Domain;
+use crate::route::{self, Route};
+use crate::session;
+
+pub use shown::{apply, forget};
 
 /// A click on an element with `data-action`.
 pub fn click(action: &str, target: &Element) {
     let name = target.get_attribute("data-name");
     match (action, name) {
         ("skip", _) => dom::focus(&dom::main()),
-        ("sign-out", _) => app::sign_out(None),
+        ("sign-out", _) => session::sign_out(None),
         ("page-next", _) => list::next(),
         ("page-prev", _) => list::prev(),
+        // Every other action naming a domain is one of the domain page's buttons.
         (action, Some(name)) => domain::act(action, name),
         _ => {}
     }
@@ -38,7 +49,8 @@ pub fn submit(action: &str, form: &Element) {
     }
 }
 
-/// A control with `data-action` changed.
+/// A control with `data-action` changed (the state filter searches at once: a choice in a
+/// list needs no button).
 pub fn change(action: &str, control: &Element) {
     if action == "filter-state"
         && let Ok(Some(form)) = control.closest("form")
@@ -47,62 +59,16 @@ pub fn change(action: &str, control: &Element) {
     }
 }
 
-/// The elements currently showing a domain named `name`, with their kind.
-fn shown(name: &str) -> Vec<(Element, String)> {
-    let mut found = Vec::new();
-    let Ok(nodes) = dom::document().query_selector_all("[data-kind][data-name]") else {
-        return found;
-    };
-    for i in 0..nodes.length() {
-        let Some(e) = nodes.item(i).and_then(|n| n.dyn_into::<Element>().ok()) else {
-            continue;
-        };
-        if e.get_attribute("data-name").as_deref() == Some(name) {
-            let kind = e.get_attribute("data-kind").unwrap_or_default();
-            found.push((e, kind));
-        }
-    }
-    found
-}
-
-/// A domain changed: update wherever it is shown.
-pub fn apply(d: &Domain) {
-    for (e, kind) in shown(&d.name) {
-        match kind.as_str() {
-            "row" => list::fill_row(&e, d),
-            "result" => enable::fill_result(&e, d),
-            "details" => domain::fill(&e, d),
-            _ => {}
-        }
-    }
-}
-
-/// A domain was deleted: say so where it is shown.
-pub fn forget(name: &str) {
-    for (e, _) in shown(name) {
-        let _ = e.set_attribute("data-state", "deleted");
-        let _ = e.class_list().add_1("deleted");
-    }
-}
-
 /// Read again what the current view shows (after reconnecting, on `resync`, or polling).
 pub async fn refresh_shown() {
-    let Some(api) = app::api() else {
+    let Some(api) = session::api() else {
         return;
     };
-    match app::route() {
+    match route::current() {
         Route::Domains => list::poll(&api).await,
         Route::Enable => enable::poll(&api).await,
         Route::Domain(name) => domain::poll(&api, &name).await,
+        // A snapshot, dated on the page ("as of"): read again when shown again.
         Route::Overview => {}
-    }
-}
-
-/// Report a failed request: sign out on 401, else say it in the live region.
-pub fn report(e: &crate::api::ApiError) {
-    if e.status() == Some(401) {
-        app::sign_out(Some("The admin API refused the token; sign in again."));
-    } else {
-        dom::status(&e.to_string());
     }
 }

@@ -1,13 +1,20 @@
 //! The overview: counts per state, what expires soon, failures by reason, and a chart of the
 //! certificates expiring in each of the coming weeks.
+//!
+//! One request (`/v1/summary`): the backend counts, so the page holds the same few figures
+//! with ten domains or a hundred thousand. Live events do not change it; it is read again
+//! when shown.
 
 use wasm_bindgen_futures::spawn_local;
 
+use super::chart;
+use super::common::report;
 use crate::api::Api;
 use crate::dom::{self, add, attrs, definitions, el, heading, text};
 use crate::format::{maybe_time, time_from_now};
 use crate::model::{STATES, Summary};
 
+/// Draw the overview's region and fill it when the summary arrives.
 pub fn render(api: Api) {
     let main = dom::main();
     dom::clear(&main);
@@ -17,17 +24,20 @@ pub fn render(api: Api) {
     spawn_local(async move {
         match api.get::<Summary>("/v1/summary").await {
             Ok(s) => show(&s),
-            Err(e) => super::report(&e),
+            Err(e) => report(&e),
         }
     });
 }
 
+/// The summary, in four sections, each labelled by its heading for screen readers.
 fn show(s: &Summary) {
     let Some(body) = dom::by_id("overview") else {
         return;
     };
     dom::clear(&body);
     let mut counts = vec![("Total", s.total.to_string())];
+    // Every state, in life-cycle order, at zero too: the list has the same rows on every
+    // visit.
     for state in STATES {
         counts.push((state, s.states.get(state).copied().unwrap_or(0).to_string()));
     }
@@ -84,8 +94,8 @@ fn show(s: &Summary) {
                 &text("h2", "Certificates expiring per week"),
                 &[("id", "h-weeks")],
             ),
-            &super::chart::weeks(&s.expiry_weeks),
-            &super::chart::weeks_table(&s.expiry_weeks),
+            &chart::weeks(&s.expiry_weeks),
+            &chart::weeks_table(&s.expiry_weeks),
             &text(
                 "p",
                 &format!("As of {}.", maybe_time(s.generated_at.as_deref(), "now")),
