@@ -9,7 +9,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, Request, RequestInit, Response};
 
-use crate::model::ErrorResponse;
+use crate::json::ErrorResponse;
 
 /// Why a request gave no usable answer.
 #[derive(Debug, Clone, PartialEq)]

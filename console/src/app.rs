@@ -9,7 +9,7 @@ use web_sys::{Element, Event};
 
 use crate::api::Api;
 use crate::dom::{self, action_button, add, attrs, el, link, text};
-use crate::model::Domain;
+use crate::json::Domain;
 use crate::route::{self, Route};
 use crate::session::{self, Change};
 use crate::{live, views};

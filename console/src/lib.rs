@@ -8,7 +8,7 @@
 //!
 //! # Layout
 //!
-//! - [`model`]: the API's JSON shapes.
+//! - [`json`]: the API's JSON shapes.
 //! - [`api`]: requests with the bearer token; errors with the API's reason.
 //! - [`dom`]: element builders (text only) and the page's fixed regions.
 //! - [`sse`]: the server-sent events parser (pure; tested on the host).
@@ -21,7 +21,7 @@
 //! - [`views`]: sign-in, domain list, enable, domain page, overview.
 //!
 //! Imports go one way: [`app`] uses the views, [`live`] and the session; the views use the
-//! session, the route and the leaf modules (`api`, `dom`, `format`, `model`). [`live`] knows
+//! session, the route and the leaf modules (`api`, `dom`, `format`, `json`). [`live`] knows
 //! neither the views nor the app: the app hands it a [`live::Page`] to apply events to, and
 //! the session tells the app of a sign-in or sign-out through the function the app registers.
 
@@ -29,8 +29,8 @@ pub mod api;
 pub mod app;
 pub mod dom;
 pub mod format;
+pub mod json;
 pub mod live;
-pub mod model;
 pub mod route;
 pub mod session;
 pub mod sse;

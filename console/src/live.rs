@@ -14,7 +14,7 @@ use web_sys::{ReadableStreamDefaultReader, Response};
 
 use crate::api::{Api, ApiError, error_from};
 use crate::dom;
-use crate::model::{Deleted, Domain};
+use crate::json::{Deleted, Domain};
 use crate::session;
 use crate::sse::{Event, Parser};
 

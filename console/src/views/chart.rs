@@ -7,7 +7,7 @@
 use web_sys::Element;
 
 use crate::dom::{add, attrs, el, svg, text};
-use crate::model::ExpiryWeek;
+use crate::json::ExpiryWeek;
 
 /// The drawing's size in SVG units (its `viewBox`).
 const WIDTH: f64 = 720.0;

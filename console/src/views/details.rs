@@ -8,7 +8,7 @@ use web_sys::Element;
 use crate::api::{Api, ApiError, segment};
 use crate::dom::{self, action_button, add, attrs, definitions, el, text};
 use crate::format::{maybe_time, time_from_now};
-use crate::model::{CertificateDetails, Domain, LastError, Orders};
+use crate::json::{CertificateDetails, Domain, LastError, Orders};
 use crate::session;
 
 /// `/v1/domains/{name}` and below, the name percent-encoded.

@@ -11,7 +11,7 @@ use super::details::{actions, extras, fill, path};
 use super::shown::{apply, shown};
 use crate::api::{Api, ApiError};
 use crate::dom::{self, action_button, add, attrs, el, heading, text};
-use crate::model::Domain;
+use crate::json::Domain;
 use crate::session;
 
 /// Draw the page's regions at once, empty (so the heading takes focus without waiting), and

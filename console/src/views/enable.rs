@@ -14,7 +14,7 @@ use super::common::report;
 use super::shown::{apply, fill_result};
 use crate::api::{Api, segment};
 use crate::dom::{self, add, attrs, el, heading, labelled, link, text};
-use crate::model::Domain;
+use crate::json::Domain;
 use crate::route::Route;
 use crate::session;
 

@@ -12,7 +12,7 @@ use super::common::report;
 use super::shown::{apply, fill_row};
 use crate::api::{Api, query};
 use crate::dom::{self, action_button, add, attrs, el, heading, labelled, link, text};
-use crate::model::{DomainList, STATES};
+use crate::json::{DomainList, STATES};
 use crate::route::Route;
 use crate::session;
 

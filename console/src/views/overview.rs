@@ -12,7 +12,7 @@ use super::common::report;
 use crate::api::Api;
 use crate::dom::{self, add, attrs, definitions, el, heading, text};
 use crate::format::{maybe_time, time_from_now};
-use crate::model::{STATES, Summary};
+use crate::json::{STATES, Summary};
 
 /// Draw the overview's region and fill it when the summary arrives.
 pub fn render(api: Api) {

@@ -12,7 +12,7 @@ use web_sys::Element;
 use super::details;
 use crate::dom::{self, add, attrs, text};
 use crate::format::time_from_now;
-use crate::model::Domain;
+use crate::json::Domain;
 
 /// The elements currently showing a domain named `name`, with their kind. Looked up each
 /// time, not remembered: views are re-rendered, and a name may be shown in more than one

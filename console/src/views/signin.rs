@@ -9,7 +9,7 @@ use web_sys::{Element, HtmlInputElement};
 
 use crate::api::Api;
 use crate::dom::{self, add, attrs, el, heading, labelled, text};
-use crate::model::DomainList;
+use crate::json::DomainList;
 use crate::session;
 
 /// The sign-in form, focused on the token field.
