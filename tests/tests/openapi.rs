@@ -90,6 +90,9 @@ async fn schemathesis(backend: &Backend, config: &Path, spec: &Path) -> Result<(
         .args(["--request-timeout", "10"])
         .env(TOKEN_ENV, backend.token())
         .env("NO_COLOR", "1")
+        // Its cache (a `.schemathesis/` folder) goes to the backend's scratch directory, not
+        // into the source tree.
+        .current_dir(backend.dir())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()

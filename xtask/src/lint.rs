@@ -1,8 +1,9 @@
-//! `cargo xtask lint`: formatting and clippy, for the host and for the filter's wasm target
-//! (its proxy-wasm glue only compiles there).
+//! `cargo xtask lint`: formatting and clippy, for the host and for the wasm targets of the
+//! filter (its proxy-wasm glue only compiles there) and of the web console.
 
 use anyhow::{Result, bail};
 
+use crate::console::CONSOLE_TARGET;
 use crate::install::WASM_TARGET;
 use crate::shell::Cmd;
 
@@ -25,6 +26,16 @@ pub fn run() -> Result<()> {
             "--target",
             WASM_TARGET,
             "--release",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        Cmd::cargo().args([
+            "clippy",
+            "-p",
+            "acme-edge-console",
+            "--target",
+            CONSOLE_TARGET,
             "--",
             "-D",
             "warnings",
