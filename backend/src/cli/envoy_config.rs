@@ -64,7 +64,7 @@ pub struct EnvoyConfigArgs {
     /// The name in the SDS listener's certificate.
     #[arg(long, requires = "sds_client_cert")]
     pub sds_server_name: Option<String>,
-    /// The filter settings, a JSON object (see the README's filter settings).
+    /// The filter settings, a JSON object (see docs/configuration.md, the filter).
     #[arg(long, default_value = "", value_name = "JSON", value_parser = parse_settings)]
     pub filter_settings: serde_json::Map<String, serde_json::Value>,
     /// The filter build on the proxy's host (the local code source).

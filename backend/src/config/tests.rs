@@ -319,8 +319,8 @@ fn sds_mutual_tls_needs_all_three_files() {
 }
 
 /// Every key has its `ACME_EDGE_<SECTION>_<KEY>` override: the names the parser asks the
-/// environment for are exactly these (a new key adds its own; list it here, and in the
-/// README).
+/// environment for are exactly these (a new key adds its own; list it here, and in
+/// docs/configuration.md).
 #[test]
 fn every_key_has_an_environment_override() {
     let asked = std::cell::RefCell::new(Vec::new());
