@@ -20,6 +20,7 @@ use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
 use acme_edge_tests::stack::Stack;
 use acme_edge_tests::test_ca::{TestCa, Usage};
+use acme_edge_tests::tls::handshake_within;
 use acme_edge_tests::{tls, tools};
 use anyhow::{Context, Result, bail};
 use rustls::pki_types::ServerName;
@@ -513,22 +514,6 @@ async fn survives_envoy_and_sds_server_restarts() -> Result<()> {
     );
     presents(&client, edge.https, "cached.example", &cached).await?;
     Ok(())
-}
-
-/// [`handshake`] with its own limit, for handshakes expected to wait.
-async fn handshake_within(
-    client: &TlsConnector,
-    addr: SocketAddr,
-    sni: &str,
-    limit: Duration,
-) -> Result<Vec<u8>> {
-    let name = ServerName::try_from(sni.to_owned())?;
-    let tcp = TcpStream::connect(addr).await?;
-    let tls = tokio::time::timeout(limit, client.connect(name, tcp))
-        .await
-        .context("handshake still pending")??;
-    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-    Ok(leaf.context("no certificate presented")?.to_vec())
 }
 
 /// The edge bootstrap itself: the HTTPS listener next to the challenge filter, and the
