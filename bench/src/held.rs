@@ -24,14 +24,14 @@ use std::time::{Duration, Instant};
 
 use acme_edge::config::sds::DEFAULT_MAX_NAMES_PER_PROXY;
 use acme_edge_tests::backend::Backend;
-use acme_edge_tests::test_ca::TestCa;
+use acme_edge_tests::test_ca::{Leaf, TestCa};
 use acme_edge_tests::tools;
 use acme_edge_tests::usage::Usage;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tokio_rustls::TlsConnector;
 
-use crate::sds::{Edge, Leaf, handshake};
+use crate::sds::{Edge, handshake};
 use crate::served;
 
 const NAMES_HELD: &str = "acme_edge_sds_names_held";
@@ -77,7 +77,7 @@ async fn bench(args: &Args) -> Result<()> {
     let ca = TestCa::new("acme-edge bench CA")?;
     let client = ca.client()?;
     let leaves: Vec<Leaf> = (0..args.names)
-        .map(|i| Leaf::issue(&ca, &format!("n{i}.held.example")))
+        .map(|i| ca.issue(&format!("n{i}.held.example")))
         .collect::<Result<_>>()?;
     println!(
         "{} names, certificates from SQLite through the release backend, one Envoy (1 \
@@ -134,9 +134,9 @@ impl Case<'_> {
         self.print_row(0).await?;
         let started = Instant::now();
         for (i, leaf) in leaves.iter().enumerate() {
-            let der = handshake(self.client, self.edge.https, &leaf.served.name).await?;
+            let der = handshake(self.client, self.edge.https, &leaf.name).await?;
             if der != leaf.der {
-                bail!("{} presented another certificate", leaf.served.name);
+                bail!("{} presented another certificate", leaf.name);
             }
             if (i + 1) % self.args.every == 0 || i + 1 == leaves.len() {
                 self.print_row(i + 1).await?;
@@ -267,7 +267,7 @@ impl Probe {
     fn start(client: TlsConnector, https: std::net::SocketAddr, leaves: &[&Leaf]) -> Probe {
         let names: Vec<(String, Vec<u8>)> = leaves
             .iter()
-            .map(|l| (l.served.name.clone(), l.der.clone()))
+            .map(|l| (l.name.clone(), l.der.clone()))
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
