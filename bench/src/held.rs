@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use acme_edge::config::sds::DEFAULT_MAX_NAMES_PER_PROXY;
 use acme_edge_tests::backend::Backend;
+use acme_edge_tests::envoy::secrets_held;
 use acme_edge_tests::test_ca::{Leaf, TestCa};
 use acme_edge_tests::tools;
 use acme_edge_tests::usage::Usage;
@@ -177,7 +178,7 @@ impl Case<'_> {
             self.envoy_usage()?.rss_mib(),
             self.backend_usage()?.rss_mib(),
             value(&metrics, NAMES_HELD),
-            held_by_envoy(&self.edge).await?,
+            secrets_held(self.edge.admin).await?,
             value(&metrics, STREAMS),
             value(&metrics, EVICTIONS),
         );
@@ -309,15 +310,4 @@ fn value(metrics: &str, name: &str) -> u64 {
     let line = metrics.lines().find(|l| l.starts_with(&prefix));
     let number = line.and_then(|l| l.split_whitespace().nth(1));
     number.and_then(|n| n.parse::<f64>().ok()).unwrap_or(0.0) as u64
-}
-
-/// How many secrets Envoy holds, by its admin: its active SDS secrets (names only).
-async fn held_by_envoy(edge: &Edge) -> Result<usize> {
-    let url = format!(
-        "http://{}/config_dump?resource=dynamic_active_secrets&mask=name",
-        edge.admin
-    );
-    let body: serde_json::Value = reqwest::get(&url).await?.json().await?;
-    let active = body.get("configs").and_then(|c| c.as_array());
-    Ok(active.map_or(0, Vec::len))
 }

@@ -500,6 +500,15 @@ pub fn parse_stats(page: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// How many secrets the Envoy with its admin interface at `admin` holds: its active SDS
+/// secrets, from its configuration dump (names only, so that it stays small at thousands).
+pub async fn secrets_held(admin: SocketAddr) -> Result<usize> {
+    let url = format!("http://{admin}/config_dump?resource=dynamic_active_secrets&mask=name");
+    let body: serde_json::Value = reqwest::get(&url).await?.json().await?;
+    let active = body.get("configs").and_then(|c| c.as_array());
+    Ok(active.map_or(0, Vec::len))
+}
+
 /// A complete HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {

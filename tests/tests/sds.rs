@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use acme_edge::sds::HeldNames;
 use acme_edge::sds::memory::MemorySource;
-use acme_edge_tests::envoy::{EnvoyConfig, SdsClientTls, http, render, with_sds_client_tls};
+use acme_edge_tests::envoy::{
+    EnvoyConfig, SdsClientTls, http, render, secrets_held, with_sds_client_tls,
+};
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
 use acme_edge_tests::served_certificate;
@@ -679,18 +681,6 @@ async fn mutual_tls_between_envoy_and_the_sds_listener() -> Result<()> {
 // ---------------------------------------------------------------------------------------
 // The bound on the names an Envoy holds (`sds.max_names_per_proxy`).
 
-/// How many secrets Envoy holds, from its admin interface: the active and warming SDS
-/// secrets of its configuration dump.
-async fn held_by_envoy(edge: &Edge) -> Result<usize> {
-    let url = format!(
-        "http://{}/config_dump?resource=dynamic_active_secrets",
-        edge.admin
-    );
-    let body: serde_json::Value = reqwest::get(&url).await?.json().await?;
-    let active = body.get("configs").and_then(|c| c.as_array());
-    Ok(active.map_or(0, Vec::len))
-}
-
 /// What the server says the (single) Envoy holds.
 fn held_by_server(sds: &Sds) -> usize {
     sds.held.counts().most_by_one_proxy
@@ -716,14 +706,14 @@ async fn a_removed_name_is_dropped_and_a_later_handshake_fetches_it_again() -> R
     println!(
         "one name: server {}, Envoy {}, streams {}",
         held_by_server(&sds),
-        held_by_envoy(&edge).await?,
+        secrets_held(edge.admin).await?,
         sds.source.followers()
     );
     // A second name beyond the bound of 1: the first is removed from Envoy.
     let der = handshake(&client, edge.https, Some("second.example")).await?;
     assert!(der == second.der, "second.example presented another leaf");
     let dropped = eventually(CHANGE_LIMIT, || async {
-        let envoy = held_by_envoy(&edge).await.ok()?;
+        let envoy = secrets_held(edge.admin).await.ok()?;
         let streams = sds.source.followers();
         (envoy == 1 && streams == 1).then_some((envoy, streams))
     });
@@ -749,7 +739,7 @@ async fn a_removed_name_is_dropped_and_a_later_handshake_fetches_it_again() -> R
         let leaf = if round % 2 == 0 { &first } else { &second };
         // The other name's removal (sent as this one was handed out) has reached Envoy.
         let settled = eventually(CHANGE_LIMIT, || async {
-            let envoy = held_by_envoy(&edge).await.ok()?;
+            let envoy = secrets_held(edge.admin).await.ok()?;
             (envoy == 1 && sds.source.followers() == 1).then_some(())
         });
         settled.await.context("Envoy kept a removed name")?;
@@ -804,7 +794,7 @@ async fn three_thousand_names_with_a_bound_beyond_one_connection() -> Result<()>
             "the server let Envoy hold {most_by_server}"
         );
         if (i + 1) % 100 == 0 {
-            let envoy = held_by_envoy(&edge).await?;
+            let envoy = secrets_held(edge.admin).await?;
             most_by_envoy = most_by_envoy.max(envoy);
             assert!(envoy <= BOUND, "Envoy holds {envoy} names");
         }
