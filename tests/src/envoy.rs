@@ -490,6 +490,23 @@ impl Envoy {
     }
 }
 
+/// `GET page`, then `GET /.well-known/acme-challenge/abc`, both for `authority` on the HTTP
+/// listener at `port` (each with [`http`], off the async runtime's threads): what a listener
+/// does with a page and with a challenge path, side by side.
+pub async fn page_and_challenge(
+    port: u16,
+    page: &str,
+    authority: &str,
+) -> Result<(HttpResponse, HttpResponse)> {
+    let (page, authority) = (page.to_owned(), authority.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let page = http(port, "GET", &page, &authority)?;
+        let challenge = http(port, "GET", "/.well-known/acme-challenge/abc", &authority)?;
+        Ok((page, challenge))
+    })
+    .await?
+}
+
 /// `name: value` lines of `/stats`; histograms and other non-integer lines are skipped.
 pub fn parse_stats(page: &str) -> BTreeMap<String, u64> {
     page.lines()

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use acme_edge::sds::HeldNames;
 use acme_edge::sds::memory::MemorySource;
 use acme_edge_tests::envoy::{
-    EnvoyConfig, SdsClientTls, http, render, secrets_held, with_sds_client_tls,
+    EnvoyConfig, SdsClientTls, http, page_and_challenge, render, secrets_held, with_sds_client_tls,
 };
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
@@ -521,17 +521,7 @@ async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
         .context("unknown.example was served")?;
 
     let http_port = envoy.http_port();
-    let (page, challenge) = tokio::task::spawn_blocking(move || {
-        let page = http(http_port, "GET", "/account?x=1", "shop.example")?;
-        let challenge = http(
-            http_port,
-            "GET",
-            "/.well-known/acme-challenge/abc",
-            "shop.example",
-        )?;
-        anyhow::Ok((page, challenge))
-    })
-    .await??;
+    let (page, challenge) = page_and_challenge(http_port, "/account?x=1", "shop.example").await?;
     assert_eq!(page.status, 301, "{}", page.text());
     let location = page.header("location").unwrap_or_default();
     assert!(
