@@ -29,11 +29,10 @@ use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
 use acme_edge_tests::served_certificate;
 use acme_edge_tests::test_ca::{Leaf, TestCa};
+use acme_edge_tests::tls::handshake_within;
 use acme_edge_tests::tools;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 /// The name throughput is measured with: wrk takes the SNI from the URL's host, and
@@ -177,19 +176,13 @@ pub(crate) async fn presented(
     bail!("{sni} not presented within {DEADLINE:?}")
 }
 
+/// One handshake with `sni`, within [`DEADLINE`]; the leaf presented.
 pub(crate) async fn handshake(
     client: &TlsConnector,
     addr: SocketAddr,
     sni: &str,
 ) -> Result<Vec<u8>> {
-    let name = ServerName::try_from(sni.to_owned())?;
-    let connect = async {
-        let tcp = TcpStream::connect(addr).await?;
-        client.connect(name, tcp).await
-    };
-    let tls = tokio::time::timeout(DEADLINE, connect).await??;
-    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-    Ok(leaf.context("no certificate")?.to_vec())
+    handshake_within(client, addr, sni, DEADLINE).await
 }
 
 // ---------------------------------------------------------------------------------------

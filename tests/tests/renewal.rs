@@ -10,9 +10,10 @@ use acme_edge_tests::backend::{now_unix, unix_time};
 use acme_edge_tests::ports::free_addr;
 use acme_edge_tests::process::eventually;
 use acme_edge_tests::stack::Stack;
+use acme_edge_tests::tls::handshake_within;
 use anyhow::{Context, Result, bail};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
@@ -34,21 +35,7 @@ fn leaf_der(chain_pem: &str) -> Result<Vec<u8>> {
 async fn served_leaf(stack: &Stack, name: &str) -> Result<Vec<u8>> {
     let connector = acme_edge_tests::tls::client_trusting(&stack.pebble.issuer_roots_pem().await?)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, stack.https_port));
-    let handshake = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let tls = connector
-            .connect(ServerName::try_from(name.to_owned())?, tcp)
-            .await?;
-        let (_, session) = tls.get_ref();
-        let leaf = session
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .context("no certificate presented")?;
-        anyhow::Ok(leaf.to_vec())
-    };
-    tokio::time::timeout(Duration::from_secs(10), handshake)
-        .await
-        .context("handshake timed out")?
+    handshake_within(&connector, addr, name, Duration::from_secs(10)).await
 }
 
 /// Three 90-second certificates: each renews by itself at about half its lifetime (never
