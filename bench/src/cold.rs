@@ -35,14 +35,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acme_edge::sds::HeldNames;
-use acme_edge_tests::test_ca::TestCa;
+use acme_edge_tests::test_ca::{Leaf, TestCa};
 use acme_edge_tests::tools;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tokio_rustls::TlsConnector;
 
 use crate::probe::{Samples, TimedSource};
-use crate::sds::{DEADLINE, Edge, Leaf, WARM_NAME, handshake, presented, quantile, start_sds};
+use crate::sds::{DEADLINE, Edge, WARM_NAME, handshake, presented, quantile, start_sds};
 use crate::served;
 use crate::stored::{self, Storage};
 
@@ -109,9 +109,9 @@ async fn bench(args: &Args, samples: &Samples) -> Result<(Vec<Timing>, Option<St
     let ca = TestCa::new("acme-edge bench CA")?;
     let client = ca.client()?;
     let dir = tempfile::tempdir()?;
-    let mut leaves = vec![Leaf::issue(&ca, WARM_NAME)?];
+    let mut leaves = vec![ca.issue(WARM_NAME)?];
     for i in 0..args.names {
-        leaves.push(Leaf::issue(&ca, &format!("cold{i}.bench.example"))?);
+        leaves.push(ca.issue(&format!("cold{i}.bench.example"))?);
     }
     let (probe, sds, backend) = if args.process {
         let (backend, sds) = served::start(&ca, &leaves, args.bound, dir.path()).await?;
@@ -183,7 +183,7 @@ async fn one_name(
     samples: &Samples,
     leaf: &Leaf,
 ) -> Result<Timing> {
-    let name = &leaf.served.name;
+    let name = &leaf.name;
     let started = Instant::now();
     let presented = handshake(client, edge.https, name).await?;
     let cold = started.elapsed();

@@ -24,14 +24,15 @@ use std::time::{Duration, Instant};
 
 use acme_edge::config::sds::DEFAULT_MAX_NAMES_PER_PROXY;
 use acme_edge_tests::backend::Backend;
-use acme_edge_tests::test_ca::TestCa;
+use acme_edge_tests::envoy::secrets_held;
+use acme_edge_tests::test_ca::{Leaf, TestCa};
 use acme_edge_tests::tools;
 use acme_edge_tests::usage::Usage;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tokio_rustls::TlsConnector;
 
-use crate::sds::{Edge, Leaf, handshake};
+use crate::sds::{Edge, handshake};
 use crate::served;
 
 const NAMES_HELD: &str = "acme_edge_sds_names_held";
@@ -77,7 +78,7 @@ async fn bench(args: &Args) -> Result<()> {
     let ca = TestCa::new("acme-edge bench CA")?;
     let client = ca.client()?;
     let leaves: Vec<Leaf> = (0..args.names)
-        .map(|i| Leaf::issue(&ca, &format!("n{i}.held.example")))
+        .map(|i| ca.issue(&format!("n{i}.held.example")))
         .collect::<Result<_>>()?;
     println!(
         "{} names, certificates from SQLite through the release backend, one Envoy (1 \
@@ -134,9 +135,9 @@ impl Case<'_> {
         self.print_row(0).await?;
         let started = Instant::now();
         for (i, leaf) in leaves.iter().enumerate() {
-            let der = handshake(self.client, self.edge.https, &leaf.served.name).await?;
+            let der = handshake(self.client, self.edge.https, &leaf.name).await?;
             if der != leaf.der {
-                bail!("{} presented another certificate", leaf.served.name);
+                bail!("{} presented another certificate", leaf.name);
             }
             if (i + 1) % self.args.every == 0 || i + 1 == leaves.len() {
                 self.print_row(i + 1).await?;
@@ -177,7 +178,7 @@ impl Case<'_> {
             self.envoy_usage()?.rss_mib(),
             self.backend_usage()?.rss_mib(),
             value(&metrics, NAMES_HELD),
-            held_by_envoy(&self.edge).await?,
+            secrets_held(self.edge.admin).await?,
             value(&metrics, STREAMS),
             value(&metrics, EVICTIONS),
         );
@@ -267,7 +268,7 @@ impl Probe {
     fn start(client: TlsConnector, https: std::net::SocketAddr, leaves: &[&Leaf]) -> Probe {
         let names: Vec<(String, Vec<u8>)> = leaves
             .iter()
-            .map(|l| (l.served.name.clone(), l.der.clone()))
+            .map(|l| (l.name.clone(), l.der.clone()))
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -309,15 +310,4 @@ fn value(metrics: &str, name: &str) -> u64 {
     let line = metrics.lines().find(|l| l.starts_with(&prefix));
     let number = line.and_then(|l| l.split_whitespace().nth(1));
     number.and_then(|n| n.parse::<f64>().ok()).unwrap_or(0.0) as u64
-}
-
-/// How many secrets Envoy holds, by its admin: its active SDS secrets (names only).
-async fn held_by_envoy(edge: &Edge) -> Result<usize> {
-    let url = format!(
-        "http://{}/config_dump?resource=dynamic_active_secrets&mask=name",
-        edge.admin
-    );
-    let body: serde_json::Value = reqwest::get(&url).await?.json().await?;
-    let active = body.get("configs").and_then(|c| c.as_array());
-    Ok(active.map_or(0, Vec::len))
 }

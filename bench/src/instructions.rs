@@ -16,7 +16,7 @@ use acme_edge_tests::envoy::{EnvoyConfig, http};
 use acme_edge_tests::tools;
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::filter::{parse_requests, run_wrk};
+use crate::wrk::{parse_requests, run_wrk};
 
 /// Envoy under callgrind starts in seconds natively, in tens of seconds here.
 const READY_LIMIT: Duration = Duration::from_secs(180);

@@ -11,6 +11,7 @@ mod probe;
 mod sds;
 mod served;
 mod stored;
+mod wrk;
 
 use std::process::ExitCode;
 

@@ -22,17 +22,17 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use acme_edge::certs::{CertificateSource, ServedCertificate};
+use acme_edge::certs::CertificateSource;
 use acme_edge::sds::HeldNames;
 use acme_edge::sds::memory::MemorySource;
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
-use acme_edge_tests::test_ca::TestCa;
+use acme_edge_tests::served_certificate;
+use acme_edge_tests::test_ca::{Leaf, TestCa};
+use acme_edge_tests::tls::handshake_within;
 use acme_edge_tests::tools;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 /// The name throughput is measured with: wrk takes the SNI from the URL's host, and
@@ -78,18 +78,18 @@ async fn bench(args: Args) -> Result<()> {
     let template = std::fs::read_to_string(tools::workspace_root().join("envoy/sds-trial.yaml"))?;
 
     let mut on_demand = Edge::start(&template, sds, dir.path(), "on-demand").await?;
-    let warm = Leaf::issue(&ca, WARM_NAME)?;
-    source.put(warm.served.clone());
+    let warm = ca.issue(WARM_NAME)?;
+    source.put(served_certificate!(&warm));
     presented(&client, on_demand.https, WARM_NAME, &warm.der).await?;
 
     let issued = issue_latency(&ca, &client, &source, on_demand.https, args.samples).await?;
     let renewed = renew_latency(&ca, &client, &source, on_demand.https, args.samples).await?;
     let warm = handshake_time(&client, on_demand.https, args.samples).await?;
 
-    let latest = Leaf::issue(&ca, WARM_NAME)?;
-    source.put(latest.served.clone());
+    let latest = ca.issue(WARM_NAME)?;
+    source.put(served_certificate!(&latest));
     presented(&client, on_demand.https, WARM_NAME, &latest.der).await?;
-    let static_template = with_static_certificate(&template, &latest.served, dir.path())?;
+    let static_template = with_static_certificate(&template, &latest, dir.path())?;
     let mut fixed = Edge::start(&static_template, sds, dir.path(), "static").await?;
     presented(&client, fixed.https, WARM_NAME, &latest.der).await?;
 
@@ -118,10 +118,10 @@ async fn issue_latency(
 ) -> Result<Vec<Duration>> {
     let mut out = Vec::with_capacity(samples);
     for i in 0..samples {
-        let leaf = Leaf::issue(ca, &format!("new{i}.bench.example"))?;
+        let leaf = ca.issue(&format!("new{i}.bench.example"))?;
         let started = Instant::now();
-        source.put(leaf.served.clone());
-        presented(client, https, &leaf.served.name, &leaf.der).await?;
+        source.put(served_certificate!(&leaf));
+        presented(client, https, &leaf.name, &leaf.der).await?;
         out.push(started.elapsed());
     }
     Ok(out)
@@ -136,9 +136,9 @@ async fn renew_latency(
 ) -> Result<Vec<Duration>> {
     let mut out = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let leaf = Leaf::issue(ca, WARM_NAME)?;
+        let leaf = ca.issue(WARM_NAME)?;
         let started = Instant::now();
-        source.put(leaf.served.clone());
+        source.put(served_certificate!(&leaf));
         presented(client, https, WARM_NAME, &leaf.der).await?;
         out.push(started.elapsed());
     }
@@ -176,19 +176,13 @@ pub(crate) async fn presented(
     bail!("{sni} not presented within {DEADLINE:?}")
 }
 
+/// One handshake with `sni`, within [`DEADLINE`]; the leaf presented.
 pub(crate) async fn handshake(
     client: &TlsConnector,
     addr: SocketAddr,
     sni: &str,
 ) -> Result<Vec<u8>> {
-    let name = ServerName::try_from(sni.to_owned())?;
-    let connect = async {
-        let tcp = TcpStream::connect(addr).await?;
-        client.connect(name, tcp).await
-    };
-    let tls = tokio::time::timeout(DEADLINE, connect).await??;
-    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-    Ok(leaf.context("no certificate")?.to_vec())
+    handshake_within(client, addr, sni, DEADLINE).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -280,29 +274,7 @@ pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// Fixtures: leaves, SDS server, Envoy.
-
-/// A leaf as served and as a client should see it.
-pub(crate) struct Leaf {
-    pub(crate) served: ServedCertificate,
-    pub(crate) der: Vec<u8>,
-}
-
-impl Leaf {
-    /// A fresh leaf for `name`; its serial number is its SDS version.
-    pub(crate) fn issue(ca: &TestCa, name: &str) -> Result<Leaf> {
-        let leaf = ca.issue(name)?;
-        Ok(Leaf {
-            served: ServedCertificate {
-                name: name.to_owned(),
-                chain_pem: leaf.chain_pem,
-                key_pem: leaf.key_pem,
-                version: leaf.serial.to_string(),
-            },
-            der: leaf.der,
-        })
-    }
-}
+// Fixtures: SDS server, Envoy.
 
 /// The SDS server on a free loopback port, for the rest of the process; `held` bounds the
 /// names each Envoy holds.
@@ -323,7 +295,7 @@ pub(crate) async fn start_sds(
 }
 
 /// The template with its on-demand selector replaced by `cert`, written next to it.
-fn with_static_certificate(template: &str, cert: &ServedCertificate, dir: &Path) -> Result<String> {
+fn with_static_certificate(template: &str, cert: &Leaf, dir: &Path) -> Result<String> {
     let chain = dir.join("static-chain.pem");
     let key = dir.join("static-key.pem");
     std::fs::write(&chain, &cert.chain_pem)?;

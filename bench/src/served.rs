@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use acme_edge_tests::backend::Backend;
-use acme_edge_tests::test_ca::TestCa;
+use acme_edge_tests::test_ca::{Leaf, TestCa};
 use anyhow::{Context, Result};
 
-use crate::sds::Leaf;
 use crate::stored::{self, Storage};
 
 /// Log filter for the backend process unless `RUST_LOG` says otherwise: what an operator runs.

@@ -9,10 +9,10 @@ use acme_edge::model::KeyType;
 use acme_edge::sds::memory::MemorySource;
 use acme_edge::store::source::StoreSource;
 use acme_edge::store::{IssuedCertificate, SqliteStore, Store};
+use acme_edge_tests::served_certificate;
+use acme_edge_tests::test_ca::Leaf;
 use anyhow::{Result, bail};
 use time::{Duration, OffsetDateTime};
-
-use crate::sds::Leaf;
 
 /// Which certificate source the SDS server reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,7 +40,7 @@ pub async fn source_at(
         Storage::Memory => {
             let memory = MemorySource::new();
             for leaf in leaves {
-                memory.put(leaf.served.clone());
+                memory.put(served_certificate!(leaf));
             }
             Ok(Arc::new(memory))
         }
@@ -57,7 +57,7 @@ async fn issue_all(store: &dyn Store, leaves: &[Leaf]) -> Result<()> {
     let now = OffsetDateTime::now_utc();
     for leaf in leaves {
         store
-            .enable_domain(&leaf.served.name, KeyType::EcdsaP256, now)
+            .enable_domain(&leaf.name, KeyType::EcdsaP256, now)
             .await?;
     }
     let claims = store
@@ -67,15 +67,15 @@ async fn issue_all(store: &dyn Store, leaves: &[Leaf]) -> Result<()> {
         bail!("claimed {} of {} domains", claims.len(), leaves.len());
     }
     for claim in &claims {
-        let Some(leaf) = leaves.iter().find(|l| l.served.name == claim.name) else {
+        let Some(leaf) = leaves.iter().find(|l| l.name == claim.name) else {
             bail!("claimed {}, which is not the benchmark's", claim.name);
         };
         let cert = IssuedCertificate {
-            chain_pem: leaf.served.chain_pem.clone(),
-            key_pem: leaf.served.key_pem.clone(),
+            chain_pem: leaf.chain_pem.clone(),
+            key_pem: leaf.key_pem.clone(),
             not_before: now,
             not_after: now + Duration::days(90),
-            version: leaf.served.version.clone(),
+            version: leaf.version(),
         };
         if !store
             .record_issued(claim, &cert, now + Duration::days(60), now)

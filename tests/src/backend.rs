@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::envoy::SdsEndpoint;
 use crate::pebble::Pebble;
@@ -506,6 +508,23 @@ impl Backend {
         }
         serde_json::from_str(&body).with_context(|| format!("{url}: not JSON: {body}"))
     }
+}
+
+/// A timestamp field (RFC 3339) of a domain as the admin API answers it, in Unix seconds.
+pub fn unix_time(domain: &serde_json::Value, field: &str) -> Result<i64> {
+    let text = domain[field]
+        .as_str()
+        .with_context(|| format!("{field} missing in {domain}"))?;
+    let time = OffsetDateTime::parse(text, &Rfc3339)
+        .with_context(|| format!("{field} is not RFC 3339: {text}"))?;
+    Ok(time.unix_timestamp())
+}
+
+/// Now, in Unix seconds: to compare with [`unix_time`].
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn admin_client(token: &str) -> Result<reqwest::Client> {

@@ -490,6 +490,23 @@ impl Envoy {
     }
 }
 
+/// `GET page`, then `GET /.well-known/acme-challenge/abc`, both for `authority` on the HTTP
+/// listener at `port` (each with [`http`], off the async runtime's threads): what a listener
+/// does with a page and with a challenge path, side by side.
+pub async fn page_and_challenge(
+    port: u16,
+    page: &str,
+    authority: &str,
+) -> Result<(HttpResponse, HttpResponse)> {
+    let (page, authority) = (page.to_owned(), authority.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let page = http(port, "GET", &page, &authority)?;
+        let challenge = http(port, "GET", "/.well-known/acme-challenge/abc", &authority)?;
+        Ok((page, challenge))
+    })
+    .await?
+}
+
 /// `name: value` lines of `/stats`; histograms and other non-integer lines are skipped.
 pub fn parse_stats(page: &str) -> BTreeMap<String, u64> {
     page.lines()
@@ -498,6 +515,15 @@ pub fn parse_stats(page: &str) -> BTreeMap<String, u64> {
             Some((name.to_owned(), value.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// How many secrets the Envoy with its admin interface at `admin` holds: its active SDS
+/// secrets, from its configuration dump (names only, so that it stays small at thousands).
+pub async fn secrets_held(admin: SocketAddr) -> Result<usize> {
+    let url = format!("http://{admin}/config_dump?resource=dynamic_active_secrets&mask=name");
+    let body: serde_json::Value = reqwest::get(&url).await?.json().await?;
+    let active = body.get("configs").and_then(|c| c.as_array());
+    Ok(active.map_or(0, Vec::len))
 }
 
 /// A complete HTTP response.

@@ -14,7 +14,8 @@
 //! - [`test_ca`]: a throwaway CA and the certificates it signs (Pebble's listener, mutual TLS,
 //!   certificates served through SDS).
 //! - [`mutual_tls`]: the certificate files for mutual TLS between Envoy and the SDS listener.
-//! - [`tls`]: TLS clients trusting only a test's roots.
+//! - [`tls`]: TLS clients trusting only a test's roots, and a handshake that returns the leaf
+//!   presented.
 //! - [`usage`]: a process's resident memory and CPU time, for the benchmarks.
 
 pub mod backend;

@@ -209,15 +209,30 @@ impl Pebble {
     /// generates it on every start, so ask again after [`start`](Self::start).
     pub async fn issuer_roots_pem(&self) -> Result<String> {
         let url = format!("https://{}/roots/0", self.addrs.management);
-        let response = self
-            .management_client()?
-            .get(&url)
+        let response = self.fetch(&url).await?;
+        response.text().await.with_context(|| format!("read {url}"))
+    }
+
+    /// Pebble's ACME directory ([`directory_url`](Self::directory_url)).
+    pub async fn directory(&self) -> Result<serde_json::Value> {
+        let url = self.directory_url();
+        let response = self.fetch(&url).await?;
+        response
+            .json()
+            .await
+            .with_context(|| format!("{url}: not JSON"))
+    }
+
+    /// `GET url` with the [`management_client`](Self::management_client); an error status
+    /// is an error.
+    async fn fetch(&self, url: &str) -> Result<reqwest::Response> {
+        self.management_client()?
+            .get(url)
             .send()
             .await
             .with_context(|| format!("GET {url}"))?
             .error_for_status()
-            .with_context(|| format!("GET {url}"))?;
-        response.text().await.with_context(|| format!("read {url}"))
+            .with_context(|| format!("GET {url}"))
     }
 
     /// An HTTPS client that trusts Pebble's listener.

@@ -42,6 +42,8 @@ pub struct TestCa {
 /// A certificate the CA signed, with its key.
 #[derive(Debug, Clone)]
 pub struct Leaf {
+    /// The first of its names (also its common name).
+    pub name: String,
     /// The leaf, then the intermediate when the CA has one (PEM).
     pub chain_pem: String,
     /// The leaf's private key (PKCS#8 PEM).
@@ -120,12 +122,41 @@ impl TestCa {
         let key = KeyPair::generate()?;
         let leaf = params.signed_by(&key, &self.signer)?;
         Ok(Leaf {
+            name: (*first).to_owned(),
             chain_pem: format!("{}{}", leaf.pem(), self.chain_tail),
             key_pem: key.serialize_pem(),
             der: leaf.der().to_vec(),
             serial,
         })
     }
+}
+
+impl Leaf {
+    /// Its serial number as text: the version a certificate source gives it (SDS), new with
+    /// every leaf.
+    pub fn version(&self) -> String {
+        self.serial.to_string()
+    }
+}
+
+/// The backend's `acme_edge::certs::ServedCertificate` for a [`Leaf`](crate::test_ca::Leaf)
+/// (`&Leaf`): its first name, its chain and key, and its
+/// [`version`](crate::test_ca::Leaf::version). For the tests and benchmarks that serve leaves
+/// through the SDS server's in-memory source.
+///
+/// A macro, expanded where `acme_edge` is a dependency: the harness itself does not depend
+/// on the backend, whose own tests use the harness.
+#[macro_export]
+macro_rules! served_certificate {
+    ($leaf:expr) => {{
+        let leaf: &$crate::test_ca::Leaf = $leaf;
+        ::acme_edge::certs::ServedCertificate {
+            name: leaf.name.clone(),
+            chain_pem: leaf.chain_pem.clone(),
+            key_pem: leaf.key_pem.clone(),
+            version: leaf.version(),
+        }
+    }};
 }
 
 fn ca_params(common_name: &str) -> Result<CertificateParams> {

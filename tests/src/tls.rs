@@ -38,6 +38,28 @@ pub fn client_trusting(pem: &str) -> Result<TlsConnector> {
     client(roots)
 }
 
+/// Handshake with `client` at `addr`, naming `sni` (SNI and server name), within `limit`, and
+/// return the leaf presented (DER). rustls verifies the chain against the client's roots and
+/// the leaf's SAN against `sni`.
+pub async fn handshake_within(
+    client: &TlsConnector,
+    addr: SocketAddr,
+    sni: &str,
+    limit: Duration,
+) -> Result<Vec<u8>> {
+    let name = ServerName::try_from(sni.to_owned())?;
+    let connect = async {
+        let tcp = TcpStream::connect(addr).await?;
+        client.connect(name, tcp).await
+    };
+    let tls = tokio::time::timeout(limit, connect)
+        .await
+        .with_context(|| format!("handshake for {sni} still pending after {limit:?}"))?
+        .with_context(|| format!("handshake for {sni} failed"))?;
+    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    Ok(leaf.context("no certificate presented")?.to_vec())
+}
+
 /// Succeeds when the server at `addr` (a mutual-TLS listener, named `server_name`) refuses
 /// `client`, which presents no certificate, with the `certificate_required` alert (TLS 1.3,
 /// alert 116) within `limit`; fails if it answers, hangs or refuses in any other way.

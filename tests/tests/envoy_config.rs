@@ -267,17 +267,7 @@ async fn a_filter_with_another_digest_is_refused() -> Result<()> {
     let other = sha256_hex(b"another build");
     let (stack, _) = remote_filter_stack(Some(other)).await?;
     let port = stack.envoy.http_port();
-    let (page, challenge) = tokio::task::spawn_blocking(move || {
-        let page = envoy::http(port, "GET", "/page", "shop.example")?;
-        let challenge = envoy::http(
-            port,
-            "GET",
-            "/.well-known/acme-challenge/abc",
-            "shop.example",
-        )?;
-        anyhow::Ok((page, challenge))
-    })
-    .await??;
+    let (page, challenge) = envoy::page_and_challenge(port, "/page", "shop.example").await?;
     ensure!(page.status == 200, "normal route: {}", page.status);
     ensure!(challenge.status == 503, "challenge: {}", challenge.status);
     let log = stack.envoy.log();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acme_edge_contract::lookup_path;
-use acme_edge_tests::backend::Backend;
+use acme_edge_tests::backend::{Backend, now_unix, unix_time};
 use acme_edge_tests::envoy::{EnvoyConfig, http};
 use acme_edge_tests::pebble::Pebble;
 use acme_edge_tests::ports::free_addr;
@@ -52,45 +52,6 @@ fn verify_chain(chain_pem: &str, roots_pem: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A timestamp field of the domain JSON (RFC 3339, UTC), as Unix seconds.
-fn time_field(domain: &Value, field: &str) -> Result<i64> {
-    let text = domain[field]
-        .as_str()
-        .with_context(|| format!("{field} missing in {domain}"))?;
-    unix_seconds(text).with_context(|| format!("{field} is not RFC 3339 UTC: {text}"))
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.fff]Z` -> Unix seconds.
-fn unix_seconds(text: &str) -> Option<i64> {
-    let (date, clock) = text.strip_suffix('Z')?.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = clock.get(..8)?.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, min, sec) = (t.next()??, t.next()??, t.next()??);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + min * 60 + sec)
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-#[test]
-fn reads_rfc3339() {
-    assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
-    assert_eq!(unix_seconds("2026-11-28T06:55:01Z"), Some(1_795_848_901));
-    assert_eq!(unix_seconds("2000-03-01T00:00:00.5Z"), Some(951_868_800));
-    assert_eq!(unix_seconds("garbage"), None);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issued_certificate_chains_to_pebble_and_names_the_domain() -> Result<()> {
     let stack = Stack::start().await?;
@@ -98,10 +59,10 @@ async fn issued_certificate_chains_to_pebble_and_names_the_domain() -> Result<()
     let domain = stack.issue(name, ISSUE_DEADLINE).await?;
 
     let (not_before, not_after) = (
-        time_field(&domain, "not_before")?,
-        time_field(&domain, "not_after")?,
+        unix_time(&domain, "not_before")?,
+        unix_time(&domain, "not_after")?,
     );
-    let renew_at = time_field(&domain, "renew_at")?;
+    let renew_at = unix_time(&domain, "renew_at")?;
     assert!(not_before < renew_at && renew_at < not_after, "{domain}");
     assert_eq!(domain["attempts"], 0);
     assert_eq!(domain["last_error"], Value::Null);
@@ -196,7 +157,7 @@ async fn failed_validation_keeps_the_ca_problem_and_a_retry_time() -> Result<()>
         "the CA's detail is kept: {domain}"
     );
     // First failure: retried about a minute later.
-    let retry_at = time_field(&domain, "retry_at")?;
+    let retry_at = unix_time(&domain, "retry_at")?;
     let wait = retry_at - before;
     assert!((50..=300).contains(&wait), "retry in {wait} s: {domain}");
     let certificate = stack.backend.certificate_pem(name).await;
@@ -474,10 +435,10 @@ async fn short_lived_certificates_renew_by_themselves() -> Result<()> {
     let name = "auto.renew.acme-edge.test";
     let domain = stack.issue(name, ISSUE_DEADLINE).await?;
     let (not_before, not_after) = (
-        time_field(&domain, "not_before")?,
-        time_field(&domain, "not_after")?,
+        unix_time(&domain, "not_before")?,
+        unix_time(&domain, "not_after")?,
     );
-    let renew_at = time_field(&domain, "renew_at")?;
+    let renew_at = unix_time(&domain, "renew_at")?;
     let half = not_before + (not_after - not_before) / 2;
     // Jitter only brings renewal forward, by up to 5 % of the lifetime (plus rounding to
     // whole seconds in the API).

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use acme_edge_tests::backend::{now_unix, unix_time};
 use acme_edge_tests::ports::free_addr;
 use acme_edge_tests::process::eventually;
 use acme_edge_tests::stack::Stack;
+use acme_edge_tests::tls::handshake_within;
 use anyhow::{Context, Result, bail};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use serde_json::Value;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
@@ -34,50 +35,7 @@ fn leaf_der(chain_pem: &str) -> Result<Vec<u8>> {
 async fn served_leaf(stack: &Stack, name: &str) -> Result<Vec<u8>> {
     let connector = acme_edge_tests::tls::client_trusting(&stack.pebble.issuer_roots_pem().await?)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, stack.https_port));
-    let handshake = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let tls = connector
-            .connect(ServerName::try_from(name.to_owned())?, tcp)
-            .await?;
-        let (_, session) = tls.get_ref();
-        let leaf = session
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .context("no certificate presented")?;
-        anyhow::Ok(leaf.to_vec())
-    };
-    tokio::time::timeout(Duration::from_secs(10), handshake)
-        .await
-        .context("handshake timed out")?
-}
-
-fn unix(domain: &Value, field: &str) -> Result<i64> {
-    let text = domain[field]
-        .as_str()
-        .with_context(|| format!("{field} missing: {domain}"))?;
-    let t = time_from_rfc3339(text).with_context(|| format!("{field}: {text}"))?;
-    Ok(t)
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.fff]Z` -> Unix seconds.
-fn time_from_rfc3339(text: &str) -> Option<i64> {
-    let (date, clock) = text.strip_suffix('Z')?.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = clock.get(..8)?.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, min, sec) = (t.next()??, t.next()??, t.next()??);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400 + h * 3600 + min * 60 + sec)
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    handshake_within(&connector, addr, name, Duration::from_secs(10)).await
 }
 
 /// Three 90-second certificates: each renews by itself at about half its lifetime (never
@@ -95,9 +53,9 @@ async fn short_lived_certificates_renew_before_expiry_and_envoy_serves_the_new_o
     for name in &names {
         let domain = stack.issue(name, DEADLINE).await?;
         let (nb, na, renew) = (
-            unix(&domain, "not_before")?,
-            unix(&domain, "not_after")?,
-            unix(&domain, "renew_at")?,
+            unix_time(&domain, "not_before")?,
+            unix_time(&domain, "not_after")?,
+            unix_time(&domain, "renew_at")?,
         );
         let half = nb + (na - nb) / 2;
         let jitter = (na - nb) / 20 + 1;
@@ -136,7 +94,10 @@ async fn short_lived_certificates_renew_before_expiry_and_envoy_serves_the_new_o
             "Envoy serves the renewed certificate"
         );
         let domain = stack.backend.domain(name).await?;
-        assert!(unix(&domain, "not_after")? > *old_not_after, "{domain}");
+        assert!(
+            unix_time(&domain, "not_after")? > *old_not_after,
+            "{domain}"
+        );
     }
     Ok(())
 }
@@ -161,8 +122,8 @@ async fn a_domain_that_keeps_failing_validation_backs_off() -> Result<()> {
             return None;
         }
         let attempts = domain["attempts"].as_i64()?;
-        let retry_at = unix(&domain, "retry_at").ok()?;
-        let updated_at = unix(&domain, "updated_at").ok()?;
+        let retry_at = unix_time(&domain, "retry_at").ok()?;
+        let updated_at = unix_time(&domain, "updated_at").ok()?;
         (attempts >= 3).then_some((domain, attempts, retry_at, updated_at))
     })
     .await

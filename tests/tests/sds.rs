@@ -12,14 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use acme_edge::certs::ServedCertificate;
 use acme_edge::sds::HeldNames;
 use acme_edge::sds::memory::MemorySource;
-use acme_edge_tests::envoy::{EnvoyConfig, SdsClientTls, http, render, with_sds_client_tls};
+use acme_edge_tests::envoy::{
+    EnvoyConfig, SdsClientTls, http, page_and_challenge, render, secrets_held, with_sds_client_tls,
+};
 use acme_edge_tests::ports::free_port;
 use acme_edge_tests::process::{ChildGuard, Spawn, eventually};
+use acme_edge_tests::served_certificate;
 use acme_edge_tests::stack::Stack;
-use acme_edge_tests::test_ca::{TestCa, Usage};
+use acme_edge_tests::test_ca::{Leaf, TestCa, Usage};
+use acme_edge_tests::tls::handshake_within;
 use acme_edge_tests::{tls, tools};
 use anyhow::{Context, Result, bail};
 use rustls::pki_types::ServerName;
@@ -36,29 +39,7 @@ const CHANGE_LIMIT: Duration = Duration::from_secs(30);
 const RECONNECT_LIMIT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------
-// Leaves from a test CA (root -> intermediate -> leaves).
-
-/// A leaf as served and as a client should see it.
-struct Leaf {
-    served: ServedCertificate,
-    der: Vec<u8>,
-}
-
-impl Leaf {
-    /// A fresh leaf for `name`; its serial number is its SDS version.
-    fn issue(ca: &TestCa, name: &str) -> Result<Leaf> {
-        let leaf = ca.issue(name)?;
-        Ok(Leaf {
-            served: ServedCertificate {
-                name: name.to_owned(),
-                chain_pem: leaf.chain_pem,
-                key_pem: leaf.key_pem,
-                version: leaf.serial.to_string(),
-            },
-            der: leaf.der,
-        })
-    }
-}
+// Handshakes, with leaves from a test CA (root -> intermediate -> leaves).
 
 /// Handshake with `sni` (no SNI for `None`) and return the leaf Envoy presented. The chain is
 /// verified against the test root by rustls.
@@ -90,7 +71,7 @@ async fn presents(client: &TlsConnector, addr: SocketAddr, sni: &str, leaf: &Lea
         }
     })
     .await
-    .with_context(|| format!("{sni} never presented version {}", leaf.served.version))
+    .with_context(|| format!("{sni} never presented version {}", leaf.serial))
 }
 
 /// Poll until handshakes with `sni` fail.
@@ -161,7 +142,7 @@ impl Sds {
     }
 
     fn put(&self, leaf: &Leaf) {
-        self.source.put(leaf.served.clone());
+        self.source.put(served_certificate!(leaf));
     }
 }
 
@@ -273,7 +254,7 @@ async fn serves_rotates_and_removes_without_restart() -> Result<()> {
     let edge = Edge::start(sds.addr).await?;
     let pid = edge.pid()?;
 
-    let first = Leaf::issue(&ca, "shop.example")?;
+    let first = ca.issue("shop.example")?;
     sds.put(&first);
     let der = handshake(&client, edge.https, Some("shop.example")).await?;
     assert!(
@@ -282,7 +263,7 @@ async fn serves_rotates_and_removes_without_restart() -> Result<()> {
     );
 
     // Renewal: pushed to Envoy, new handshakes present the new leaf.
-    let renewed = Leaf::issue(&ca, "shop.example")?;
+    let renewed = ca.issue("shop.example")?;
     let pushed = Instant::now();
     sds.put(&renewed);
     presents(&client, edge.https, "shop.example", &renewed).await?;
@@ -301,7 +282,7 @@ async fn serves_rotates_and_removes_without_restart() -> Result<()> {
     }
 
     // Disabled: handshakes for the name fail; others are unaffected.
-    let other = Leaf::issue(&ca, "other.example")?;
+    let other = ca.issue("other.example")?;
     sds.put(&other);
     presents(&client, edge.https, "other.example", &other).await?;
     sds.source.remove("shop.example");
@@ -309,7 +290,7 @@ async fn serves_rotates_and_removes_without_restart() -> Result<()> {
     presents(&client, edge.https, "other.example", &other).await?;
 
     // Enabled again later: served again.
-    let again = Leaf::issue(&ca, "shop.example")?;
+    let again = ca.issue("shop.example")?;
     sds.put(&again);
     presents(&client, edge.https, "shop.example", &again).await?;
 
@@ -327,7 +308,7 @@ async fn two_hundred_names_with_the_configuration_of_one() -> Result<()> {
     let rss_before = edge.rss_kib()?;
 
     let leaves: Vec<Leaf> = (0..200)
-        .map(|i| Leaf::issue(&ca, &format!("site{i}.example")))
+        .map(|i| ca.issue(&format!("site{i}.example")))
         .collect::<Result<_>>()?;
     sds.put(&leaves[0]);
     presents(&client, edge.https, "site0.example", &leaves[0]).await?;
@@ -336,7 +317,7 @@ async fn two_hundred_names_with_the_configuration_of_one() -> Result<()> {
     // A few handshakes at a time, like clients arriving.
     for chunk in leaves.chunks(8) {
         let checks = chunk.iter().map(|leaf| {
-            let name = leaf.served.name.clone();
+            let name = leaf.name.clone();
             let client = &client;
             async move { presents(client, edge.https, &name, leaf).await }
         });
@@ -414,7 +395,7 @@ async fn random_sni_spray_is_bounded() -> Result<()> {
     let client = ca.client()?;
     let sds = Sds::start().await?;
     let mut edge = Edge::start(sds.addr).await?;
-    let managed = Leaf::issue(&ca, "kept.example")?;
+    let managed = ca.issue("kept.example")?;
     sds.put(&managed);
     presents(&client, edge.https, "kept.example", &managed).await?;
 
@@ -461,7 +442,7 @@ async fn survives_envoy_and_sds_server_restarts() -> Result<()> {
     let client = ca.client()?;
     let mut sds = Sds::start().await?;
     let mut edge = Edge::start(sds.addr).await?;
-    let cached = Leaf::issue(&ca, "cached.example")?;
+    let cached = ca.issue("cached.example")?;
     sds.put(&cached);
     presents(&client, edge.https, "cached.example", &cached).await?;
 
@@ -482,7 +463,7 @@ async fn survives_envoy_and_sds_server_restarts() -> Result<()> {
     }
     // A name Envoy never fetched cannot be served yet; the listener's
     // transport_socket_connect_timeout ends the paused handshake instead of leaving it hanging.
-    let fresh = Leaf::issue(&ca, "fresh.example")?;
+    let fresh = ca.issue("fresh.example")?;
     sds.put(&fresh);
     let started = Instant::now();
     let outcome = handshake_within(&client, edge.https, "fresh.example", RECONNECT_LIMIT).await;
@@ -515,22 +496,6 @@ async fn survives_envoy_and_sds_server_restarts() -> Result<()> {
     Ok(())
 }
 
-/// [`handshake`] with its own limit, for handshakes expected to wait.
-async fn handshake_within(
-    client: &TlsConnector,
-    addr: SocketAddr,
-    sni: &str,
-    limit: Duration,
-) -> Result<Vec<u8>> {
-    let name = ServerName::try_from(sni.to_owned())?;
-    let tcp = TcpStream::connect(addr).await?;
-    let tls = tokio::time::timeout(limit, client.connect(name, tcp))
-        .await
-        .context("handshake still pending")??;
-    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-    Ok(leaf.context("no certificate presented")?.to_vec())
-}
-
 /// The edge bootstrap itself: the HTTPS listener next to the challenge filter, and the
 /// redirect of plain HTTP as a setting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,7 +512,7 @@ async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
     let envoy = tokio::task::spawn_blocking(move || config.start()).await??;
     let https = SocketAddr::from(([127, 0, 0, 1], https_port));
 
-    let leaf = Leaf::issue(&ca, "shop.example")?;
+    let leaf = ca.issue("shop.example")?;
     sds.put(&leaf);
     presents(&client, https, "shop.example", &leaf).await?;
     handshake(&client, https, Some("unknown.example"))
@@ -556,17 +521,7 @@ async fn edge_template_serves_https_and_redirects_http() -> Result<()> {
         .context("unknown.example was served")?;
 
     let http_port = envoy.http_port();
-    let (page, challenge) = tokio::task::spawn_blocking(move || {
-        let page = http(http_port, "GET", "/account?x=1", "shop.example")?;
-        let challenge = http(
-            http_port,
-            "GET",
-            "/.well-known/acme-challenge/abc",
-            "shop.example",
-        )?;
-        anyhow::Ok((page, challenge))
-    })
-    .await??;
+    let (page, challenge) = page_and_challenge(http_port, "/account?x=1", "shop.example").await?;
     assert_eq!(page.status, 301, "{}", page.text());
     let location = page.header("location").unwrap_or_default();
     assert!(
@@ -699,8 +654,8 @@ async fn mutual_tls_between_envoy_and_the_sds_listener() -> Result<()> {
     };
     let template = with_sds_client_tls(&std::fs::read_to_string(template())?, &client_tls)?;
     let edge = Edge::start_with(sds_addr, &template).await?;
-    let leaf = Leaf::issue(&ca, "secure.example")?;
-    source.put(leaf.served.clone());
+    let leaf = ca.issue("secure.example")?;
+    source.put(served_certificate!(&leaf));
     presents(&client, edge.https, "secure.example", &leaf).await?;
 
     // Without a client certificate the listener refuses with TLS 1.3's certificate_required.
@@ -715,18 +670,6 @@ async fn mutual_tls_between_envoy_and_the_sds_listener() -> Result<()> {
 
 // ---------------------------------------------------------------------------------------
 // The bound on the names an Envoy holds (`sds.max_names_per_proxy`).
-
-/// How many secrets Envoy holds, from its admin interface: the active and warming SDS
-/// secrets of its configuration dump.
-async fn held_by_envoy(edge: &Edge) -> Result<usize> {
-    let url = format!(
-        "http://{}/config_dump?resource=dynamic_active_secrets",
-        edge.admin
-    );
-    let body: serde_json::Value = reqwest::get(&url).await?.json().await?;
-    let active = body.get("configs").and_then(|c| c.as_array());
-    Ok(active.map_or(0, Vec::len))
-}
 
 /// What the server says the (single) Envoy holds.
 fn held_by_server(sds: &Sds) -> usize {
@@ -743,8 +686,8 @@ async fn a_removed_name_is_dropped_and_a_later_handshake_fetches_it_again() -> R
     let sds = Sds::start_bounded(1).await?;
     let edge = Edge::start(sds.addr).await?;
     let pid = edge.pid()?;
-    let first = Leaf::issue(&ca, "first.example")?;
-    let second = Leaf::issue(&ca, "second.example")?;
+    let first = ca.issue("first.example")?;
+    let second = ca.issue("second.example")?;
     sds.put(&first);
     sds.put(&second);
 
@@ -753,14 +696,14 @@ async fn a_removed_name_is_dropped_and_a_later_handshake_fetches_it_again() -> R
     println!(
         "one name: server {}, Envoy {}, streams {}",
         held_by_server(&sds),
-        held_by_envoy(&edge).await?,
+        secrets_held(edge.admin).await?,
         sds.source.followers()
     );
     // A second name beyond the bound of 1: the first is removed from Envoy.
     let der = handshake(&client, edge.https, Some("second.example")).await?;
     assert!(der == second.der, "second.example presented another leaf");
     let dropped = eventually(CHANGE_LIMIT, || async {
-        let envoy = held_by_envoy(&edge).await.ok()?;
+        let envoy = secrets_held(edge.admin).await.ok()?;
         let streams = sds.source.followers();
         (envoy == 1 && streams == 1).then_some((envoy, streams))
     });
@@ -786,7 +729,7 @@ async fn a_removed_name_is_dropped_and_a_later_handshake_fetches_it_again() -> R
         let leaf = if round % 2 == 0 { &first } else { &second };
         // The other name's removal (sent as this one was handed out) has reached Envoy.
         let settled = eventually(CHANGE_LIMIT, || async {
-            let envoy = held_by_envoy(&edge).await.ok()?;
+            let envoy = secrets_held(edge.admin).await.ok()?;
             (envoy == 1 && sds.source.followers() == 1).then_some(())
         });
         settled.await.context("Envoy kept a removed name")?;
@@ -825,7 +768,7 @@ async fn three_thousand_names_with_a_bound_beyond_one_connection() -> Result<()>
     let sds = Sds::start_bounded(BOUND).await?;
     let edge = Edge::start(sds.addr).await?;
     let leaves: Vec<Leaf> = (0..NAMES)
-        .map(|i| Leaf::issue(&ca, &format!("n{i}.bound.example")))
+        .map(|i| ca.issue(&format!("n{i}.bound.example")))
         .collect::<Result<_>>()?;
     leaves.iter().for_each(|leaf| sds.put(leaf));
 
@@ -833,19 +776,15 @@ async fn three_thousand_names_with_a_bound_beyond_one_connection() -> Result<()>
     let mut most_by_envoy = 0;
     let mut rss = Vec::new();
     for (i, leaf) in leaves.iter().enumerate() {
-        let der = handshake(&client, edge.https, Some(&leaf.served.name)).await?;
-        assert!(
-            der == leaf.der,
-            "{} presented another leaf",
-            leaf.served.name
-        );
+        let der = handshake(&client, edge.https, Some(&leaf.name)).await?;
+        assert!(der == leaf.der, "{} presented another leaf", leaf.name);
         most_by_server = most_by_server.max(held_by_server(&sds));
         assert!(
             most_by_server <= BOUND,
             "the server let Envoy hold {most_by_server}"
         );
         if (i + 1) % 100 == 0 {
-            let envoy = held_by_envoy(&edge).await?;
+            let envoy = secrets_held(edge.admin).await?;
             most_by_envoy = most_by_envoy.max(envoy);
             assert!(envoy <= BOUND, "Envoy holds {envoy} names");
         }
@@ -866,12 +805,8 @@ async fn three_thousand_names_with_a_bound_beyond_one_connection() -> Result<()>
     assert!(counts.evicted >= (NAMES - BOUND) as u64);
     // Evicted names come back (cold), every one.
     for leaf in leaves.iter().take(100) {
-        let der = handshake(&client, edge.https, Some(&leaf.served.name)).await?;
-        assert!(
-            der == leaf.der,
-            "{} presented another leaf",
-            leaf.served.name
-        );
+        let der = handshake(&client, edge.https, Some(&leaf.name)).await?;
+        assert!(der == leaf.der, "{} presented another leaf", leaf.name);
     }
     assert!(held_by_server(&sds) <= BOUND);
     Ok(())

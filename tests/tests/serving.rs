@@ -17,11 +17,11 @@ use acme_edge_tests::envoy::SdsEndpoint;
 use acme_edge_tests::mutual_tls::{MutualTlsFiles, SDS_SERVER_NAME};
 use acme_edge_tests::process::eventually;
 use acme_edge_tests::stack::{Stack, edge_config};
-use acme_edge_tests::tls::{client_trusting, pem_certificates, refuses_without_client_certificate};
+use acme_edge_tests::tls::{
+    client_trusting, handshake_within, pem_certificates, refuses_without_client_certificate,
+};
 use anyhow::{Context, Result, bail, ensure};
 use futures::{StreamExt, TryStreamExt};
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 /// Longest any single handshake may take (the first one for a name waits for SDS).
@@ -52,27 +52,6 @@ async fn pebble_client(stack: &Stack) -> Result<TlsConnector> {
 /// Envoy's HTTPS listener.
 fn https_addr(stack: &Stack) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], stack.https_port))
-}
-
-/// Handshake with SNI `sni` within `limit` and return the leaf presented. rustls verifies the
-/// chain against Pebble's root and the leaf's SAN against `sni`.
-async fn handshake_within(
-    client: &TlsConnector,
-    addr: SocketAddr,
-    sni: &str,
-    limit: Duration,
-) -> Result<Vec<u8>> {
-    let name = ServerName::try_from(sni.to_owned())?;
-    let connect = async {
-        let tcp = TcpStream::connect(addr).await?;
-        client.connect(name, tcp).await
-    };
-    let tls = tokio::time::timeout(limit, connect)
-        .await
-        .with_context(|| format!("handshake for {sni} still pending after {limit:?}"))?
-        .with_context(|| format!("handshake for {sni} failed"))?;
-    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-    Ok(leaf.context("no certificate presented")?.to_vec())
 }
 
 async fn handshake(client: &TlsConnector, addr: SocketAddr, sni: &str) -> Result<Vec<u8>> {

@@ -103,7 +103,7 @@ impl AriFixture {
             .context("bind the ARI fixture")?;
         let addr = listener.local_addr()?;
         let directory = with_renewal_info(
-            pebble_directory(pebble).await?,
+            pebble.directory().await?,
             &format!("http://{addr}{RENEWAL_INFO_PATH}"),
         )?;
         let shared = Arc::new(Shared {
@@ -141,23 +141,6 @@ impl Drop for AriFixture {
     fn drop(&mut self) {
         self.server.abort();
     }
-}
-
-/// Pebble's directory, over HTTPS trusting Pebble's listener.
-async fn pebble_directory(pebble: &Pebble) -> Result<serde_json::Value> {
-    let url = pebble.directory_url();
-    let response = pebble
-        .management_client()?
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?
-        .error_for_status()
-        .with_context(|| format!("GET {url}"))?;
-    response
-        .json()
-        .await
-        .with_context(|| format!("{url}: not JSON"))
 }
 
 /// `directory` with its `renewalInfo` URL set to `url`.
