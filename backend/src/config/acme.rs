@@ -203,29 +203,18 @@ impl AcmeConfig {
 
     /// The section's values, defaults filled in; `None` when one of them is reported. Every
     /// key is checked before the first `None` ends it, so that all problems are reported.
-    pub(super) fn from_section(s: AcmeSection, problems: &mut Problems) -> Option<AcmeConfig> {
+    pub(super) fn from_section(mut s: AcmeSection, problems: &mut Problems) -> Option<AcmeConfig> {
         let directory_url = directory(
             s.directory_url.as_deref(),
             s.allow_insecure_directory.unwrap_or(false),
             s.terms_agreed,
             problems,
         );
-        let contact = contacts(s.contact.unwrap_or_default(), problems);
-        let eab = external_account_binding(s.eab_key_id, s.eab_hmac_key, problems);
-        let ca_root_file = ca_root_file(s.ca_root_file, problems);
-        let profile = profile(s.profile, problems);
-        let pace = Pace::check(
-            PaceKeys {
-                max_in_flight_orders: s.max_in_flight_orders,
-                max_concurrent_requests: s.max_concurrent_requests,
-                request_timeout_secs: s.request_timeout_secs,
-                retry_base_secs: s.retry_base_secs,
-                order_budget: s.order_budget,
-                order_budget_window_secs: s.order_budget_window_secs,
-                ari_check_interval_secs: s.ari_check_interval_secs,
-            },
-            problems,
-        );
+        let contact = contacts(s.contact.take().unwrap_or_default(), problems);
+        let eab = external_account_binding(s.eab_key_id.take(), s.eab_hmac_key.take(), problems);
+        let ca_root_file = ca_root_file(s.ca_root_file.take(), problems);
+        let profile = profile(s.profile.take(), problems);
+        let pace = Pace::check(&s, problems);
         let pace = pace?;
         Some(AcmeConfig {
             directory_url: directory_url?,
@@ -340,17 +329,6 @@ fn profile(profile: Option<String>, problems: &mut Problems) -> Option<Option<St
     }
 }
 
-/// The numeric keys as written: how fast and how much is asked of the CA.
-struct PaceKeys {
-    max_in_flight_orders: Option<usize>,
-    max_concurrent_requests: Option<usize>,
-    request_timeout_secs: Option<u64>,
-    retry_base_secs: Option<u64>,
-    order_budget: Option<u32>,
-    order_budget_window_secs: Option<u64>,
-    ari_check_interval_secs: Option<u64>,
-}
-
 /// How fast and how much is asked of the CA: concurrency, timeouts, retries, the order
 /// budget and the ARI walk, each within its range.
 struct Pace {
@@ -364,7 +342,8 @@ struct Pace {
 }
 
 impl Pace {
-    fn check(k: PaceKeys, problems: &mut Problems) -> Option<Pace> {
+    /// The numeric keys of `s`, each checked against its range.
+    fn check(k: &AcmeSection, problems: &mut Problems) -> Option<Pace> {
         let max_in_flight_orders = problems.check(
             "acme.max_in_flight_orders",
             between(
