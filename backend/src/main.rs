@@ -1,11 +1,13 @@
 //! `acme-edge serve --config FILE` runs the service; `acme-edge domains ...` is the operator
-//! CLI. Bad configuration exits with 64 (EX_USAGE) after listing every problem.
+//! CLI. Bad configuration exits with 64 (EX_USAGE) after listing every problem; a database
+//! migrated by a newer release this one cannot run on, with 65 (EX_DATAERR).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use acme_edge::activation::Inherited;
 use acme_edge::config::{Config, LogFormat};
+use acme_edge::store::{self, StoreError};
 use acme_edge::{cli, listener, service};
 use clap::{Parser, Subcommand};
 
@@ -14,6 +16,10 @@ use clap::{Parser, Subcommand};
 const EXIT_COMPONENT_FAILED: u8 = 70;
 /// sysexits.h EX_USAGE: the configuration is wrong, restarting will not help.
 const EXIT_BAD_CONFIG: u8 = 64;
+/// sysexits.h EX_DATAERR: the database was migrated by a newer release past what this one can
+/// run on (`store::schema`); restarting will not help: upgrade this binary, or restore the
+/// database from the backup taken before the upgrade.
+const EXIT_SCHEMA_TOO_NEW: u8 = 65;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,7 +41,9 @@ enum Command {
         config: PathBuf,
     },
     /// Check a configuration file as `serve` would, without binding a port or contacting the
-    /// CA: exit 0 when it is valid, 64 with every problem listed when it is not.
+    /// CA: exit 0 when it is valid, 64 with every problem listed when it is not. Then say what
+    /// the database's schema is to this release (new, current, behind, ahead and compatible,
+    /// ahead and incompatible: exit 65), changing nothing.
     CheckConfig {
         /// The TOML configuration file.
         #[arg(long, short)]
@@ -63,7 +71,7 @@ fn main() -> ExitCode {
     };
     match args.command {
         Command::Serve { config } => serve(&runtime, &config, inherited),
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config } => check_config(&runtime, &config),
         Command::EnvoyConfig(args) => match cli::envoy_config::render(*args) {
             Ok(text) => {
                 print!("{text}");
@@ -109,6 +117,9 @@ fn serve(
             eprintln!("acme-edge: {e}");
             match e {
                 service::ServiceError::Component(_) => ExitCode::from(EXIT_COMPONENT_FAILED),
+                service::ServiceError::Store(StoreError::SchemaTooNew { .. }) => {
+                    ExitCode::from(EXIT_SCHEMA_TOO_NEW)
+                }
                 _ => ExitCode::FAILURE,
             }
         }
@@ -138,29 +149,41 @@ fn prepare_process() {
 }
 
 /// What `serve` checks before it binds anything: the file and the environment, the TLS files
-/// it names (read and matched), the admin API's TLS set-up.
-fn check_config(path: &std::path::Path) -> ExitCode {
+/// it names (read and matched), the admin API's TLS set-up; then the database's schema.
+fn check_config(runtime: &tokio::runtime::Runtime, path: &std::path::Path) -> ExitCode {
     let checked = Config::load(path)
         .map_err(|e| e.to_string())
         .and_then(|config| match &config.admin.tls {
             Some(identity) => listener::tls_config(identity)
-                .map(drop)
+                .map(|_| config.clone())
                 .map_err(|e| format!("admin.tls_cert_file: {e}")),
-            None => Ok(()),
+            None => Ok(config),
         });
-    match checked {
-        Ok(()) => {
-            println!("{}: configuration OK", path.display());
-            ExitCode::SUCCESS
-        }
+    let config = match checked {
+        Ok(config) => config,
         Err(problems) => {
             eprintln!("acme-edge: {}: {problems}", path.display());
-            ExitCode::from(EXIT_BAD_CONFIG)
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    println!("{}: configuration OK", path.display());
+    match runtime.block_on(store::inspect(&config.storage)) {
+        Ok(state) if state.runs() => {
+            println!("schema: {state}");
+            ExitCode::SUCCESS
+        }
+        Ok(state) => {
+            eprintln!("acme-edge: schema: {state}");
+            ExitCode::from(EXIT_SCHEMA_TOO_NEW)
+        }
+        Err(e) => {
+            // The configuration is fine; the database may simply not be reachable from here.
+            println!("schema: not checked: {e}");
+            ExitCode::SUCCESS
         }
     }
 }
 
-/// Log to standard error, levels from `RUST_LOG` (default `info`), as text or JSON lines.
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -48,6 +48,10 @@ pub trait Engine: Database {
     /// stop or a crash of this same process, whatever their expiry says.
     const EXCLUSIVE: bool;
 
+    /// How many tables named `$1` the database has (0 or 1), as `n`: whether the schema's
+    /// bookkeeping tables exist yet ([`super::schema`]).
+    const TABLE_EXISTS: &'static str;
+
     /// Rows a statement changed (`sqlx` has no trait for it).
     fn rows_affected(result: &Self::QueryResult) -> u64;
 

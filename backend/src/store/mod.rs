@@ -30,6 +30,7 @@
 //!   [`PgStore`]: a server, with change notifications between replicas).
 //! - [`orders`]: the order log (budget, resuming, audit), on the same store.
 //! - [`overview`]: the fleet for the admin API (pages of domains, expiry, failures).
+//! - [`schema`]: migrating, and which releases can run on the schema (the expand-only rule).
 //! - `rows`, `due`: reading rows back into the model; the order in which due work is claimed.
 //! - [`source`]: the store seen as a [`CertificateSource`](crate::certs::CertificateSource).
 
@@ -39,6 +40,7 @@ pub mod orders;
 pub mod overview;
 pub mod postgres;
 mod rows;
+pub mod schema;
 pub mod source;
 pub mod sql;
 pub mod sqlite;
@@ -78,6 +80,21 @@ pub enum StoreError {
     InUse(String),
     #[error("storage.url must be sqlite://PATH or postgres://...")]
     Url,
+    #[error(
+        "the database was migrated by acme-edge {migrated_by}; this is acme-edge {release}, \
+         and {}: upgrade this replica, or restore the database from the backup taken before \
+         the upgrade (migrations this release does not know: {unknown:?})",
+        match oldest_release {
+            Some(oldest) => format!("releases before {oldest} cannot run on it"),
+            None => "it records no release that can run on it".to_owned(),
+        },
+        release = schema::RELEASE
+    )]
+    SchemaTooNew {
+        migrated_by: String,
+        oldest_release: Option<String>,
+        unknown: Vec<i64>,
+    },
 }
 
 /// Open the store `config.url` names (`sqlite://PATH` or `postgres://...`), migrated.
@@ -87,6 +104,18 @@ pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> 
     }
     if let Some(url) = config.postgres_url() {
         return Ok(Arc::new(PgStore::connect(url).await?));
+    }
+    Err(StoreError::Url)
+}
+
+/// What this release finds in the database `config.url` names, changing nothing (not even
+/// creating it): `acme-edge check-config`.
+pub async fn inspect(config: &StorageConfig) -> Result<schema::SchemaState, StoreError> {
+    if let Some(path) = config.sqlite_path() {
+        return SqliteStore::inspect(path).await;
+    }
+    if let Some(url) = config.postgres_url() {
+        return PgStore::inspect(url).await;
     }
     Err(StoreError::Url)
 }

@@ -13,15 +13,19 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Connection;
 use sqlx::Postgres;
 use sqlx::Row;
-use sqlx::postgres::{PgListener, PgNotification, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::postgres::{
+    PgConnection, PgListener, PgNotification, PgPool, PgPoolOptions, PgQueryResult,
+};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
 use super::engine::Engine;
 use super::rows::ts;
+use super::schema::{self, SchemaState};
 use super::source::StoreSource;
 use super::sql::SqlStore;
 use crate::certs::CertEvent;
@@ -58,6 +62,8 @@ impl Engine for Postgres {
     const BEGIN_TAKE: &'static str = "BEGIN";
     const LOCK_TAKEN: &'static str = "FOR UPDATE SKIP LOCKED";
     const EXCLUSIVE: bool = false;
+    const TABLE_EXISTS: &'static str = "SELECT COUNT(*) AS n FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_name = $1";
 
     fn rows_affected(result: &PgQueryResult) -> u64 {
         result.rows_affected()
@@ -75,6 +81,22 @@ impl Engine for Postgres {
 }
 
 impl PgStore {
+    /// What this release finds in the database at `url`, changing nothing.
+    pub async fn inspect(url: &str) -> Result<SchemaState, StoreError> {
+        let connect = PgConnection::connect(url);
+        let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, connect)
+            .await
+            .map_err(|_| {
+                StoreError::Io(format!(
+                    "no answer from the database in {ACQUIRE_TIMEOUT:?}"
+                ))
+            })??;
+        let state =
+            schema::inspect::<Postgres>(&mut conn, &sqlx::migrate!("./migrations/postgres")).await;
+        conn.close().await?;
+        state
+    }
+
     /// Connect to `url` (`postgres://user@host:port/database`) and migrate the database.
     /// Replicas starting together are safe: migrations take a database-wide advisory lock.
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
@@ -83,7 +105,12 @@ impl PgStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let state = schema::migrate::<Postgres>(
+            &mut *pool.acquire().await?,
+            sqlx::migrate!("./migrations/postgres"),
+        )
+        .await?;
+        schema::log_state(&state);
         Ok(SqlStore {
             pool,
             resources: url.to_owned(),

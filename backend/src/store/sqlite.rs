@@ -8,14 +8,15 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Sqlite;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteQueryResult, SqliteSynchronous,
 };
+use sqlx::{Connection, Sqlite};
 
 use super::StoreError;
 use super::engine::Engine;
+use super::schema::{self, SchemaState};
 use super::sql::SqlStore;
 
 /// How long a writer waits for the database lock before giving up: long enough to ride out a
@@ -38,6 +39,8 @@ impl Engine for Sqlite {
     const BEGIN_TAKE: &'static str = "BEGIN IMMEDIATE";
     const LOCK_TAKEN: &'static str = "";
     const EXCLUSIVE: bool = true;
+    const TABLE_EXISTS: &'static str =
+        "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1";
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
@@ -108,6 +111,23 @@ fn keep_files_private(path: &Path) {
 }
 
 impl SqliteStore {
+    /// What this release finds in the database file at `path`, opened read-only (a running
+    /// backend may hold it), or [`SchemaState::New`] when there is no file yet.
+    pub async fn inspect(path: &Path) -> Result<SchemaState, StoreError> {
+        if !path.exists() {
+            return Ok(SchemaState::New);
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        let state =
+            schema::inspect::<Sqlite>(&mut conn, &sqlx::migrate!("./migrations/sqlite")).await;
+        conn.close().await?;
+        state
+    }
+
     /// Open (creating it and its directory if needed) the database file at `path` and
     /// migrate it.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -129,7 +149,12 @@ impl SqliteStore {
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let state = schema::migrate::<Sqlite>(
+            &mut *pool.acquire().await?,
+            sqlx::migrate!("./migrations/sqlite"),
+        )
+        .await?;
+        schema::log_state(&state);
         keep_files_private(path);
         Ok(SqlStore {
             pool,
