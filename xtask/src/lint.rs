@@ -1,10 +1,12 @@
 //! `cargo xtask lint`: formatting and clippy, for the host and for the wasm targets of the
-//! filter (its proxy-wasm glue only compiles there) and of the web console.
+//! filter (its proxy-wasm glue only compiles there) and of the web console; and the
+//! migrations, which must be expand-only ([`migrations`]).
 
 use anyhow::{Result, bail};
 
 use crate::console::CONSOLE_TARGET;
 use crate::install::WASM_TARGET;
+use crate::migrations;
 use crate::shell::Cmd;
 
 /// Run every check, even after one fails, so one run shows every problem.
@@ -47,6 +49,10 @@ pub fn run() -> Result<()> {
         if !check.status()? {
             failed.push(line);
         }
+    }
+    if let Err(e) = migrations::run() {
+        eprintln!("xtask: {e:#}");
+        failed.push("the migration lint".to_owned());
     }
     if failed.is_empty() {
         return Ok(());

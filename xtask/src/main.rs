@@ -12,7 +12,8 @@
 //! - [`build`]: the wasm filter and the backend binary; [`build::Artifacts`] says where they
 //!   are and passes that to the test harness.
 //! - [`console`]: the web console's build (wasm32-unknown-unknown + wasm-bindgen).
-//! - [`lint`]: `cargo fmt --check` and clippy for the host and the wasm target.
+//! - [`lint`]: `cargo fmt --check`, clippy for the host and the wasm targets, and
+//!   [`migrations`]: the schema's migrations are expand-only.
 //! - [`test`]: install, lint, build, then the whole suite with bounded parallelism.
 //! - [`bench`]: benchmarks, one subcommand each.
 //! - [`demo`]: the complete local stack (Pebble, backend, Envoy) issuing a real certificate.
@@ -29,6 +30,7 @@ mod dist;
 mod fuzz;
 mod install;
 mod lint;
+mod migrations;
 mod paths;
 mod shell;
 mod test;
@@ -55,7 +57,8 @@ enum Task {
     },
     /// Install, then build the wasm filter and the backend binary.
     Build,
-    /// cargo fmt --check, and clippy (host and wasm32-wasip1) with warnings denied.
+    /// cargo fmt --check, clippy (host and the wasm targets) with warnings denied, and the
+    /// migration lint (expand-only).
     Lint,
     /// Install, lint, build, then run every test (unit, doc and end-to-end).
     Test(test::TestArgs),
