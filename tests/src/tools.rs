@@ -16,6 +16,8 @@ pub const ENVOY_ENV: &str = "ACME_EDGE_ENVOY";
 pub const FILTER_WASM_ENV: &str = "ACME_EDGE_FILTER_WASM";
 /// The `acme-edge` backend binary.
 pub const BACKEND_BIN_ENV: &str = "ACME_EDGE_BIN";
+/// The previous release's `acme-edge` binary, for the upgrade tests.
+pub const PREVIOUS_BACKEND_BIN_ENV: &str = "ACME_EDGE_PREVIOUS_BIN";
 /// The Pebble ACME test CA.
 pub const PEBBLE_ENV: &str = "ACME_EDGE_PEBBLE";
 /// Pebble's companion DNS server.
@@ -25,6 +27,8 @@ const DEFAULT_PEBBLE: &str = "/usr/bin/pebble";
 const DEFAULT_CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
 const FILTER_WASM_FILE: &str = "acme_edge_filter.wasm";
 const BACKEND_BIN_FILE: &str = "acme-edge";
+/// The release the upgrade tests start from (`xtask/src/previous.rs` builds it).
+pub const PREVIOUS_RELEASE: &str = "0.1.0";
 
 /// The workspace root (the parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
@@ -88,6 +92,18 @@ pub fn filter_wasm() -> Result<PathBuf> {
 pub fn backend_bin() -> Result<PathBuf> {
     from_env_or(BACKEND_BIN_ENV, || {
         target_dir().join("debug").join(BACKEND_BIN_FILE)
+    })
+}
+
+/// The previous release's `acme-edge` binary (`cargo xtask test` builds it from its commit
+/// into `target/releases/<version>/bin/`).
+pub fn previous_backend_bin() -> Result<PathBuf> {
+    from_env_or(PREVIOUS_BACKEND_BIN_ENV, || {
+        target_dir()
+            .join("releases")
+            .join(PREVIOUS_RELEASE)
+            .join("bin")
+            .join(BACKEND_BIN_FILE)
     })
 }
 

@@ -16,6 +16,8 @@ pub struct Artifacts {
     pub backend_bin: PathBuf,
     /// The web console, beside the backend binary (where it looks by default).
     pub console_dir: PathBuf,
+    /// The previous release's backend, when a task built it (the tests: `previous`).
+    pub previous_backend_bin: Option<PathBuf>,
 }
 
 impl Artifacts {
@@ -23,7 +25,9 @@ impl Artifacts {
     /// the benchmarks find exactly these files and this machine's tools.
     pub fn harness_env(&self) -> Result<Vec<(&'static str, PathBuf)>> {
         let envoy = paths::envoy().context("Envoy not found: run `cargo xtask install`")?;
-        Ok(vec![
+        let previous =
+            (self.previous_backend_bin.clone()).map(|bin| (paths::PREVIOUS_BACKEND_BIN_ENV, bin));
+        Ok([
             (paths::ENVOY_ENV, envoy),
             (paths::FILTER_WASM_ENV, self.filter_wasm.clone()),
             (paths::BACKEND_BIN_ENV, self.backend_bin.clone()),
@@ -32,7 +36,10 @@ impl Artifacts {
                 paths::CHALLTESTSRV_ENV,
                 PathBuf::from(paths::CHALLTESTSRV_BIN),
             ),
-        ])
+        ]
+        .into_iter()
+        .chain(previous)
+        .collect())
     }
 
     /// `cmd` with [`harness_env`](Self::harness_env) set.
@@ -71,6 +78,7 @@ pub fn build() -> Result<Artifacts> {
         filter_wasm,
         backend_bin,
         console_dir,
+        previous_backend_bin: None,
     })
 }
 

@@ -19,6 +19,8 @@
 //! - [`demo`]: the complete local stack (Pebble, backend, Envoy) issuing a real certificate.
 //! - [`dist`]: the release artifacts in `dist/`.
 //! - [`fuzz`]: fuzzing the filter's parsers.
+//! - [`previous`]: the previous release's backend, built from its commit for the upgrade
+//!   tests.
 //! - [`paths`]: the workspace, the target directory, the tools.
 //! - [`shell`]: running and echoing the commands the tasks are made of.
 
@@ -32,6 +34,7 @@ mod install;
 mod lint;
 mod migrations;
 mod paths;
+mod previous;
 mod shell;
 mod test;
 

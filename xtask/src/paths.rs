@@ -14,6 +14,8 @@ pub const ENVOY_ENV: &str = "ACME_EDGE_ENVOY";
 pub const FILTER_WASM_ENV: &str = "ACME_EDGE_FILTER_WASM";
 /// The `acme-edge` backend binary.
 pub const BACKEND_BIN_ENV: &str = "ACME_EDGE_BIN";
+/// The previous release's `acme-edge` binary (the upgrade tests).
+pub const PREVIOUS_BACKEND_BIN_ENV: &str = "ACME_EDGE_PREVIOUS_BIN";
 /// The Pebble ACME test CA.
 pub const PEBBLE_ENV: &str = "ACME_EDGE_PEBBLE";
 /// Pebble's companion DNS server.

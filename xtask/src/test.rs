@@ -1,5 +1,6 @@
-//! `cargo xtask test`: install, lint, build, then the whole suite: every crate's unit tests,
-//! doc tests and the end-to-end tests in `tests/`.
+//! `cargo xtask test`: install, lint, build (and the previous release's backend, for the
+//! upgrade tests: [`previous`]), then the whole suite: every crate's unit tests, doc tests
+//! and the end-to-end tests in `tests/`.
 //!
 //! The end-to-end tests each start Envoy, Pebble and backends, and this machine has two
 //! cores, so at most two tests run at once; with `cargo nextest` (used when installed: one
@@ -14,7 +15,7 @@ use anyhow::Result;
 
 use crate::build::{self, Artifacts};
 use crate::shell::Cmd;
-use crate::{install, lint};
+use crate::{install, lint, previous};
 
 /// Tests running at once: the e2e tests are whole process stacks on a 2-core machine.
 pub const TEST_THREADS: usize = 2;
@@ -43,7 +44,8 @@ pub struct TestArgs {
 pub fn run(args: TestArgs) -> Result<ExitCode> {
     install::run(install::TEST)?;
     let lint_ok = args.skip_lint || lint_passes();
-    let artifacts = build::build()?;
+    let mut artifacts = build::build()?;
+    artifacts.previous_backend_bin = Some(previous::build()?);
     let tests_ok = run_tests(&args, &artifacts)?;
     Ok(if lint_ok && tests_ok {
         ExitCode::SUCCESS

@@ -1,0 +1,85 @@
+//! The previous release's backend, which the upgrade tests run beside this build (a rolling
+//! upgrade, a database it wrote): built from the release's commit, once, into
+//! `target/releases/<version>/` (kept while the commit stays the one named here).
+//!
+//! The source is the commit's tree (`git archive`), so this needs the repository's history; a
+//! shallow clone is told how to get it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::paths;
+use crate::shell::Cmd;
+
+/// The release the upgrade tests start from.
+pub const VERSION: &str = "0.1.0";
+/// Its commit.
+pub const COMMIT: &str = "05da000e9fdf3b9d750e85a5ff635ba88b8f0274";
+
+/// The previous release's `acme-edge` binary, built when it is not there yet.
+pub fn build() -> Result<PathBuf> {
+    let dir = paths::target_dir().join("releases").join(VERSION);
+    let bin = dir.join("bin").join(paths::BACKEND_BIN_FILE);
+    let stamp = dir.join("COMMIT");
+    if bin.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == COMMIT) {
+        return Ok(bin);
+    }
+    let src = dir.join("src");
+    extract(&src)?;
+    // Its own target directory: the same crates at the same places in two workspaces would
+    // overwrite each other's builds in one.
+    Cmd::cargo()
+        .args(["build", "--locked", "-p", "acme-edge", "--bin"])
+        .arg(paths::BACKEND_BIN_FILE)
+        .arg("--manifest-path")
+        .arg(src.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        // Only the tests run it: no debug information, a faster link.
+        .env("CARGO_PROFILE_DEV_DEBUG", "false")
+        .run()
+        .with_context(|| format!("building acme-edge {VERSION}"))?;
+    let built = dir.join("target/debug").join(paths::BACKEND_BIN_FILE);
+    ensure!(built.is_file(), "{} not built", built.display());
+    std::fs::create_dir_all(bin.parent().unwrap_or(&dir))?;
+    std::fs::copy(&built, &bin).with_context(|| format!("copying to {}", bin.display()))?;
+    std::fs::write(&stamp, COMMIT)?;
+    println!("xtask: acme-edge {VERSION} {}", bin.display());
+    Ok(bin)
+}
+
+/// The release's source tree in `src` (emptied first).
+fn extract(src: &Path) -> Result<()> {
+    let root = paths::workspace_root();
+    let known = Cmd::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["cat-file", "-e", &format!("{COMMIT}^{{commit}}")])
+        .status()?;
+    if !known {
+        bail!(
+            "commit {COMMIT} (acme-edge {VERSION}) is not in this clone; the upgrade tests \
+             build that release from it: fetch the whole history (`git fetch --unshallow`)"
+        );
+    }
+    if src.exists() {
+        std::fs::remove_dir_all(src).with_context(|| format!("removing {}", src.display()))?;
+    }
+    std::fs::create_dir_all(src)?;
+    let archive = src.with_extension("tar");
+    Cmd::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["archive", "--format=tar", "-o"])
+        .arg(&archive)
+        .arg(COMMIT)
+        .run()?;
+    Cmd::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(src)
+        .run()?;
+    std::fs::remove_file(&archive)?;
+    Ok(())
+}
