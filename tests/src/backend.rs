@@ -353,6 +353,13 @@ impl Backend {
         self.start().await
     }
 
+    /// Stop (if it still runs) and start `binary` in its place, on the same configuration and
+    /// data: an upgrade (or a rollback) of this replica; wait until healthy.
+    pub async fn restart_as(&mut self, binary: impl Into<PathBuf>) -> Result<()> {
+        self.process.restart_as(binary)?;
+        self.wait_healthy().await
+    }
+
     /// Until `/healthz` answers; fails at once if the process exits (a refused configuration
     /// or store), with its log.
     async fn wait_healthy(&mut self) -> Result<()> {
@@ -395,6 +402,12 @@ impl Backend {
     /// `GET /v1/domains/{name}`.
     pub async fn domain(&self, name: &str) -> Result<serde_json::Value> {
         let url = format!("{}/v1/domains/{name}", self.admin_url());
+        self.json(self.client.get(&url), &url).await
+    }
+
+    /// `GET /v1/domains/{name}/orders`: its order history, newest first.
+    pub async fn orders(&self, name: &str) -> Result<serde_json::Value> {
+        let url = format!("{}/v1/domains/{name}/orders", self.admin_url());
         self.json(self.client.get(&url), &url).await
     }
 

@@ -247,6 +247,32 @@ impl Pebble {
             .context("build an HTTPS client")
     }
 
+    /// Make Pebble's DNS answer SERVFAIL for `name`: its validations fail (a name whose DNS is
+    /// broken).
+    pub async fn fail_dns(&self, name: &str) -> Result<()> {
+        self.dns_management("add-servfail", name).await
+    }
+
+    /// Undo [`fail_dns`](Self::fail_dns).
+    pub async fn restore_dns(&self, name: &str) -> Result<()> {
+        self.dns_management("clear-servfail", name).await
+    }
+
+    /// `POST /{path}` to `pebble-challtestsrv`'s management API for `name`.
+    async fn dns_management(&self, path: &str, name: &str) -> Result<()> {
+        let url = format!("http://{}/{path}", self.addrs.dns_management);
+        reqwest::Client::new()
+            .post(&url)
+            .timeout(MANAGEMENT_TIMEOUT)
+            .json(&serde_json::json!({ "host": format!("{name}.") }))
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?
+            .error_for_status()
+            .with_context(|| format!("POST {url}"))?;
+        Ok(())
+    }
+
     /// Stop Pebble (the DNS server keeps running). Its state (accounts, orders) is lost.
     pub fn stop(&mut self) -> Result<()> {
         self.pebble.stop()
@@ -335,6 +361,19 @@ fn write(path: &Path, contents: &str) -> Result<()> {
     crate::tools::write_private(path, contents).with_context(|| format!("write {}", path.display()))
 }
 
+/// The order id of each certificate Pebble issued (its "Issued certificate serial S for
+/// order ID" lines), in issuance order, with the serial.
+pub fn issued_orders(pebble_log: &str) -> Vec<(String, String)> {
+    pebble_log
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("Issued certificate serial ")? + 26..];
+            let (serial, order) = rest.split_once(" for order ")?;
+            Some((order.trim().to_owned(), serial.trim().to_owned()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,5 +445,16 @@ mod tests {
         let dir = directory(&client, &pebble.directory_url()).await;
         assert!(dir["newAccount"].is_string());
         assert_ne!(pebble.issuer_roots_pem().await.unwrap(), root);
+    }
+
+    #[test]
+    fn reads_the_orders_pebble_issued_from_its_log() {
+        let log = "Pebble 2026/11/29 22:47:44 Order 6Ww is fully authorized. Processing finalization\n\
+                   Pebble 2026/11/29 22:47:44 Issued certificate serial 6661651971b4a4d6 for order 6Ww\n\
+                   Pebble 2026/11/29 22:48:04 order 6Ww set INVALID by invalid authz 2Mo\n";
+        assert_eq!(
+            issued_orders(log),
+            vec![("6Ww".to_owned(), "6661651971b4a4d6".to_owned())]
+        );
     }
 }

@@ -342,6 +342,14 @@ impl ChildGuard {
         self.start()
     }
 
+    /// Start the command again with another program (the same arguments, environment and
+    /// logs): a binary replaced by its next release.
+    pub fn restart_as(&mut self, program: impl Into<PathBuf>) -> Result<()> {
+        self.stop()?;
+        self.spawn.program = program.into();
+        self.start()
+    }
+
     fn print_log_tail(&self) {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use acme_edge_tests::backend::Backend;
+use acme_edge_tests::pebble::issued_orders;
 use acme_edge_tests::process::eventually;
 use acme_edge_tests::stack::Stack;
 use anyhow::{Context, Result, bail};
@@ -320,19 +321,6 @@ fn pebble_counts(stack: &Stack) -> (usize, usize) {
     (issued, invalid)
 }
 
-/// The order id of each certificate Pebble issued (its "Issued certificate serial S for
-/// order ID" lines), in issuance order, with the serial.
-fn pebble_issued_orders(pebble_log: &str) -> Vec<(String, String)> {
-    pebble_log
-        .lines()
-        .filter_map(|line| {
-            let rest = &line[line.find("Issued certificate serial ")? + 26..];
-            let (serial, order) = rest.split_once(" for order ")?;
-            Some((order.trim().to_owned(), serial.trim().to_owned()))
-        })
-        .collect()
-}
-
 /// When the CA issued more certificates than there are names: which domain got more than
 /// one, through which orders (as the backend logged them, or not logged at all), with every
 /// line of Pebble's log naming those orders and every backend line naming the domain (the
@@ -342,7 +330,7 @@ async fn extra_certificates(stack: &Stack) -> Result<String> {
     let logged = db.order_log().await?;
     let pebble_log = stack.pebble.log();
     let mut by_name: BTreeMap<String, Vec<(String, String, bool)>> = BTreeMap::new();
-    for (order_id, serial) in pebble_issued_orders(&pebble_log) {
+    for (order_id, serial) in issued_orders(&pebble_log) {
         let entry = logged
             .iter()
             .find(|(url, _, _)| url.rsplit('/').next() == Some(order_id.as_str()));
@@ -521,15 +509,4 @@ async fn thirty_domains_through_nonce_rejections_kills_and_a_frozen_ca() -> Resu
         bad_few_minutes(run).await?;
     }
     Ok(())
-}
-
-#[test]
-fn reads_the_orders_pebble_issued_from_its_log() {
-    let log = "Pebble 2026/11/29 22:47:44 Order 6Ww is fully authorized. Processing finalization\n\
-               Pebble 2026/11/29 22:47:44 Issued certificate serial 6661651971b4a4d6 for order 6Ww\n\
-               Pebble 2026/11/29 22:48:04 order 6Ww set INVALID by invalid authz 2Mo\n";
-    assert_eq!(
-        pebble_issued_orders(log),
-        vec![("6Ww".to_owned(), "6661651971b4a4d6".to_owned())]
-    );
 }
