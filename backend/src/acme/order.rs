@@ -21,6 +21,7 @@ use instant_acme::{
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use super::request::bounded;
 use super::{AcmeError, keys};
 use crate::model::KeyType;
 use crate::store::{IssuedCertificate, OpenOrder, OrderOutcome, Published, Store};
@@ -121,6 +122,11 @@ async fn resume(
     let Some(OpenOrder { order_url, key_pem }) = store.open_order(request.name).await? else {
         return Ok(None);
     };
+    if !same_server(&order_url, account.id()) {
+        // Placed with another CA (the directory was changed since): this account cannot
+        // fetch it, and asking would fail the same way at every attempt.
+        return abandon(store, request.name, &order_url, "it belongs to another CA").await;
+    }
     let fetched = retrying_bad_nonce!(
         request.limit,
         "resume order",
@@ -157,6 +163,24 @@ async fn resume(
     tracing::info!(domain = %request.name, order = %order_url, status = ?order.state().status, "resuming the open order");
     store.mark_resumed(&order_url).await?;
     Ok(Some((order, key_pem)))
+}
+
+/// Whether an order and an account are at the same ACME server (scheme, host and port): an
+/// account's orders are served where the account is, at every CA.
+fn same_server(order_url: &str, account_url: &str) -> bool {
+    let server = |url: &str| {
+        let uri: http::Uri = url.parse().ok()?;
+        Some((
+            uri.scheme_str()?.to_ascii_lowercase(),
+            uri.host()?.to_ascii_lowercase(),
+            uri.port_u16(),
+        ))
+    };
+    match (server(order_url), server(account_url)) {
+        (Some(order), Some(account)) => order == account,
+        // Not a URL we can read: let the CA say whether it knows it.
+        _ => true,
+    }
 }
 
 /// The CA says the order does not exist for us: gone (404, 410, as Pebble after a restart)
@@ -266,10 +290,15 @@ async fn publish_challenges(
     let mut readied = HashSet::new();
     let waited_until = Instant::now() + TOLD_READY_GRACE;
     let mut round = 1;
+    // The order caches each authorization as first read: a pass after a wait reads them again.
+    let mut again = false;
     loop {
-        match publish_round(order, store, request, &mut readied, waited_until).await {
+        match publish_round(order, store, request, &mut readied, waited_until, again).await {
             Err(e) if e.is_bad_nonce() && round < super::BAD_NONCE_ROUNDS => round += 1,
-            Ok(Round { waiting: true, .. }) => tokio::time::sleep(TOLD_READY_POLL).await,
+            Ok(Round { waiting: true, .. }) => {
+                tokio::time::sleep(TOLD_READY_POLL).await;
+                again = true;
+            }
             Ok(Round { inherited, .. }) => return Ok(inherited),
             Err(e) => return Err(e),
         }
@@ -282,6 +311,7 @@ async fn publish_round(
     request: &Request<'_>,
     readied: &mut HashSet<String>,
     waited_until: Instant,
+    refresh: bool,
 ) -> Result<Round, AcmeError> {
     let Request { name, limit, .. } = *request;
     let mut authorizations = order.authorizations();
@@ -300,6 +330,10 @@ async fn publish_round(
             return Ok(round);
         };
         let mut authz = result.map_err(|e| AcmeError::client("authorization", e))?;
+        if refresh {
+            // What the CA did meanwhile: a challenge it validated must not be told again.
+            bounded(limit, "authorization", authz.refresh()).await?;
+        }
         match authz.status {
             AuthorizationStatus::Pending => {}
             // Reused from an earlier order of this account.
@@ -523,6 +557,24 @@ pub fn read_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_order_of_another_ca_is_recognised() {
+        let account = "https://acme-v02.api.letsencrypt.org/acme/acct/123";
+        let order = "https://acme-v02.api.letsencrypt.org/acme/order/123/456";
+        assert!(same_server(order, account));
+        assert!(same_server(
+            "https://ACME-v02.api.letsencrypt.org:443/acme/order/1",
+            "https://acme-v02.api.letsencrypt.org:443/acme/acct/1"
+        ));
+        let staging = "https://acme-staging-v02.api.letsencrypt.org/acme/order/123/456";
+        assert!(!same_server(staging, account));
+        assert!(!same_server(
+            "https://127.0.0.1:14000/my-order/1",
+            "https://127.0.0.1:15000/my-account/1"
+        ));
+        assert!(same_server("not a url", account), "the CA decides");
+    }
 
     fn self_signed(names: &[&str]) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
