@@ -250,7 +250,7 @@ impl Pebble {
     /// Make Pebble's DNS answer SERVFAIL for `name`: its validations fail (a name whose DNS is
     /// broken).
     pub async fn fail_dns(&self, name: &str) -> Result<()> {
-        self.dns_management("add-servfail", name).await
+        self.dns_management("set-servfail", name).await
     }
 
     /// Undo [`fail_dns`](Self::fail_dns).

@@ -32,9 +32,17 @@ pub struct StackBuilder {
     backend: Option<Customize<BackendBuilder>>,
     envoy: Option<Customize<EnvoyConfig>>,
     sds_over_tcp: bool,
+    ca_frozen: bool,
 }
 
 impl StackBuilder {
+    /// Freeze Pebble before the backend starts (thaw it with `stack.pebble.thaw()`): the
+    /// backend starts and reads its database, and nothing it asks of the CA moves.
+    pub fn ca_frozen_at_start(mut self) -> Self {
+        self.ca_frozen = true;
+        self
+    }
+
     /// Serve SDS on a loopback TCP port instead of the backend's default Unix socket (for
     /// mutual TLS, which is for TCP).
     pub fn sds_over_tcp(mut self) -> Self {
@@ -101,7 +109,10 @@ impl StackBuilder {
         if let Some(f) = self.pebble {
             pebble = f(pebble);
         }
-        let pebble = pebble.start().await?;
+        let mut pebble = pebble.start().await?;
+        if self.ca_frozen {
+            pebble.freeze()?;
+        }
 
         let mut backend = Backend::builder();
         if let Some(dir) = &self.dir {

@@ -5,8 +5,10 @@
 //!   failed, disabled, and an order left in flight by a crash), the same for the fixtures and
 //!   for the upgrade made in place.
 //! - [`Storage`]: the database, SQLite or PostgreSQL; dumped as a fixture and restored from one.
-//! - [`Snapshot`]: every row that must survive an upgrade, secrets as digests only (a
-//!   snapshot is written beside the fixtures as `manifest.json`).
+//! - [`Snapshot`]: every row that must survive an upgrade, secrets as digests only.
+//! - [`Manifest`]: what a fixture holds besides its database (`<engine>.json` beside it):
+//!   the release that wrote it, the history's names, the rows, the CA root of its
+//!   certificates.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use sqlx::{Connection, Row};
 use crate::postgres::TempDatabase;
 use crate::process::eventually;
 use crate::stack::Stack;
+use crate::tools;
 
 /// One issuance through Pebble (with its 0-15 s validation delay) and Envoy, generously
 /// bounded for a noisy 2-core machine.
@@ -56,10 +59,11 @@ impl History {
         }
     }
 
-    /// Write the history with the stack's backend (whatever release it runs): `stack` must
-    /// run Pebble with its validation delay. Returns with Pebble frozen and the backend
-    /// killed while [`in_flight`](Self::in_flight)'s order is open at the CA.
-    pub async fn write(&mut self, stack: &mut Stack) -> Result<()> {
+    /// Write the history with the stack's backend (whatever release it runs) on `storage`:
+    /// `stack` must run Pebble with its validation delay. Returns with Pebble frozen and the
+    /// backend killed while [`in_flight`](Self::in_flight)'s order is open at the CA, its
+    /// challenge published.
+    pub async fn write(&mut self, stack: &mut Stack, storage: &Storage) -> Result<()> {
         let backend = &stack.backend;
         stack.pebble.fail_dns(&self.failed).await?;
         for name in [&self.issued, &self.renewed, &self.disabled, &self.failed] {
@@ -82,13 +86,14 @@ impl History {
         .await
         .context("the renewal")?;
         backend.disable(&self.disabled).await?;
-        let in_flight = self.leave_in_flight(stack).await?;
+        let in_flight = self.leave_in_flight(stack, storage).await?;
         self.in_flight = in_flight;
         stack.backend.kill()
     }
 
-    /// Enable a name and freeze Pebble while its order is open: the name.
-    async fn leave_in_flight(&self, stack: &mut Stack) -> Result<String> {
+    /// Enable a name and freeze Pebble while its order is open and its challenge published:
+    /// the name.
+    async fn leave_in_flight(&self, stack: &mut Stack, storage: &Storage) -> Result<String> {
         for attempt in 0..IN_FLIGHT_TRIES {
             let name = match attempt {
                 0 => self.in_flight.clone(),
@@ -97,16 +102,15 @@ impl History {
                     .replacen("in-flight", &format!("in-flight-{n}"), 1),
             };
             stack.backend.enable(&name).await?;
+            let published = format!("{name} ");
             eventually(ISSUE_DEADLINE, || async {
-                let orders = stack.backend.orders(&name).await.ok()?;
-                let open = orders["orders"]
-                    .as_array()?
-                    .iter()
-                    .any(|o| o["outcome"] == "open");
-                open.then_some(())
+                let rows = storage.snapshot().await.ok()?;
+                let open = rows.open_order(&name).is_some();
+                let token = rows.challenges.keys().any(|k| k.starts_with(&published));
+                (open && token).then_some(())
             })
             .await
-            .with_context(|| format!("an order for {name}"))?;
+            .with_context(|| format!("an order for {name} with its challenge published"))?;
             stack.pebble.freeze()?;
             if stack.backend.domain(&name).await?["state"] == "validating" {
                 return Ok(name);
@@ -115,6 +119,43 @@ impl History {
             stack.pebble.thaw()?;
         }
         bail!("every order finished before Pebble could be frozen")
+    }
+}
+
+/// Where the fixtures written by `release` are: `tests/fixtures/upgrade/<release>/`.
+pub fn fixture_dir(release: &str) -> PathBuf {
+    tools::workspace_root()
+        .join("tests/fixtures/upgrade")
+        .join(release)
+}
+
+/// What a fixture holds besides its database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The release whose backend wrote the database.
+    pub release: String,
+    /// The history's names.
+    pub history: History,
+    /// The root of the CA (a Pebble run) that issued its certificates, to verify them.
+    pub issuer_root_pem: String,
+    /// Its rows, when it was written.
+    pub snapshot: Snapshot,
+}
+
+impl Manifest {
+    /// The manifest of `storage`'s engine in `dir`.
+    pub fn load(dir: &Path, storage: &Storage) -> Result<Manifest> {
+        let path = dir.join(storage.manifest_file());
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Write it beside `storage`'s fixture in `dir`.
+    pub fn save(&self, dir: &Path, storage: &Storage) -> Result<()> {
+        let path = dir.join(storage.manifest_file());
+        let text = serde_json::to_string_pretty(self)? + "\n";
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
     }
 }
 
@@ -149,6 +190,14 @@ impl Storage {
         match self {
             Storage::Sqlite(_) => "acme-edge.sqlite",
             Storage::Postgres(_) => "postgres.sql",
+        }
+    }
+
+    /// The fixture's manifest's name for this engine.
+    pub fn manifest_file(&self) -> &'static str {
+        match self {
+            Storage::Sqlite(_) => "sqlite.json",
+            Storage::Postgres(_) => "postgres.json",
         }
     }
 
