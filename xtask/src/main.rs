@@ -79,6 +79,9 @@ enum Task {
     },
     /// Release builds and deployment files in dist/, with SHA256SUMS.
     Dist(dist::DistArgs),
+    /// Write the databases the previous release leaves behind (SQLite and PostgreSQL), kept in
+    /// tests/fixtures/upgrade/ for the upgrade tests.
+    UpgradeFixture,
     /// Fuzz the filter's parsers (needs the nightly toolchain).
     Fuzz {
         /// Options of the fuzz task.
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Task::Bench { args } => bench::run(args),
         Task::Demo { args } => demo::run(args),
         Task::Dist(args) => dist::run(args),
+        Task::UpgradeFixture => previous::write_fixtures(),
         Task::Fuzz { args } => fuzz::run(args),
     };
     exit_code(outcome.map(|()| ExitCode::SUCCESS))

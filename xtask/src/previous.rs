@@ -4,13 +4,16 @@
 //!
 //! The source is the commit's tree (`git archive`), so this needs the repository's history; a
 //! shallow clone is told how to get it.
+//!
+//! `cargo xtask upgrade-fixture` writes the databases that release leaves behind
+//! ([`write_fixtures`]), kept in `tests/fixtures/upgrade/<version>/`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::paths;
 use crate::shell::Cmd;
+use crate::{build, install, paths};
 
 /// The release the upgrade tests start from.
 pub const VERSION: &str = "0.1.0";
@@ -82,4 +85,27 @@ fn extract(src: &Path) -> Result<()> {
         .run()?;
     std::fs::remove_file(&archive)?;
     Ok(())
+}
+
+/// Run the previous release's backend through the real stack on each engine and keep the
+/// databases it leaves as the upgrade tests' fixtures (the harness's `upgrade-fixture`
+/// example).
+pub fn write_fixtures() -> Result<()> {
+    install::run(install::TEST)?;
+    let mut artifacts = build::build()?;
+    artifacts.previous_backend_bin = Some(build()?);
+    let out = paths::workspace_root()
+        .join("tests/fixtures/upgrade")
+        .join(VERSION);
+    let example = Cmd::cargo()
+        .args([
+            "run",
+            "-p",
+            "acme-edge-tests",
+            "--example",
+            "upgrade-fixture",
+            "--",
+        ])
+        .arg(&out);
+    artifacts.with_harness_env(example)?.run()
 }
