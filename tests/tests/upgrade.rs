@@ -1,6 +1,6 @@
 //! Upgrades that lose nothing.
 //!
-//! - A database written by the previous release (the fixtures in
+//! - A database written by an earlier release (the fixtures in
 //!   `tests/fixtures/upgrade/<release>/`, SQLite and PostgreSQL) is migrated by this build:
 //!   every row is there, its certificates are served over SDS, the order it left in flight is
 //!   taken up, a renewal succeeds.
@@ -35,9 +35,29 @@ const EXIT_SCHEMA_TOO_NEW: i32 = 65;
 /// Bound on one TLS handshake through Envoy (a first one waits for SDS).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The previous release's fixture for `storage`'s engine, restored into it.
-async fn restored(storage: &Storage) -> Result<Manifest> {
-    let dir = fixture_dir(PREVIOUS_RELEASE);
+/// The releases that left fixtures (`tests/fixtures/upgrade/<release>/`), oldest first.
+fn fixture_releases() -> Result<Vec<String>> {
+    let root = fixture_dir(PREVIOUS_RELEASE);
+    let root = root.parent().context("the fixtures' directory")?;
+    let mut releases = Vec::new();
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        if entry.path().is_dir() {
+            releases.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    releases.sort();
+    ensure!(
+        releases.iter().any(|r| r == PREVIOUS_RELEASE),
+        "no fixtures of the previous release {PREVIOUS_RELEASE} in {}",
+        root.display()
+    );
+    Ok(releases)
+}
+
+/// `release`'s fixture for `storage`'s engine, restored into it.
+async fn restored(storage: &Storage, release: &str) -> Result<Manifest> {
+    let dir = fixture_dir(release);
     storage.restore(&dir.join(storage.fixture_file())).await?;
     Manifest::load(&dir, storage)
 }
@@ -105,10 +125,13 @@ async fn renew(backend: &Backend, name: &str) -> Result<()> {
     .with_context(|| format!("renewing {name}\n{}", backend.log()))
 }
 
-async fn a_database_the_previous_release_wrote_is_carried_across(storage: Storage) -> Result<()> {
-    let manifest = restored(&storage).await?;
+async fn a_database_an_earlier_release_wrote_is_carried_across(
+    storage: Storage,
+    release: &str,
+) -> Result<()> {
+    let manifest = restored(&storage, release).await?;
     let history = &manifest.history;
-    assert_eq!(manifest.release, PREVIOUS_RELEASE);
+    assert_eq!(manifest.release, release);
     let url = storage.url()?;
     // The CA answers nothing until the rows are read: only the migration moves them.
     let mut stack = Stack::builder()
@@ -246,15 +269,26 @@ async fn an_upgrade_in_place_resumes_the_order_and_keeps_the_account(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_written_by_the_previous_release_is_carried_across() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let storage = Storage::sqlite(dir.path().join("acme-edge.db"));
-    a_database_the_previous_release_wrote_is_carried_across(storage).await
+async fn sqlite_written_by_earlier_releases_is_carried_across() -> Result<()> {
+    for release in fixture_releases()? {
+        let dir = tempfile::tempdir()?;
+        let storage = Storage::sqlite(dir.path().join("acme-edge.db"));
+        a_database_an_earlier_release_wrote_is_carried_across(storage, &release)
+            .await
+            .with_context(|| format!("the SQLite database of {release}"))?;
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_written_by_the_previous_release_is_carried_across() -> Result<()> {
-    a_database_the_previous_release_wrote_is_carried_across(Storage::postgres().await?).await
+async fn postgres_written_by_earlier_releases_is_carried_across() -> Result<()> {
+    for release in fixture_releases()? {
+        let storage = Storage::postgres().await?;
+        a_database_an_earlier_release_wrote_is_carried_across(storage, &release)
+            .await
+            .with_context(|| format!("the PostgreSQL database of {release}"))?;
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
