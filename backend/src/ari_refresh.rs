@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::acme::{AcmeError, CertificateAuthority, ari};
-use crate::schedule::{self, Clock};
+use crate::policy::schedule::{self, Clock};
 use crate::store::{Store, StoreError};
 
 /// Issued domains read from the store at once: bounds memory however many domains there are.

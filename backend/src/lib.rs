@@ -12,9 +12,9 @@
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite by default.
 //! - [`acme`]: the CA as the worker and the ARI walk see it ([`acme::CertificateAuthority`]),
 //!   and its ACME implementation: the account and orders (instant-acme), certificate keys.
-//! - [`schedule`]: when to renew (ARI window, or a share of the lifetime, with jitter) and
-//!   when to retry (backoff, the CA's Retry-After).
-//! - [`budget`]: the account-wide order budget over a sliding window.
+//! - [`policy`]: the issuance policy, pure: when to renew (ARI window, or a share of the
+//!   lifetime, with jitter), when to retry (backoff, the CA's Retry-After), the account-wide
+//!   order budget over a sliding window.
 //! - [`ari_refresh`]: re-checks issued certificates' ARI windows twice a day and brings a
 //!   renewal forward when the CA moved the window earlier.
 //! - [`jobs`]: the worker that runs due orders with bounded concurrency, within the budget,
@@ -39,7 +39,7 @@
 //! 1. [`api`] (`api::domains`) validates the name ([`model::DomainName`]) and calls
 //!    `Store::enable_domain`: the domain is `pending`, due now; the API wakes the worker.
 //! 2. [`jobs`] claims it (`Store::claim_due`, under a lease) within the order budget
-//!    ([`budget`]) and runs the order through the CA client ([`acme`], `acme::order`).
+//!    ([`policy::budget`]) and runs the order through the CA client ([`acme`], `acme::order`).
 //! 3. `acme::order` logs the order ([`store`], `OrderLog`), writes each HTTP-01 token and its
 //!    key authorization with `Store::put_challenge` **before** telling the CA the challenge
 //!    is ready: any replica can answer from then on.
@@ -55,7 +55,7 @@
 //! 1. `acme::order` finalises with a CSR for a key made by `acme::keys` (the key is kept in
 //!    the order log first, so a crash cannot lose it), downloads the chain and checks it.
 //! 2. [`jobs`] stores it (`Store::record_issued`, under the lease), computes the renewal time
-//!    ([`schedule`], or the CA's ARI window), and announces `CertEvent::Updated` on the
+//!    ([`policy::schedule`], or the CA's ARI window), and announces `CertEvent::Updated` on the
 //!    store's source (`store::source`, the seam [`certs`]). On PostgreSQL the other replicas
 //!    learn of it through `Store::follow_changes` (`LISTEN`/`NOTIFY`).
 //! 3. [`sds`] pushes the new secret to every Envoy that holds the name (delta xDS,
@@ -67,7 +67,6 @@ pub mod acme;
 pub mod activation;
 pub mod api;
 pub mod ari_refresh;
-pub mod budget;
 pub mod certs;
 pub mod challenge;
 pub mod cli;
@@ -77,7 +76,7 @@ pub mod jobs;
 pub mod listener;
 pub mod metrics;
 pub mod model;
-pub mod schedule;
+pub mod policy;
 pub mod sds;
 pub mod service;
 pub mod store;

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{Domain, DomainState, KeyType, LastError};
-use crate::schedule::Clock;
+use crate::policy::schedule::Clock;
 use crate::store::{
     Claim, DomainQuery, Enabled, ExpiryCounts, IssuedCertificate, OpenOrder, OrderLog,
     OrderOutcome, OrderRecord, Overview, Published, SqliteStore, Store, StoreError, StoredAccount,

@@ -14,12 +14,11 @@ const LAYERS: &[&[&str]] = &[
     &["model"],
     // The configuration, parsed and typed once.
     &["config"],
-    // Policy and seams: when to renew and retry, the order budget's arithmetic, the
+    // Policy and seams: the issuance policy (when to renew and retry, the order budget), the
     // listeners' bounds and the sockets a service manager passes, metrics, readiness checks,
     // the seam between issuance and serving.
     &[
-        "schedule",
-        "budget",
+        "policy",
         "listener",
         "activation",
         "metrics",

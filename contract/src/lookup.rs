@@ -6,8 +6,8 @@
 //! 404                                              (no such token for that host)
 //! ```
 //!
-//! `{host}` is a [`normalize_host`](crate::normalize_host) result and `{token}` a
-//! [`validate_token`](crate::validate_token) result; neither contains `/`, `?`, `%` or
+//! `{host}` is a [`normalize_host`] result and `{token}` a
+//! [`validate_token`] result; neither contains `/`, `?`, `%` or
 //! anything else that would need escaping, so the path is built by plain concatenation.
 
 use crate::{normalize_host, validate_token};

@@ -124,7 +124,7 @@ impl AcmeError {
 
     /// The CA (or the path to it) looks down: it did not answer, the connection failed, or
     /// it answered with a server error. What trips the CA health breaker
-    /// ([`health::CaHealth`]); rate limits and bad nonces do not (the CA is up).
+    /// ([`super::health::CaHealth`]); rate limits and bad nonces do not (the CA is up).
     pub fn ca_unavailable(&self) -> bool {
         match self {
             AcmeError::Timeout { .. } | AcmeError::Client { .. } | AcmeError::Account(_) => true,
@@ -160,7 +160,7 @@ impl AcmeError {
     }
 
     /// When the CA asked us to come back, when the error itself says so (instant-acme's
-    /// polling timeout); `Retry-After` headers come through [`Failure::retry_after`].
+    /// polling timeout); `Retry-After` headers come through [`super::Failure::retry_after`].
     pub fn retry_hint(&self) -> Option<OffsetDateTime> {
         match self {
             AcmeError::Client {

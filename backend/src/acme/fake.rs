@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{AcmeError, CertificateAuthority, Failure, ari, order};
-use crate::schedule::Clock;
+use crate::policy::schedule::Clock;
 use crate::store::{Claim, IssuedCertificate, OrderOutcome, Store, StoredCertificate};
 
 /// Lifetime of the certificates the fake issues unless a step says otherwise.

@@ -251,7 +251,8 @@ mod tests {
             "{wait}"
         );
         // The scheduler keeps the CA's time over its own one-minute backoff.
-        let retry = crate::schedule::Backoff::default().retry_at(before, 1, failure.retry_after);
+        let retry =
+            crate::policy::schedule::Backoff::default().retry_at(before, 1, failure.retry_after);
         assert!(retry - before > time::Duration::minutes(59));
     }
 }

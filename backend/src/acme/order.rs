@@ -6,7 +6,7 @@
 //!
 //! Exactly one order per issuance, even across crashes: the order URL is logged as soon as
 //! the CA returns it, and the certificate key before the CSR is sent. An attempt first
-//! resumes the domain's open order ([`resume`]) from wherever it stopped (pending: publish
+//! resumes the domain's open order (`resume`) from wherever it stopped (pending: publish
 //! the challenges again; ready: finalize with the logged key; processing or valid: fetch the
 //! certificate), and places a new order only when there is none, or the CA no longer accepts
 //! it, or it already produced the certificate now stored.

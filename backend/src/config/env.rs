@@ -3,8 +3,8 @@
 //! environment wins over the file.
 //!
 //! Nothing here lists keys: a section's keys are the field names its serde `Deserialize`
-//! knows ([`keys_of`]), so a new key has its override the moment it exists. Nor does
-//! anything list types: a value is read as whatever its key accepts ([`value`]).
+//! knows (`keys_of`), so a new key has its override the moment it exists. Nor does
+//! anything list types: a value is read as whatever its key accepts (`value`).
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 

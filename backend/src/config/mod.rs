@@ -7,7 +7,7 @@
 //! Two steps, as the data goes:
 //!
 //! 1. The file as written (`file.rs`): one serde struct per section, unknown keys refused,
-//!    every key optional, the environment's overrides ([`env`]: `ACME_EDGE_<SECTION>_<KEY>`
+//!    every key optional, the environment's overrides ([`env`](mod@env): `ACME_EDGE_<SECTION>_<KEY>`
 //!    for every key) applied on top. Each key that does not parse is reported on its own.
 //! 2. The typed configuration, one module per section ([`acme`], [`storage`], [`admin`],
 //!    [`challenge`], [`sds`], [`log`]): each names its keys' defaults and limits as constants, with

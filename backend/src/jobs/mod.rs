@@ -1,6 +1,6 @@
 //! The issuance worker: one loop that takes due domains from the store (new, retries,
 //! renewals) and runs their orders concurrently, at most `acme.max_in_flight_orders` at once
-//! and within the account-wide order budget ([`crate::budget`]); the store hands out
+//! and within the account-wide order budget ([`crate::policy::budget`]); the store hands out
 //! expiry-critical renewals first.
 //!
 //! The worker sees the CA through the [`CertificateAuthority`] seam ([`crate::acme::Issuer`]
@@ -37,11 +37,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acme::health::{CaHealth, Probe};
 use crate::acme::{CertificateAuthority, Failure};
-use crate::budget::OrderBudget;
 use crate::certs::CertEvent;
 use crate::config::Config;
 use crate::metrics;
-use crate::schedule::{self, Backoff, Clock};
+use crate::policy::budget::OrderBudget;
+use crate::policy::schedule::{self, Backoff, Clock};
 use crate::store::OrderOutcome;
 use crate::store::{Claim, IssuedCertificate, Store, StoreError, source::StoreSource};
 

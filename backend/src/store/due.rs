@@ -1,5 +1,5 @@
 //! The order in which due work is claimed, shared by both stores: renewals of certificates
-//! close to expiry first ([`crate::schedule::critical_at`]: half-way from the renewal point to
+//! close to expiry first ([`crate::policy::schedule::critical_at`]: half-way from the renewal point to
 //! expiry), then everything else by due time. Under the order budget this keeps a bulk enable
 //! of thousands of new names from delaying a renewal that cannot wait.
 //!
@@ -7,7 +7,7 @@
 //! only, never the whole table: proven below on 100,000 domains.
 
 /// SQL `ORDER BY` terms for the claim query; `now` is the placeholder holding the current
-/// time (Unix seconds). The critical time is computed as in [`crate::schedule::critical_at`]:
+/// time (Unix seconds). The critical time is computed as in [`crate::policy::schedule::critical_at`]:
 /// `not_after - left / 2`, where `left` is a third of the lifetime (half under ten days).
 pub(crate) fn claim_order(now: &str) -> String {
     format!(
@@ -16,7 +16,7 @@ pub(crate) fn claim_order(now: &str) -> String {
                                  THEN (not_after - not_before) / 2 \
                                  ELSE (not_after - not_before) / 3 END) / 2 <= {now} \
          THEN 0 ELSE 1 END, COALESCE(due_at, lease_expires_at, 0)",
-        short = crate::schedule::SHORT_LIVED.as_secs(),
+        short = crate::policy::schedule::SHORT_LIVED.as_secs(),
     )
 }
 

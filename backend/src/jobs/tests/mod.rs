@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 use super::Worker;
 use crate::acme::fake::{self, Ari, Ended, FakeCa, Gate, Step};
 use crate::acme::health::{self, CaHealth};
-use crate::budget::OrderBudget;
 use crate::certs::{CertEvent, CertificateSource};
 use crate::model::{DomainState, FailureClass, KeyType};
-use crate::schedule::{self, Backoff, Clock};
+use crate::policy::budget::OrderBudget;
+use crate::policy::schedule::{self, Backoff, Clock};
 use crate::store::{Store, source::StoreSource};
 use crate::testing::{self, PausedStore, START};
 

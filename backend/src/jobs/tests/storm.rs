@@ -22,7 +22,7 @@
 //! # The storm
 //!
 //! Certificates issued together renew apart: the renewal point is brought forward by a
-//! random share of 5 % of the lifetime ([`crate::schedule::renew_at`]). The storm is what
+//! random share of 5 % of the lifetime ([`crate::policy::schedule::renew_at`]). The storm is what
 //! that jitter cannot spread: every certificate due at the same instant, as when all were
 //! issued at once and all drew the latest point (a third of the lifetime, 30 days of a
 //! 90-day certificate, before expiry), or when a CA's renewal information moved them all to
@@ -37,10 +37,10 @@ use time::OffsetDateTime;
 
 use super::{World, run_for, start};
 use crate::acme::fake::{self, Ended, FakeCa};
-use crate::budget::OrderBudget;
 use crate::config;
 use crate::jobs::Worker;
-use crate::schedule::Backoff;
+use crate::policy::budget::OrderBudget;
+use crate::policy::schedule::Backoff;
 use crate::testing;
 
 /// How many certificates a full storm renews. It takes minutes in a debug build (the store's
