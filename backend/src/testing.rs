@@ -114,6 +114,9 @@ impl OrderLog for PausedStore {
     async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
         with_clock_held!(self.orders_since(since))
     }
+    async fn new_orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
+        with_clock_held!(self.new_orders_since(since))
+    }
 }
 
 #[async_trait]
@@ -181,6 +184,16 @@ impl Store for PausedStore {
         lease_until: OffsetDateTime,
     ) -> Result<Vec<Claim>, StoreError> {
         with_clock_held!(self.claim_due(now, limit, lease, lease_until))
+    }
+    async fn claim_due_capped(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+        new_names: usize,
+        lease: &str,
+        lease_until: OffsetDateTime,
+    ) -> Result<Vec<Claim>, StoreError> {
+        with_clock_held!(self.claim_due_capped(now, limit, new_names, lease, lease_until))
     }
     async fn renew_lease(&self, claim: &Claim, until: OffsetDateTime) -> Result<bool, StoreError> {
         with_clock_held!(self.renew_lease(claim, until))

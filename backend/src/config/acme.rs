@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Secret;
+use super::ca_limits::{CaLimits, CaLimitsSection};
 use super::problems::{Problems, between, secs_between};
 use crate::model::KeyType;
 
@@ -153,6 +154,8 @@ pub struct AcmeConfig {
     pub order_budget_window: Duration,
     /// `ari_check_interval_secs`.
     pub ari_check_interval: Duration,
+    /// `[acme.limits]`: the CA's rate limits, from a preset and overrides.
+    pub limits: CaLimits,
 }
 
 /// The CA's directory: an absolute `http(s)` URL with a host. Kept as written, since the
@@ -203,11 +206,20 @@ impl AcmeConfig {
 
     /// The section's values, defaults filled in; `None` when one of them is reported. Every
     /// key is checked before the first `None` ends it, so that all problems are reported.
-    pub(super) fn from_section(mut s: AcmeSection, problems: &mut Problems) -> Option<AcmeConfig> {
+    pub(super) fn from_section(
+        mut s: AcmeSection,
+        limits: CaLimitsSection,
+        problems: &mut Problems,
+    ) -> Option<AcmeConfig> {
         let directory_url = directory(
             s.directory_url.as_deref(),
             s.allow_insecure_directory.unwrap_or(false),
             s.terms_agreed,
+            problems,
+        );
+        let limits = CaLimits::from_section(
+            limits,
+            directory_url.as_ref().map_or("", DirectoryUrl::as_str),
             problems,
         );
         let contact = contacts(s.contact.take().unwrap_or_default(), problems);
@@ -216,6 +228,24 @@ impl AcmeConfig {
         let profile = profile(s.profile.take(), problems);
         let pace = Pace::check(&s, problems);
         let pace = pace?;
+        let limits = limits?;
+        if let Some(limit) = limits.new_orders
+            && u128::from(pace.order_budget) * limit.window.as_millis()
+                > u128::from(limit.count) * pace.order_budget_window.as_millis()
+        {
+            problems.push(
+                "acme.order_budget",
+                format!(
+                    "{} orders per {} s is faster than the CA allows (acme.limits.new_orders: {} \
+                     per {} s); lower it, or raise the limit with the CA's override",
+                    pace.order_budget,
+                    pace.order_budget_window.as_secs(),
+                    limit.count,
+                    limit.window.as_secs()
+                ),
+            );
+            return None;
+        }
         Some(AcmeConfig {
             directory_url: directory_url?,
             contact: contact?,
@@ -230,6 +260,7 @@ impl AcmeConfig {
             order_budget: pace.order_budget,
             order_budget_window: pace.order_budget_window,
             ari_check_interval: pace.ari_check_interval,
+            limits,
         })
     }
 }

@@ -15,9 +15,13 @@ pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// What every override's name starts with.
 pub const PREFIX: &str = "ACME_EDGE_";
 
-/// The variable that overrides `key` of `section`: `ACME_EDGE_ACME_RETRY_BASE_SECS`.
+/// The variable that overrides `key` of `section`: `ACME_EDGE_ACME_RETRY_BASE_SECS`; a
+/// section inside another (`acme.limits`) joins the names with `_`
+/// (`ACME_EDGE_ACME_LIMITS_NEW_ORDERS`).
 pub fn name(section: &str, key: &str) -> String {
-    format!("{PREFIX}{section}_{key}").to_ascii_uppercase()
+    format!("{PREFIX}{section}_{key}")
+        .replace('.', "_")
+        .to_ascii_uppercase()
 }
 
 /// Set in `table`, the file's section `section` of type `T`, every key the environment

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 
 use super::acme::AcmeSection;
 use super::admin::AdminSection;
+use super::ca_limits::CaLimitsSection;
 use super::challenge::ChallengeSection;
 use super::env::{self, Env, single};
 use super::log::LogSection;
@@ -17,6 +18,8 @@ use super::storage::StorageSection;
 #[derive(Debug, Default)]
 pub(super) struct ConfigFile {
     pub acme: AcmeSection,
+    /// `[acme.limits]`, a table inside `[acme]`.
+    pub acme_limits: CaLimitsSection,
     pub storage: StorageSection,
     pub admin: AdminSection,
     pub challenge: ChallengeSection,
@@ -34,13 +37,26 @@ impl ConfigFile {
                 return None;
             }
         };
+        let acme_limits = match table.get_mut("acme") {
+            Some(toml::Value::Table(acme)) => {
+                read_section(acme, "limits", "acme.limits", env, problems)
+            }
+            _ => read_section(
+                &mut toml::Table::new(),
+                "limits",
+                "acme.limits",
+                env,
+                problems,
+            ),
+        };
         let file = ConfigFile {
-            acme: read_section(&mut table, "acme", env, problems),
-            storage: read_section(&mut table, "storage", env, problems),
-            admin: read_section(&mut table, "admin", env, problems),
-            challenge: read_section(&mut table, "challenge", env, problems),
-            sds: read_section(&mut table, "sds", env, problems),
-            log: read_section(&mut table, "log", env, problems),
+            acme_limits,
+            acme: read_section(&mut table, "acme", "acme", env, problems),
+            storage: read_section(&mut table, "storage", "storage", env, problems),
+            admin: read_section(&mut table, "admin", "admin", env, problems),
+            challenge: read_section(&mut table, "challenge", "challenge", env, problems),
+            sds: read_section(&mut table, "sds", "sds", env, problems),
+            log: read_section(&mut table, "log", "log", env, problems),
         };
         for unknown in table.keys() {
             problems.push(unknown, "unknown section");
@@ -49,16 +65,18 @@ impl ConfigFile {
     }
 }
 
-/// Take section `name` out of `table` (empty when absent), apply its environment overrides
-/// and deserialize it. When that fails, deserialize it key by key (every key is optional) so
+/// Take section `key` out of `table` (empty when absent), apply its environment overrides
+/// and deserialize it; its keys are reported as `name.key` (`name` is the section's dotted
+/// name: `acme.limits` is the table `limits` inside `[acme]`). When that fails, deserialize it key by key (every key is optional) so
 /// that each bad key is reported on its own; the good ones are kept, to be checked further.
 fn read_section<T: DeserializeOwned + Default>(
     table: &mut toml::Table,
+    key: &str,
     name: &str,
     env: Env<'_>,
     problems: &mut Problems,
 ) -> T {
-    let mut section = match table.remove(name) {
+    let mut section = match table.remove(key) {
         None => toml::Table::new(),
         Some(toml::Value::Table(section)) => section,
         Some(_) => {

@@ -23,6 +23,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod ca_limits;
 pub mod challenge;
 pub mod env;
 mod file;
@@ -40,6 +41,7 @@ use std::path::Path;
 
 pub use acme::{AcmeConfig, DirectoryUrl, ExternalAccountBinding};
 pub use admin::{AdminConfig, ConsoleDir, TokenSource};
+pub use ca_limits::{CaLimits, Limit, Preset};
 pub use challenge::ChallengeConfig;
 pub use limits::ListenerLimits;
 pub use log::{LogConfig, LogFormat};
@@ -81,7 +83,7 @@ impl Config {
             return Err(problems.into_error());
         };
         check_listeners(&file, &mut problems);
-        let acme = AcmeConfig::from_section(file.acme, &mut problems);
+        let acme = AcmeConfig::from_section(file.acme, file.acme_limits, &mut problems);
         let storage =
             StorageConfig::from_section(file.storage, env("STATE_DIRECTORY"), &mut problems);
         let admin = AdminConfig::from_section(file.admin, storage.as_ref(), &mut problems);

@@ -348,6 +348,17 @@ fn every_key_has_an_environment_override() {
         "ACME_EDGE_ACME_ORDER_BUDGET_WINDOW_SECS",
         "ACME_EDGE_ACME_ARI_CHECK_INTERVAL_SECS",
         "ACME_EDGE_ACME_ALLOW_INSECURE_DIRECTORY",
+        "ACME_EDGE_ACME_LIMITS_PRESET",
+        "ACME_EDGE_ACME_LIMITS_NEW_ORDERS",
+        "ACME_EDGE_ACME_LIMITS_NEW_ORDERS_WINDOW_SECS",
+        "ACME_EDGE_ACME_LIMITS_REGISTERED_DOMAIN_CERTIFICATES",
+        "ACME_EDGE_ACME_LIMITS_REGISTERED_DOMAIN_WINDOW_SECS",
+        "ACME_EDGE_ACME_LIMITS_EXACT_SET_CERTIFICATES",
+        "ACME_EDGE_ACME_LIMITS_EXACT_SET_WINDOW_SECS",
+        "ACME_EDGE_ACME_LIMITS_AUTHORIZATION_FAILURES",
+        "ACME_EDGE_ACME_LIMITS_AUTHORIZATION_FAILURES_WINDOW_SECS",
+        "ACME_EDGE_ACME_LIMITS_CONSECUTIVE_AUTHORIZATION_FAILURES",
+        "ACME_EDGE_ACME_LIMITS_RENEWALS_EXEMPT",
         "ACME_EDGE_STORAGE_URL",
         "ACME_EDGE_STORAGE_LEASE_SECS",
         "ACME_EDGE_ADMIN_LISTEN",
@@ -527,10 +538,13 @@ fn every_limit_is_enforced_at_both_ends() {
         ),
         ("storage", "lease_secs", secs(&LEASE_RANGE)),
     ];
+    // A CA without limits: how the budget compares with the CA's is checked on its own
+    // (`the_budget_stays_under_the_cas_limit`).
+    let base = format!("{MINIMAL}[acme.limits]\npreset = \"none\"\n");
     for (section, key, (low, high)) in limits {
         let with = |value: u64| {
             let name = super::env::name(section, key);
-            Config::parse(MINIMAL, move |n| (n == name).then(|| value.to_string()))
+            Config::parse(&base, move |n| (n == name).then(|| value.to_string()))
         };
         for fine in [low, high] {
             assert!(with(fine).is_ok(), "{section}.{key} = {fine}");
@@ -728,4 +742,57 @@ fn filter_wasm_file_is_read_once_with_its_sha256() {
     let missing = format!("{MINIMAL}[challenge]\nfilter_wasm_file = \"/nonexistent.wasm\"\n");
     let err = Config::parse(&missing, |_| None).unwrap_err().to_string();
     assert!(err.contains("/nonexistent.wasm"), "{err}");
+}
+
+#[test]
+fn the_cas_limits_come_from_the_directory_and_the_section() {
+    let le = Config::parse(MINIMAL, no_env).unwrap().acme.limits;
+    assert_eq!(le, Preset::Letsencrypt.limits());
+    let private = "[acme]\nterms_agreed = true\ndirectory_url = \"https://ca.internal/dir\"\n";
+    let none = Config::parse(private, no_env).unwrap().acme.limits;
+    assert_eq!(none, Preset::None.limits());
+
+    let raised = format!("{MINIMAL}[acme.limits]\nnew_orders = 3000\nexact_set_certificates = 0\n");
+    let raised = Config::parse(&raised, no_env).unwrap().acme.limits;
+    assert_eq!(
+        raised.new_orders,
+        Some(Limit {
+            count: 3000,
+            window: Duration::from_secs(3 * 3600)
+        })
+    );
+    assert_eq!(raised.exact_set, None);
+    let env = |name: &str| (name == "ACME_EDGE_ACME_LIMITS_PRESET").then(|| "none".to_owned());
+    assert_eq!(
+        Config::parse(MINIMAL, env).unwrap().acme.limits.preset,
+        Preset::None
+    );
+
+    let bad = format!(
+        "{MINIMAL}[acme.limits]\npreset = \"ours\"\nbogus = 1\nnew_orders_window_secs = 0\n"
+    );
+    let mut got = keys(Config::parse(&bad, no_env).unwrap_err());
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "acme.limits.bogus",
+            "acme.limits.new_orders_window_secs",
+            "acme.limits.preset"
+        ]
+    );
+}
+
+#[test]
+fn the_budget_stays_under_the_cas_limit() {
+    let over = format!("{MINIMAL}order_budget = 301\n");
+    assert_eq!(
+        keys(Config::parse(&over, no_env).unwrap_err()),
+        ["acme.order_budget"]
+    );
+    // The same rate in another window is the same rate.
+    let same = format!("{MINIMAL}order_budget = 100\norder_budget_window_secs = 3600\n");
+    assert!(Config::parse(&same, no_env).is_ok());
+    let raised = format!("{MINIMAL}order_budget = 1000\n[acme.limits]\nnew_orders = 1200\n");
+    assert!(Config::parse(&raised, no_env).is_ok());
 }

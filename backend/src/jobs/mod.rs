@@ -76,6 +76,35 @@ pub struct Worker {
     /// The CA's health, shared with the API: while the CA is unavailable no work is claimed
     /// and the CA is probed instead.
     pub health: Arc<CaHealth>,
+    /// Renewals spend no order budget: the CA counts only new names against the account
+    /// (`acme.limits.renewals_exempt`, Let's Encrypt's rule). Renewals are then claimed
+    /// before new names, bounded by `max_in_flight` alone.
+    pub renewals_exempt: bool,
+}
+
+/// Jobs in flight that may place a new order (not renewals), counted while they run: what
+/// the budget counts as placed before the order is logged.
+#[derive(Debug, Default, Clone)]
+struct NewInFlight(Arc<AtomicU64>);
+
+impl NewInFlight {
+    fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Count one until the guard is dropped (the job ends, or is cut at shutdown).
+    fn hold(&self) -> NewInFlightGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        NewInFlightGuard(self.0.clone())
+    }
+}
+
+struct NewInFlightGuard(Arc<AtomicU64>);
+
+impl Drop for NewInFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 static LEASES: AtomicU64 = AtomicU64::new(0);
@@ -113,6 +142,7 @@ impl Worker {
             },
             clock: Clock::system(),
             health,
+            renewals_exempt: config.acme.limits.renewals_exempt,
         }
     }
 
@@ -120,9 +150,13 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.max_in_flight));
         let mut jobs = JoinSet::new();
+        let new_in_flight = NewInFlight::default();
         let mut budget_spent = false;
         while !shutdown.is_cancelled() {
-            let wait = match self.start_due(&permits, &mut jobs, &mut budget_spent).await {
+            let started = self
+                .start_due(&permits, &mut jobs, &new_in_flight, &mut budget_spent)
+                .await;
+            let wait = match started {
                 Ok(wait) => wait,
                 Err(e) => {
                     tracing::error!(error = %e, "reading due work");
@@ -145,6 +179,7 @@ impl Worker {
         &self,
         permits: &Arc<Semaphore>,
         jobs: &mut JoinSet<()>,
+        new_in_flight: &NewInFlight,
         budget_spent: &mut bool,
     ) -> Result<Duration, StoreError> {
         // Never longer than a lease between looks: another replica's claim made after our
@@ -173,16 +208,25 @@ impl Worker {
             // A job finishing wakes the loop.
             return Ok(idle);
         }
-        let allowed = self.within_budget(free, jobs.len(), budget_spent).await?;
+        let in_flight = if self.renewals_exempt {
+            new_in_flight.count()
+        } else {
+            u64::try_from(jobs.len()).unwrap_or(u64::MAX)
+        };
+        let allowed = self.within_budget(free, in_flight, budget_spent).await?;
         let now = self.clock.now();
-        let claims = if allowed > 0 {
+        let (lease, lease_until) = (new_lease(), now + self.lease);
+        let claims = if self.renewals_exempt {
+            (self.store)
+                .claim_due_capped(now, free, allowed, &lease, lease_until)
+                .await?
+        } else if allowed > 0 {
             self.store
-                .claim_due(now, allowed, &new_lease(), now + self.lease)
+                .claim_due(now, allowed, &lease, lease_until)
                 .await?
         } else {
             Vec::new()
         };
-        let took_all_allowed = claims.len() == allowed;
         for claim in &claims {
             self.source.announce_domain(&claim.name);
         }
@@ -190,6 +234,7 @@ impl Worker {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 break;
             };
+            let counted = (!claim.renewal).then(|| new_in_flight.hold());
             let job = Job {
                 store: self.store.clone(),
                 ca: self.ca.clone(),
@@ -201,34 +246,37 @@ impl Worker {
             };
             jobs.spawn(async move {
                 job.run(claim).await;
-                drop(permit);
+                drop((permit, counted));
             });
         }
         let next = self.store.next_due().await?;
-        if took_all_allowed && next.is_some_and(|at| at <= now) {
-            // More is due than the permits or the budget let us take: its due time has
-            // passed, so sleeping until it would spin. A finishing job or the sliding
-            // window frees room.
+        if next.is_some_and(|at| at <= now) {
+            // More is due than the permits or the budget let us take (or another replica is
+            // taking it): its due time has passed, so sleeping until it would spin. A
+            // finishing job, the sliding window or an enable (which wakes the loop) frees
+            // room.
             return Ok(idle);
         }
         Ok(until(next, self.clock.now()).min(idle))
     }
 
-    /// How many of `free` permits the order budget lets us use. Jobs in flight may not
-    /// have logged their order yet: they count as placed, erring on the safe side. Says so
-    /// once when the budget runs out, and once when it has room again.
+    /// How many of `free` permits the order budget lets us use: for new names only when
+    /// renewals are exempt, else for every order. Jobs in flight that count (`in_flight`)
+    /// may not have logged their order yet: they count as placed, erring on the safe side.
+    /// Says so once when the budget runs out, and once when it has room again.
     async fn within_budget(
         &self,
         free: usize,
-        in_flight: usize,
+        in_flight: u64,
         spent: &mut bool,
     ) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let placed = self
-            .store
-            .orders_since(self.budget.window_start(now))
-            .await?;
-        let in_flight = u64::try_from(in_flight).unwrap_or(u64::MAX);
+        let since = self.budget.window_start(now);
+        let placed = if self.renewals_exempt {
+            self.store.new_orders_since(since).await?
+        } else {
+            self.store.orders_since(since).await?
+        };
         let allowed = self.budget.allowance(placed.saturating_add(in_flight));
         if (allowed == 0) != *spent {
             *spent = allowed == 0;

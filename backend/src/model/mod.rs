@@ -16,5 +16,5 @@ pub mod state;
 
 pub use domain::{Domain, FailureClass, LastError};
 pub use key_type::KeyType;
-pub use name::{DomainError, DomainName};
+pub use name::{DomainError, DomainName, registered_domain};
 pub use state::DomainState;

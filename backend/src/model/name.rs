@@ -65,6 +65,11 @@ impl DomainName {
         &self.0
     }
 
+    /// The registered domain the name is under ([`registered_domain`]).
+    pub fn registered_domain(&self) -> &str {
+        registered_domain(&self.0)
+    }
+
     pub fn into_string(self) -> String {
         self.0
     }
@@ -80,6 +85,14 @@ impl AsRef<str> for DomainName {
     fn as_ref(&self) -> &str {
         &self.0
     }
+}
+
+/// The registered domain of a name in normal form: the label below its public suffix, by the
+/// Public Suffix List (its private part included, as Let's Encrypt reads it): what the CA
+/// counts certificates per. `www.example.co.uk` is under `example.co.uk`; a name the list
+/// sees as a public suffix itself is its own.
+pub fn registered_domain(name: &str) -> &str {
+    psl::domain_str(name).unwrap_or(name)
 }
 
 fn is_ip_literal(name: &str) -> bool {
@@ -132,6 +145,23 @@ mod tests {
 
     fn ok(s: &str) -> String {
         DomainName::parse(s).unwrap().into_string()
+    }
+
+    #[test]
+    fn registered_domains_follow_the_public_suffix_list() {
+        for (name, registered) in [
+            ("www.example.com", "example.com"),
+            ("example.com", "example.com"),
+            ("new.blog.example.co.uk", "example.co.uk"),
+            ("a.b.c.example.test", "example.test"),
+            ("shop.alice.github.io", "alice.github.io"),
+            ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+            ("co.uk", "co.uk"),
+        ] {
+            assert_eq!(registered_domain(name), registered, "{name}");
+        }
+        let name = DomainName::parse("WWW.Example.CO.UK").unwrap();
+        assert_eq!(name.registered_domain(), "example.co.uk");
     }
 
     #[test]

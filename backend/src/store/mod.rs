@@ -261,6 +261,17 @@ pub trait Store: orders::OrderLog + overview::Overview + Send + Sync + 'static {
         lease: &str,
         lease_until: OffsetDateTime,
     ) -> Result<Vec<Claim>, StoreError>;
+    /// [`Store::claim_due`], with at most `new_names` of the `limit` domains without a
+    /// certificate (orders a CA counts as new); renewals and domains taken over first, in
+    /// the claim order, then new names by due time.
+    async fn claim_due_capped(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+        new_names: usize,
+        lease: &str,
+        lease_until: OffsetDateTime,
+    ) -> Result<Vec<Claim>, StoreError>;
     /// Extend `claim`'s lease to `until`; `false` when the lease was lost (the domain was
     /// disabled, re-enabled or taken over): the holder must stop working on it.
     async fn renew_lease(&self, claim: &Claim, until: OffsetDateTime) -> Result<bool, StoreError>;

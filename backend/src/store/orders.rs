@@ -98,6 +98,9 @@ pub trait OrderLog {
     -> Result<Vec<OrderRecord>, StoreError>;
     /// Orders placed at or after `since`, by every process sharing this store.
     async fn orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError>;
+    /// Of those, the orders for names that had no certificate (not renewals); orders logged
+    /// before kinds were count too.
+    async fn new_orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
 fn count(n: i64) -> u64 {
@@ -224,6 +227,17 @@ where
             .bind(since.unix_timestamp())
             .fetch_one(&self.pool)
             .await?;
+        Ok(count(row.try_get("n")?))
+    }
+
+    async fn new_orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM orders \
+             WHERE created_at >= $1 AND (kind IS NULL OR kind <> 'renewal')",
+        )
+        .bind(since.unix_timestamp())
+        .fetch_one(&self.pool)
+        .await?;
         Ok(count(row.try_get("n")?))
     }
 }

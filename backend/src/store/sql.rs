@@ -255,39 +255,36 @@ where
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin_with(DB::BEGIN_TAKE).await?;
-        let due = format!(
-            "SELECT name, key_type, attempts, (chain_pem IS NOT NULL) AS renewal, \
-             (state = 'validating') AS resumed FROM domains \
-             WHERE (due_at IS NOT NULL AND due_at <= $1 AND {state} IN {CLAIMABLE}) \
-                OR (state = 'validating' AND COALESCE(lease_expires_at, 0) <= $1) \
-             ORDER BY {order} LIMIT $2 {lock}",
-            state = DB::STATE_UNINDEXED,
-            order = claim_order("$1"),
-            lock = DB::LOCK_TAKEN,
-        );
-        let rows = sqlx::query(&due)
-            .bind(ts(now))
-            .bind(limit_param(limit))
-            .fetch_all(&mut *tx)
-            .await?;
-        let claims = rows
-            .iter()
-            .map(|row| claim_from_row(row, lease))
-            .collect::<Result<Vec<_>, _>>()?;
-        if !claims.is_empty() {
-            let take = format!(
-                "UPDATE domains SET state = 'validating', due_at = NULL, lease = $1, \
-                 lease_expires_at = $2, updated_at = $3 WHERE name IN {}",
-                placeholders(4, claims.len())
-            );
-            let mut take = sqlx::query(&take)
-                .bind(lease)
-                .bind(ts(lease_until))
-                .bind(ts(now));
-            for claim in &claims {
-                take = take.bind(claim.name.as_str());
-            }
-            take.execute(&mut *tx).await?;
+        let claims = take_due::<DB>(&mut tx, "", now, limit, lease, lease_until).await?;
+        tx.commit().await?;
+        Ok(claims)
+    }
+
+    async fn claim_due_capped(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+        new_names: usize,
+        lease: &str,
+        lease_until: OffsetDateTime,
+    ) -> Result<Vec<Claim>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin_with(DB::BEGIN_TAKE).await?;
+        let mut claims = take_due::<DB>(
+            &mut tx,
+            RENEWALS_AND_TAKEOVERS,
+            now,
+            limit,
+            lease,
+            lease_until,
+        )
+        .await?;
+        let room = (limit - claims.len()).min(new_names);
+        if room > 0 {
+            let new = take_due::<DB>(&mut tx, NEW_NAMES, now, room, lease, lease_until).await?;
+            claims.extend(new);
         }
         tx.commit().await?;
         Ok(claims)
@@ -598,6 +595,70 @@ where
     ) -> Result<(), StoreError> {
         DB::follow_changes(&self.pool, &self.resources, source, stop).await
     }
+}
+
+/// Due domains that renew a certificate or take an order over (no new order for the CA's
+/// count), as a filter of the claim query.
+const RENEWALS_AND_TAKEOVERS: &str = "AND (chain_pem IS NOT NULL OR state = 'validating')";
+/// Due domains without a certificate, not in flight: each is a new order.
+const NEW_NAMES: &str = "AND chain_pem IS NULL AND state <> 'validating'";
+
+/// In `tx` (begun as the engine takes rows), take up to `limit` due domains matching
+/// `filter` (SQL appended to the due condition) in the claim order: they become `validating`
+/// under `lease` until `lease_until`.
+async fn take_due<DB>(
+    tx: &mut sqlx::Transaction<'_, DB>,
+    filter: &str,
+    now: OffsetDateTime,
+    limit: usize,
+    lease: &str,
+    lease_until: OffsetDateTime,
+) -> Result<Vec<Claim>, StoreError>
+where
+    DB: Engine,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> bool: Decode<'r, DB> + Type<DB>,
+    for<'c> &'c str: ColumnIndex<DB::Row>,
+{
+    let due = format!(
+        "SELECT name, key_type, attempts, (chain_pem IS NOT NULL) AS renewal, \
+         (state = 'validating') AS resumed FROM domains \
+         WHERE ((due_at IS NOT NULL AND due_at <= $1 AND {state} IN {CLAIMABLE}) \
+            OR (state = 'validating' AND COALESCE(lease_expires_at, 0) <= $1)) {filter} \
+         ORDER BY {order} LIMIT $2 {lock}",
+        state = DB::STATE_UNINDEXED,
+        order = claim_order("$1"),
+        lock = DB::LOCK_TAKEN,
+    );
+    let rows = sqlx::query(&due)
+        .bind(ts(now))
+        .bind(limit_param(limit))
+        .fetch_all(&mut **tx)
+        .await?;
+    let claims = rows
+        .iter()
+        .map(|row| claim_from_row(row, lease))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !claims.is_empty() {
+        let take = format!(
+            "UPDATE domains SET state = 'validating', due_at = NULL, lease = $1, \
+             lease_expires_at = $2, updated_at = $3 WHERE name IN {}",
+            placeholders(4, claims.len())
+        );
+        let mut take = sqlx::query(&take)
+            .bind(lease)
+            .bind(ts(lease_until))
+            .bind(ts(now));
+        for claim in &claims {
+            take = take.bind(claim.name.as_str());
+        }
+        take.execute(&mut **tx).await?;
+    }
+    Ok(claims)
 }
 
 #[cfg(test)]

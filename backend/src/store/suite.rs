@@ -898,6 +898,49 @@ async fn orders_count_against_the_budget_once_each(s: Arc<dyn Store>) {
     assert_eq!(s.orders_since(NOW + secs(61)).await.unwrap(), 0);
 }
 
+async fn a_capped_claim_takes_renewals_first_and_few_new_names(s: Arc<dyn Store>) {
+    let lease = NOW + LEASE;
+    // Two issued domains due for renewal, three new names due before them.
+    for name in ["r1.example", "r2.example"] {
+        s.enable_domain(name, KeyType::EcdsaP256, NOW - secs(120))
+            .await
+            .unwrap();
+        let claim = claim_one(s.as_ref(), NOW - secs(120), "setup").await;
+        // Logged as the worker logs it: before the certificate is stored.
+        s.record_order(name, &format!("https://ca/order/{name}"), NOW - secs(120))
+            .await
+            .unwrap();
+        assert!(
+            s.record_issued(&claim, &cert(name), NOW - secs(10), NOW - secs(120))
+                .await
+                .unwrap()
+        );
+    }
+    for name in ["n1.example", "n2.example", "n3.example"] {
+        s.enable_domain(name, KeyType::EcdsaP256, NOW - secs(60))
+            .await
+            .unwrap();
+    }
+    let claims = s.claim_due_capped(NOW, 4, 1, "L", lease).await.unwrap();
+    let names: Vec<&str> = claims.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(claims[0].renewal && claims[1].renewal, "{names:?}");
+    assert!(!claims[2].renewal && names[2] == "n1.example", "{names:?}");
+    // No room for new names: renewals only (none left), nothing else.
+    assert!(
+        s.claim_due_capped(NOW, 4, 0, "L2", lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The orders of the renewals' first issuance are new; a renewal's order is not.
+    s.record_order("r1.example", "https://ca/order/renewal", NOW)
+        .await
+        .unwrap();
+    assert_eq!(s.orders_since(NOW - secs(3600)).await.unwrap(), 3);
+    assert_eq!(s.new_orders_since(NOW - secs(3600)).await.unwrap(), 2);
+}
+
 /// `stores`: tests over `&dyn Store` alone; `engines`: tests also told the engine.
 macro_rules! suite {
     (stores: [$($test:ident),* $(,)?], engines: [$($engine_test:ident),* $(,)?] $(,)?) => {
@@ -957,6 +1000,7 @@ suite! {
         renewal_advances_only_earlier_for_the_same_issued_certificate,
         orders_are_resumed_until_closed,
         orders_count_against_the_budget_once_each,
+        a_capped_claim_takes_renewals_first_and_few_new_names,
         orders_make_a_history,
     ],
     engines: [release_in_flight_takes_back_only_expired_leases],

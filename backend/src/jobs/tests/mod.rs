@@ -150,6 +150,9 @@ impl World {
             },
             clock: self.clock,
             health: self.health.clone(),
+            // The budget's own tests count every order, as for a CA that counts renewals
+            // against the account; the exemption has tests of its own.
+            renewals_exempt: false,
         }
     }
 }
@@ -598,6 +601,92 @@ async fn shutdown_cuts_orders_after_the_grace_period_and_they_stay_claimable() {
     assert!(!calls[1].new_order, "the open order is resumed");
     assert!(calls[1].at - cut_at <= time::Duration::try_from(LEASE).unwrap());
     assert_eq!(w.state("a.example").await, DomainState::Issued);
+}
+
+/// `names` issued 60 days ago as 90-day certificates, due for renewal in a minute.
+async fn due_for_renewal(w: &World, names: &[&str]) {
+    let now = w.clock.now();
+    for name in names {
+        let old = w.ca.certificate(
+            name,
+            now - time::Duration::days(60),
+            Duration::from_secs(90 * 86400),
+        );
+        let renew_at = now + time::Duration::minutes(1);
+        testing::issue_directly(w.store.as_ref(), name, &old, renew_at, now).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewals_spend_no_budget_when_the_ca_exempts_them() {
+    let w = World::new().await;
+    let renewals = [
+        "r1.example",
+        "r2.example",
+        "r3.example",
+        "r4.example",
+        "r5.example",
+    ];
+    due_for_renewal(&w, &renewals).await;
+    w.enable(&["n1.example", "n2.example", "n3.example"]).await;
+    let worker = Worker {
+        budget: OrderBudget {
+            orders: 2,
+            window: Duration::from_secs(3600),
+        },
+        renewals_exempt: true,
+        ..w.worker()
+    };
+    let running = start(worker);
+    run_for(mins(2)).await;
+    let first_minute = w.ca.issues();
+    run_for(mins(100)).await;
+    running.stop().await;
+
+    // Every renewal as it comes due (five orders, over a budget of two), two new names at
+    // once.
+    let renewed: Vec<_> = first_minute.iter().filter(|c| c.renewal).collect();
+    assert_eq!(renewed.len(), renewals.len(), "{first_minute:?}");
+    let new_in_first_minute = first_minute.iter().filter(|c| !c.renewal).count();
+    assert_eq!(new_in_first_minute, 2, "{first_minute:?}");
+    // New names keep to the budget; the third waits for the window to slide.
+    let new: Vec<_> = (w.ca.issues().iter())
+        .filter(|c| !c.renewal && c.new_order)
+        .map(|c| c.at)
+        .collect();
+    assert_eq!(new.len(), 3);
+    assert_within_budget(&new, 2, mins(60));
+    for name in renewals
+        .iter()
+        .chain(&["n1.example", "n2.example", "n3.example"])
+    {
+        assert_eq!(w.state(name).await, DomainState::Issued, "{name}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_renewals_exempt_renewals_go_before_new_names() {
+    let w = World::new().await;
+    due_for_renewal(&w, &["r1.example", "r2.example"]).await;
+    // New names due earlier than the renewals.
+    w.enable(&["n1.example", "n2.example"]).await;
+    run_for(mins(5)).await;
+    let worker = Worker {
+        max_in_flight: 2,
+        renewals_exempt: true,
+        ..w.worker()
+    };
+    let running = start(worker);
+    run_for(mins(10)).await;
+    running.stop().await;
+
+    let calls = w.ca.issues();
+    let order: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(
+        calls[..2].iter().all(|c| c.renewal),
+        "the two permits go to the renewals first: {order:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
