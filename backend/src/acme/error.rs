@@ -73,6 +73,9 @@ impl AcmeError {
     /// Stable reason for metrics and [`LastError::reason`]; each reason belongs to one
     /// [`FailureClass`] ([`AcmeError::class`]).
     pub fn reason(&self) -> &'static str {
+        if self.unpause_link().is_some() {
+            return "ca_paused";
+        }
         if self.validation_fix().is_some() {
             return "validation_failed";
         }
@@ -101,7 +104,8 @@ impl AcmeError {
         if self.is_ours() {
             return FailureClass::Ours;
         }
-        if self.validation_fix().is_some() {
+        // A paused name waits for someone to fix it: the domain's, not a CA outage.
+        if self.validation_fix().is_some() || self.unpause_link().is_some() {
             return FailureClass::Domain;
         }
         match self {
@@ -174,6 +178,22 @@ impl AcmeError {
         }
     }
 
+    /// The link at which the name can be unpaused, when the CA paused it for this account
+    /// (Let's Encrypt, after 1,152 failed authorizations in a row: "Your account is
+    /// temporarily prevented from requesting certificates for NAME ... Please visit:
+    /// https://portal.letsencrypt.org/sfe/v1/unpause?jwt=..."). Until someone follows it,
+    /// every order for the name is refused.
+    pub fn unpause_link(&self) -> Option<String> {
+        let problem = self.problem()?;
+        let detail = problem["detail"].as_str()?;
+        let at = detail.find(UNPAUSE_PATH)?;
+        let start = detail[..at].rfind("https://")?;
+        let link = detail[start..]
+            .split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+            .next()?;
+        Some(link.trim_end_matches(['.', ',', ')']).to_owned())
+    }
+
     /// The CA refused the request's nonce (even after instant-acme's own retries).
     pub fn is_bad_nonce(&self) -> bool {
         matches!(self, AcmeError::Problem { problem, .. } if has_type(problem, "badNonce"))
@@ -188,9 +208,14 @@ impl AcmeError {
     /// What operators see in the domain's `last_error`: for validation failures, what to fix
     /// first, then the CA's words.
     pub fn to_last_error(&self) -> LastError {
-        let message = match self.validation_fix() {
-            Some(fix) => format!("{fix} (CA: {self})"),
-            None => self.to_string(),
+        let message = match (self.unpause_link(), self.validation_fix()) {
+            (Some(link), _) => format!(
+                "the CA paused issuance for this name after too many failed validations in a \
+                 row: fix what made them fail (the earlier errors), then unpause it at {link}; \
+                 tried again daily meanwhile"
+            ),
+            (None, Some(fix)) => format!("{fix} (CA: {self})"),
+            (None, None) => self.to_string(),
         };
         LastError {
             reason: self.reason().to_owned(),
@@ -223,6 +248,9 @@ impl AcmeError {
         }
     }
 }
+
+/// The path of Let's Encrypt's self-service unpause page, in a paused name's problem.
+const UNPAUSE_PATH: &str = "/sfe/v1/unpause";
 
 /// What to fix for a validation problem type, or `None` when the type is not one.
 fn validation_hint(problem_type: &str) -> Option<&'static str> {
@@ -385,6 +413,27 @@ mod classes {
             validation_failed("rejectedIdentifier").reason(),
             "rejected_identifier"
         );
+    }
+
+    #[test]
+    fn a_paused_name_is_the_domains_with_its_link() {
+        let link = "https://portal.letsencrypt.org/sfe/v1/unpause?jwt=abc.def.ghi";
+        for kind in ["rateLimited", "unauthorized"] {
+            let mut paused = problem(kind, 429);
+            if let AcmeError::Problem { problem, .. } = &mut paused {
+                problem.detail = Some(format!(
+                    "Your account is temporarily prevented from requesting certificates for \
+                     a.example and possibly others. Please visit: {link}."
+                ));
+            }
+            assert_eq!(paused.unpause_link().as_deref(), Some(link), "{kind}");
+            assert_eq!(paused.reason(), "ca_paused");
+            assert_eq!(paused.class(), FailureClass::Domain);
+            assert!(!paused.ca_unavailable());
+            let shown = paused.to_last_error();
+            assert!(shown.message.contains(link), "{}", shown.message);
+        }
+        assert_eq!(problem("rateLimited", 429).unpause_link(), None);
     }
 
     #[test]

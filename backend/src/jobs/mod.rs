@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::acme::health::{CaHealth, Probe};
 use crate::acme::{CertificateAuthority, Failure};
 use crate::certs::CertEvent;
-use crate::config::Config;
+use crate::config::{CaLimits, Config};
 use crate::metrics;
 use crate::policy::budget::OrderBudget;
 use crate::policy::schedule::{self, Backoff, Clock};
@@ -52,6 +52,9 @@ mod tests;
 /// later replica, an operator editing the database) may have added work without waking us.
 /// Also the pause while the order budget is spent: the window slides a little each time.
 pub const IDLE_POLL: Duration = Duration::from_secs(30);
+/// Orders of a name read to count its recent failed validations: well above any CA's
+/// count of them per window.
+const FAILURE_HISTORY: usize = 64;
 /// Pause after a storage error before looking again.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 
@@ -76,10 +79,11 @@ pub struct Worker {
     /// The CA's health, shared with the API: while the CA is unavailable no work is claimed
     /// and the CA is probed instead.
     pub health: Arc<CaHealth>,
-    /// Renewals spend no order budget: the CA counts only new names against the account
-    /// (`acme.limits.renewals_exempt`, Let's Encrypt's rule). Renewals are then claimed
-    /// before new names, bounded by `max_in_flight` alone.
-    pub renewals_exempt: bool,
+    /// The CA's limits (`[acme.limits]`). When renewals are exempt (Let's Encrypt's rule)
+    /// they spend no order budget, and are claimed before new names, bounded by
+    /// `max_in_flight` alone; a name's failed validations stay under the CA's count per
+    /// window.
+    pub limits: CaLimits,
 }
 
 /// Jobs in flight that may place a new order (not renewals), counted while they run: what
@@ -142,7 +146,7 @@ impl Worker {
             },
             clock: Clock::system(),
             health,
-            renewals_exempt: config.acme.limits.renewals_exempt,
+            limits: config.acme.limits,
         }
     }
 
@@ -208,7 +212,7 @@ impl Worker {
             // A job finishing wakes the loop.
             return Ok(idle);
         }
-        let in_flight = if self.renewals_exempt {
+        let in_flight = if self.limits.renewals_exempt {
             new_in_flight.count()
         } else {
             u64::try_from(jobs.len()).unwrap_or(u64::MAX)
@@ -216,7 +220,7 @@ impl Worker {
         let allowed = self.within_budget(free, in_flight, budget_spent).await?;
         let now = self.clock.now();
         let (lease, lease_until) = (new_lease(), now + self.lease);
-        let claims = if self.renewals_exempt {
+        let claims = if self.limits.renewals_exempt {
             (self.store)
                 .claim_due_capped(now, free, allowed, &lease, lease_until)
                 .await?
@@ -243,6 +247,7 @@ impl Worker {
                 backoff: self.backoff,
                 clock: self.clock,
                 health: self.health.clone(),
+                limits: self.limits,
             };
             jobs.spawn(async move {
                 job.run(claim).await;
@@ -272,7 +277,7 @@ impl Worker {
     ) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let since = self.budget.window_start(now);
-        let placed = if self.renewals_exempt {
+        let placed = if self.limits.renewals_exempt {
             self.store.new_orders_since(since).await?
         } else {
             self.store.orders_since(since).await?
@@ -364,6 +369,7 @@ struct Job {
     backoff: Backoff,
     clock: Clock,
     health: Arc<CaHealth>,
+    limits: CaLimits,
 }
 
 impl Job {
@@ -467,9 +473,17 @@ impl Job {
         // Only the domain's own failures climb its ladder (1, 10, 100 base units, then
         // daily); the CA's and ours are retried within minutes (a CA that lost our account
         // included: a new one is registered at the next attempt).
-        let retry_at = if class.counts_against_domain() {
+        let retry_at = if error.unpause_link().is_some() {
+            // Paused by the CA until someone unpauses it: each order would be refused.
+            self.backoff.daily(now)
+        } else if class.counts_against_domain() {
             let attempts = claim.attempts.saturating_add(1);
-            self.backoff.retry_at(now, attempts, retry_after)
+            let retry_at = self.backoff.retry_at(now, attempts, retry_after);
+            if error.validation_fix().is_some() {
+                self.under_failure_limit(&claim.name, retry_at).await?
+            } else {
+                retry_at
+            }
         } else {
             let in_a_row = self.health.failures_in_a_row();
             self.backoff.ca_retry_at(now, in_a_row, retry_after)
@@ -482,6 +496,31 @@ impl Job {
             .await?;
         self.source.announce_domain(&claim.name);
         Ok(())
+    }
+
+    /// `retry_at`, or later when the CA's limit on failed validations per name
+    /// (`acme.limits.authorization_failures`) would be reached by one more: the CA would
+    /// refuse the next order for the name (and a long run of failures pauses it).
+    async fn under_failure_limit(
+        &self,
+        name: &str,
+        retry_at: OffsetDateTime,
+    ) -> Result<OffsetDateTime, StoreError> {
+        let Some(limit) = self.limits.authorization_failures else {
+            return Ok(retry_at);
+        };
+        let count = usize::try_from(limit.count).unwrap_or(usize::MAX);
+        let history = self.store.order_history(name, FAILURE_HISTORY).await?;
+        let failed: Vec<OffsetDateTime> = (history.iter())
+            .filter(|o| o.outcome.as_deref() == Some(OrderOutcome::Failed.as_str()))
+            .filter_map(|o| o.closed_at)
+            .collect();
+        Ok(schedule::under_limit(
+            retry_at,
+            &failed,
+            count,
+            limit.window,
+        ))
     }
 
     /// What a failure says of the CA: unavailable (counts towards pausing issuance), or it

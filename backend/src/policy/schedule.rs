@@ -142,6 +142,27 @@ pub fn critical_at(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Off
     point + (not_after - point) / 2
 }
 
+/// `at`, or the first moment after it when fewer than `count` of the times `past` (newest
+/// first, or in any order) fall in the `window` ending then: one more event then keeps
+/// within a limit of `count` per `window`.
+pub fn under_limit(
+    at: OffsetDateTime,
+    past: &[OffsetDateTime],
+    count: usize,
+    window: Duration,
+) -> OffsetDateTime {
+    let Some(nth) = count.checked_sub(1) else {
+        return at;
+    };
+    let mut newest_first = past.to_vec();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    match newest_first.get(nth) {
+        // The count-th newest must have left the window.
+        Some(oldest_counted) => up_to_second(at.max(*oldest_counted + window)),
+        None => at,
+    }
+}
+
 /// Retry delays after consecutive failures, as multiples of one base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -171,6 +192,11 @@ impl Backoff {
     /// The longest delay: the daily step.
     pub fn longest(&self) -> Duration {
         self.base.saturating_mul(DAILY_MULTIPLE)
+    }
+
+    /// The daily step from `now`: what waits for an operator (a name the CA paused).
+    pub fn daily(&self, now: OffsetDateTime) -> OffsetDateTime {
+        up_to_second(now + self.longest())
     }
 
     /// When to retry: exactly when the CA asked (`Retry-After`, or a `rateLimited` problem's
@@ -228,6 +254,22 @@ fn up_to_second(at: OffsetDateTime) -> OffsetDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_more_event_keeps_under_the_limit() {
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let hour = Duration::from_secs(3600);
+        let mins = |m: i64| t0 + time::Duration::minutes(m);
+        // Four in the last hour, a limit of five: one more may go now.
+        let four = [mins(-50), mins(-40), mins(-30), mins(-1)];
+        assert_eq!(under_limit(t0, &four, 5, hour), t0);
+        // Five: the next waits until the oldest of them leaves the window.
+        let five = [mins(-50), mins(-40), mins(-30), mins(-20), mins(-1)];
+        assert_eq!(under_limit(t0, &five, 5, hour), mins(10));
+        // A later time already past that stays.
+        assert_eq!(under_limit(mins(30), &five, 5, hour), mins(30));
+        assert_eq!(under_limit(t0, &five, 0, hour), t0);
+    }
     use proptest::prelude::*;
     use time::macros::datetime;
 

@@ -16,6 +16,7 @@ use super::Worker;
 use crate::acme::fake::{self, Ari, Ended, FakeCa, Gate, Step};
 use crate::acme::health::{self, CaHealth};
 use crate::certs::{CertEvent, CertificateSource};
+use crate::config::{CaLimits, Preset};
 use crate::model::{DomainState, FailureClass, KeyType};
 use crate::policy::budget::OrderBudget;
 use crate::policy::schedule::{self, Backoff, Clock};
@@ -152,7 +153,10 @@ impl World {
             health: self.health.clone(),
             // The budget's own tests count every order, as for a CA that counts renewals
             // against the account; the exemption has tests of its own.
-            renewals_exempt: false,
+            limits: CaLimits {
+                renewals_exempt: false,
+                ..Preset::None.limits()
+            },
         }
     }
 }
@@ -447,6 +451,75 @@ async fn failures_back_off_1_10_100_base_units_then_daily() {
     assert_eq!(domain.attempts, 0);
 }
 
+/// Failed validations of `a.example` in its first three hours with a 1 s retry base, under
+/// `limits`.
+async fn failed_validations_under(limits: CaLimits) -> Vec<OffsetDateTime> {
+    let w = World::new().await;
+    let failures = (0..20).map(|_| Step::fail(fake::validation_failed("connection")));
+    w.ca.script("a.example", failures);
+    w.enable(&["a.example"]).await;
+    let worker = Worker {
+        limits,
+        ..w.worker_backing_off(secs(1))
+    };
+    let running = start(worker);
+    run_for(mins(180)).await;
+    running.stop().await;
+    (w.ca.issues_for("a.example").iter())
+        .filter_map(|c| c.ended_at)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_validations_of_a_name_stay_under_the_cas_limit() {
+    let hourly = |count| crate::config::Limit {
+        count,
+        window: Duration::from_secs(3600),
+    };
+    // Without the limit, a short retry base fails a name 5 times within two minutes.
+    let unlimited = failed_validations_under(Preset::None.limits()).await;
+    assert!(
+        unlimited.len() >= 6 && unlimited[5] - unlimited[0] < time::Duration::hours(1),
+        "{unlimited:?}"
+    );
+    let limited = failed_validations_under(CaLimits {
+        authorization_failures: Some(hourly(5)),
+        ..Preset::None.limits()
+    })
+    .await;
+    assert!(limited.len() >= 6, "it keeps trying: {limited:?}");
+    assert_within_budget(&limited, 5, mins(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_name_the_ca_paused_is_tried_again_daily_with_the_link_shown() {
+    let w = World::new().await;
+    let link = "https://portal.letsencrypt.org/sfe/v1/unpause?jwt=a.b.c";
+    let mut paused = fake::problem("rateLimited", 429);
+    if let crate::acme::AcmeError::Problem { problem, .. } = &mut paused {
+        problem.detail = Some(format!(
+            "Your account is temporarily prevented from requesting certificates for \
+             a.example and possibly others. Please visit: {link}"
+        ));
+    }
+    w.ca.script("a.example", [Step::fail(paused)]);
+    w.enable(&["a.example"]).await;
+    let running = start(w.worker());
+    run_for(mins(10)).await;
+    let domain = w.store.domain("a.example").await.unwrap().unwrap();
+    let last = domain.last_error.expect("the pause is shown");
+    assert_eq!(last.reason, "ca_paused");
+    assert_eq!(last.class, FailureClass::Domain);
+    assert!(last.message.contains(link), "{}", last.message);
+    assert_eq!(w.ca.issues_for("a.example").len(), 1, "not hammered");
+    run_for(Duration::from_secs(86_400)).await;
+    running.stop().await;
+    let calls = w.ca.issues_for("a.example");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_steps(&gaps(&calls), &[Duration::from_secs(86_400)]);
+    assert_eq!(w.state("a.example").await, DomainState::Issued);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lost_account_is_retried_after_the_first_step() {
     let w = World::new().await;
@@ -634,7 +707,10 @@ async fn renewals_spend_no_budget_when_the_ca_exempts_them() {
             orders: 2,
             window: Duration::from_secs(3600),
         },
-        renewals_exempt: true,
+        limits: CaLimits {
+            renewals_exempt: true,
+            ..Preset::None.limits()
+        },
         ..w.worker()
     };
     let running = start(worker);
@@ -673,7 +749,10 @@ async fn with_renewals_exempt_renewals_go_before_new_names() {
     run_for(mins(5)).await;
     let worker = Worker {
         max_in_flight: 2,
-        renewals_exempt: true,
+        limits: CaLimits {
+            renewals_exempt: true,
+            ..Preset::None.limits()
+        },
         ..w.worker()
     };
     let running = start(worker);

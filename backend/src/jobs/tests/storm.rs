@@ -37,7 +37,7 @@ use time::OffsetDateTime;
 
 use super::{World, run_for, start};
 use crate::acme::fake::{self, Ended, FakeCa};
-use crate::config;
+use crate::config::{self, CaLimits, Preset};
 use crate::jobs::Worker;
 use crate::policy::budget::OrderBudget;
 use crate::policy::schedule::Backoff;
@@ -140,7 +140,10 @@ async fn weather_with(groups: &[Group], renewals_exempt: bool) -> Figures {
 
     let run = Instant::now();
     let worker = Worker {
-        renewals_exempt,
+        limits: CaLimits {
+            renewals_exempt,
+            ..Preset::None.limits()
+        },
         ..default_worker(&w)
     };
     let budget = worker.budget;
