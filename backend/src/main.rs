@@ -51,6 +51,9 @@ enum Command {
     },
     /// Manage domains through the admin API.
     Domains(cli::CliArgs),
+    /// What the ACME account can sustain before a CA limit bites: renewals a day needed,
+    /// orders a day the budget allows, the headroom, the first day at risk.
+    Capacity(cli::CapacityArgs),
     /// Print an Envoy bootstrap for one proxy (YAML; `--json` for JSON).
     EnvoyConfig(Box<cli::envoy_config::EnvoyConfigArgs>),
     /// Print the admin API's OpenAPI 3.1 description (JSON), as `GET /v1/openapi.json`
@@ -87,6 +90,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Domains(cli_args) => runtime.block_on(cli::run(cli_args)).unwrap_or_else(|e| {
+            eprintln!("acme-edge: {e:#}");
+            ExitCode::FAILURE
+        }),
+        Command::Capacity(args) => runtime.block_on(cli::capacity(args)).unwrap_or_else(|e| {
             eprintln!("acme-edge: {e:#}");
             ExitCode::FAILURE
         }),

@@ -158,6 +158,12 @@ pub fn set_fleet_gauges(counts: &[(DomainState, u64)], earliest_expiry: Option<O
     }
 }
 
+/// Set the capacity gauge: the share of the order budget renewals leave for new names (1:
+/// renewals spend none; 0 or below: renewals alone need the whole budget or more).
+pub fn set_capacity(headroom_ratio: f64) {
+    metrics::gauge!("acme_edge_capacity_headroom_ratio").set(headroom_ratio);
+}
+
 /// Seconds until the earliest expiry last read from the store, as of now: memory only.
 /// `false` when no certificate is served (the gauge then has no meaningful value).
 pub fn refresh_expiry_gauge() -> bool {

@@ -134,6 +134,9 @@ impl Overview for PausedStore {
     async fn failure_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
         with_clock_held!(self.failure_reasons())
     }
+    async fn lifetimes(&self) -> Result<(Vec<(std::time::Duration, u64)>, u64), StoreError> {
+        with_clock_held!(self.lifetimes())
+    }
 }
 
 #[async_trait]

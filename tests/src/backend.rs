@@ -500,8 +500,18 @@ impl Backend {
     /// its output. The token goes in the environment (`ACME_EDGE_ADMIN_TOKEN`), never on the
     /// command line, where other users of the machine could read it.
     pub async fn cli(&self, args: &[&str]) -> Result<std::process::Output> {
+        self.client_command("domains", args).await
+    }
+
+    /// `acme-edge COMMAND ARGS...` as an operator runs a client command against this backend
+    /// (`capacity`, `domains`), the token in the environment.
+    pub async fn client_command(
+        &self,
+        command: &str,
+        args: &[&str],
+    ) -> Result<std::process::Output> {
         let mut cmd = tokio::process::Command::new(tools::backend_bin()?);
-        cmd.arg("domains")
+        cmd.arg(command)
             .args(["--api-url", &self.admin_url()])
             .env("ACME_EDGE_ADMIN_TOKEN", &self.token)
             .args(args)
@@ -509,7 +519,7 @@ impl Backend {
             .kill_on_drop(true);
         cmd.output()
             .await
-            .with_context(|| format!("run acme-edge domains {}", args.join(" ")))
+            .with_context(|| format!("run acme-edge {command} {}", args.join(" ")))
     }
 
     async fn json(&self, request: reqwest::RequestBuilder, url: &str) -> Result<serde_json::Value> {

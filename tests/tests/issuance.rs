@@ -347,7 +347,7 @@ async fn challenge_tokens_are_answered_only_for_their_own_host() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_enables_a_domain_that_gets_issued() -> Result<()> {
+async fn the_cli_enables_a_domain_that_gets_issued_and_reports_the_capacity() -> Result<()> {
     let stack = Stack::start().await?;
     let name = "cli.acme-edge.test";
     let output = stack.backend.cli(&["add", name]).await?;
@@ -361,6 +361,26 @@ async fn the_cli_enables_a_domain_that_gets_issued() -> Result<()> {
         .backend
         .wait_for_state(name, "issued", ISSUE_DEADLINE)
         .await?;
+
+    // What the account can sustain, as the issued certificate (Pebble's: 5 years) loads it.
+    let output = stack
+        .backend
+        .client_command("capacity", &["--json"])
+        .await?;
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "acme-edge capacity: {said}");
+    let capacity: serde_json::Value = serde_json::from_str(&said)?;
+    assert_eq!(capacity["by_lifetime"][0]["certificates"], 1, "{capacity}");
+    let days = capacity["by_lifetime"][0]["lifetime_days"]
+        .as_u64()
+        .unwrap_or_default();
+    assert!((1825..=1827).contains(&days), "{capacity}");
+    assert_eq!(capacity["new_names_waiting"], 0);
+    assert_eq!(capacity["first_day_at_risk"], serde_json::Value::Null);
+    let output = stack.backend.client_command("capacity", &[]).await?;
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("renewals needed"), "{table}");
+    assert!(table.contains("1 on 182"), "{table}");
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! The fleet gauges (domains per state, earliest expiry), recomputed from the store in the
-//! background so that a scrape reads memory only.
+//! The fleet gauges (domains per state, earliest expiry, the capacity's headroom), recomputed
+//! from the store in the background so that a scrape reads memory only.
 //!
 //! Every replica reads the shared database, so its gauges tell the fleet's truth, not its
 //! own. A recount follows each certificate change (issued, renewed, removed: at most one
@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::certs::CertEvent;
+use crate::policy::capacity::Pacing;
 use crate::store::{Store, StoreError};
 
 /// Longest between two recounts on a store that counts quickly.
@@ -27,20 +29,22 @@ const MAX_DUTY: u32 = 100;
 /// Whether the gauges were counted at least once in this process.
 static COUNTED: AtomicBool = AtomicBool::new(false);
 
-/// Recount the gauges now.
-pub async fn recount(store: &dyn Store) -> Result<Duration, StoreError> {
+/// Recount the gauges now (the capacity's too, under `pacing`).
+pub async fn recount(store: &dyn Store, pacing: Pacing) -> Result<Duration, StoreError> {
     let started = Instant::now();
     let counts = store.count_by_state().await?;
     let earliest = store.earliest_expiry().await?;
     crate::metrics::set_fleet_gauges(&counts, earliest);
+    let capacity = super::capacity::compute(store, pacing, OffsetDateTime::now_utc()).await?;
+    crate::metrics::set_capacity(capacity.headroom_ratio);
     COUNTED.store(true, Ordering::Relaxed);
     Ok(started.elapsed())
 }
 
 /// Count the gauges if nothing has yet (a scrape before the background task's first count).
-pub async fn ensure_counted(store: &dyn Store) -> Result<(), StoreError> {
+pub async fn ensure_counted(store: &dyn Store, pacing: Pacing) -> Result<(), StoreError> {
     if !COUNTED.load(Ordering::Relaxed) {
-        recount(store).await?;
+        recount(store, pacing).await?;
     }
     Ok(())
 }
@@ -48,12 +52,13 @@ pub async fn ensure_counted(store: &dyn Store) -> Result<(), StoreError> {
 /// Keep the gauges fresh until `stop` is cancelled.
 pub async fn keep_fresh(
     store: Arc<dyn Store>,
+    pacing: Pacing,
     mut changes: broadcast::Receiver<CertEvent>,
     stop: CancellationToken,
 ) {
     let mut changes_open = true;
     loop {
-        let took = match recount(store.as_ref()).await {
+        let took = match recount(store.as_ref(), pacing).await {
             Ok(took) => took,
             Err(e) => {
                 tracing::warn!(error = %e, "recounting the fleet gauges failed");

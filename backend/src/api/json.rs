@@ -63,6 +63,45 @@ pub struct DomainList {
     pub next: Option<String>,
 }
 
+/// `GET /v1/capacity` response: what the account can sustain before a limit bites.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Capacity {
+    #[serde(with = "time::serde::rfc3339")]
+    pub generated_at: OffsetDateTime,
+    /// Renewals a day the served certificates need (at their earliest renewal points).
+    pub renewals_per_day: f64,
+    /// New orders a day the order budget allows (`acme.order_budget` per window).
+    pub budget_per_day: f64,
+    /// Whether renewals spend the budget (`acme.limits.renewals_exempt = false`).
+    pub renewals_spend_budget: bool,
+    /// What renewals leave of the budget for new names, a day; negative: renewals alone
+    /// need more than it allows.
+    pub left_for_new_per_day: f64,
+    /// `left_for_new_per_day` as a share of the budget (also the metric
+    /// `acme_edge_capacity_headroom_ratio`).
+    pub headroom_ratio: f64,
+    /// Names (not disabled) waiting for their first certificate.
+    pub new_names_waiting: u64,
+    /// Days until those are ordered at what the budget leaves; `null` when it leaves none.
+    #[serde(default)]
+    pub days_to_order_new_names: Option<f64>,
+    /// When renewals spend the budget and need more than it allows: the day the first
+    /// certificate would expire before its renewal; `null` when none is at risk.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub first_day_at_risk: Option<OffsetDateTime>,
+    /// The load by certificate lifetime.
+    pub by_lifetime: Vec<LifetimeLoad>,
+}
+
+/// One certificate lifetime's share of the renewals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LifetimeLoad {
+    /// The lifetime, in days.
+    pub lifetime_days: u64,
+    pub certificates: u64,
+    pub renewals_per_day: f64,
+}
+
 /// `GET /v1/summary` response: the fleet at a glance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Summary {

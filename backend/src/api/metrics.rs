@@ -7,6 +7,7 @@ use warp::{Filter, Rejection, Reply};
 use super::ApiState;
 use super::error::ApiError;
 use super::gauges;
+use crate::policy::capacity::Pacing;
 use crate::store::{Store, StoreError};
 
 /// The exposition, or 404 when metrics are not enabled in this process.
@@ -26,7 +27,7 @@ pub fn route(state: ApiState) -> impl Filter<Extract = (Response,), Error = Reje
                 let Some(handle) = &state.metrics else {
                     return ApiError::NotFound("metrics are not enabled".into()).into_response();
                 };
-                match render_metrics(handle, state.store.as_ref()).await {
+                match render_metrics(handle, state.store.as_ref(), state.pacing).await {
                     Ok(text) => {
                         warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
                             .into_response()
@@ -42,8 +43,9 @@ pub fn route(state: ApiState) -> impl Filter<Extract = (Response,), Error = Reje
 async fn render_metrics(
     handle: &metrics_exporter_prometheus::PrometheusHandle,
     store: &dyn Store,
+    pacing: Pacing,
 ) -> Result<String, StoreError> {
-    gauges::ensure_counted(store).await?;
+    gauges::ensure_counted(store, pacing).await?;
     let served = crate::metrics::refresh_expiry_gauge();
     handle.run_upkeep();
     let text = handle.render();

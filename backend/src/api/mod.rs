@@ -14,6 +14,7 @@
 //! | `GET /v1/account`                   | [`json::AccountInfo`]                        |
 //! | `GET /v1/ca`                        | [`json::CaStatus`]: issuance paused or not   |
 //! | `GET /v1/events`                    | server-sent events of domain changes ([`events`]) |
+//! | `GET /v1/capacity`                  | [`json::Capacity`]: renewals needed, budget, headroom |
 //! | `GET /v1/summary`                   | [`json::Summary`]                            |
 //! | `GET /v1/openapi.json`              | this table as OpenAPI 3.1 ([`openapi`])       |
 //! | `GET /console/`                     | the web console's files ([`console`]), no token |
@@ -27,7 +28,7 @@
 //! - [`auth`]: the bearer token, and the filter that requires it.
 //! - [`error`]: error codes and statuses, in one place.
 //! - the handlers, a file per resource: [`domains`] ([`paging`]: the list's query),
-//!   [`certificate`], [`orders`], [`account`], [`ca`], [`events`], [`summary`] (the fleet at a
+//!   [`certificate`], [`orders`], [`account`], [`ca`], [`events`], [`capacity`], [`summary`] (the fleet at a
 //!   glance), [`openapi`], and `metrics` (`/metrics`, its fleet gauges kept by [`gauges`]).
 //! - [`ready`]: `/readyz`, from the components' readiness checks.
 //! - [`console`]: the web console's files.
@@ -35,6 +36,7 @@
 pub mod account;
 pub mod auth;
 pub mod ca;
+pub mod capacity;
 pub mod certificate;
 pub mod console;
 pub mod domains;
@@ -68,6 +70,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
                 .or(ca::routes(state.ca_health.clone()))
                 .unify()
                 .or(summary::route(state.clone()))
+                .unify()
+                .or(capacity::route(state.clone()))
                 .unify()
                 .or(openapi::route())
                 .unify()

@@ -8,9 +8,9 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::json::{
-    AccountInfo, AriWindow, CaStatus, CertificateDetails, Domain, DomainList, EnableRequest,
-    ErrorBody, ErrorResponse, ExpiringCounts, ExpiryWeek, FailureCount, OrderEntry, OrderList,
-    StateCounts, Summary,
+    AccountInfo, AriWindow, CaStatus, Capacity, CertificateDetails, Domain, DomainList,
+    EnableRequest, ErrorBody, ErrorResponse, ExpiringCounts, ExpiryWeek, FailureCount,
+    LifetimeLoad, OrderEntry, OrderList, StateCounts, Summary,
 };
 use crate::model::{DomainState, FailureClass, KeyType, LastError};
 
@@ -43,11 +43,11 @@ pub fn route() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone 
     ),
     paths(
         list_domains, show_domain, enable_domain, disable_domain, renew_domain,
-        domain_certificate, certificate_details, domain_orders, account, ca, summary, events, openapi_json, healthz, metrics
+        domain_certificate, certificate_details, domain_orders, account, ca, capacity, summary, events, openapi_json, healthz, metrics
     ),
     components(schemas(
         Domain, DomainList, DomainState, KeyType, LastError, FailureClass, EnableRequest, AccountInfo, CaStatus,
-        ErrorResponse, ErrorBody, OrderList, OrderEntry, CertificateDetails, AriWindow, Summary, StateCounts, ExpiringCounts, FailureCount, ExpiryWeek
+        ErrorResponse, ErrorBody, OrderList, OrderEntry, CertificateDetails, AriWindow, Capacity, LifetimeLoad, Summary, StateCounts, ExpiringCounts, FailureCount, ExpiryWeek
     )),
     modifiers(&BearerToken),
     security(("bearer" = []))
@@ -229,6 +229,14 @@ fn account() {}
 ))]
 #[allow(dead_code)]
 fn ca() {}
+
+#[utoipa::path(get, path = "/v1/capacity", responses(
+    (status = 200, description = "What the account can sustain before a limit bites", body = Capacity),
+    (status = 401, description = "unauthorized", body = ErrorResponse),
+    (status = 503, description = "unavailable", body = ErrorResponse),
+))]
+#[allow(dead_code)]
+fn capacity() {}
 
 #[utoipa::path(get, path = "/v1/summary", responses(
     (status = 200, description = "The fleet at a glance", body = Summary),

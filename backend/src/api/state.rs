@@ -10,6 +10,7 @@ use super::console;
 use super::json::KeyType;
 use crate::acme::health::CaHealth;
 use crate::config::Config;
+use crate::policy::capacity::Pacing;
 use crate::store::Store;
 use crate::store::source::StoreSource;
 
@@ -32,6 +33,8 @@ pub struct ApiState {
     pub ca_health: Arc<CaHealth>,
     /// The web console's files, when installed.
     pub console: Option<console::Assets>,
+    /// How orders are paced: the budget, and whether renewals spend it (`/v1/capacity`).
+    pub pacing: Pacing,
 }
 
 impl ApiState {
@@ -59,6 +62,7 @@ impl ApiState {
             metrics_require_token: config.admin.metrics_require_token,
             ca_health,
             console,
+            pacing: Pacing::from_config(&config.acme),
         }
     }
 }

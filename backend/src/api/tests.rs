@@ -32,6 +32,10 @@ async fn api() -> Api {
         metrics_require_token: false,
         ca_health: Arc::new(crate::acme::health::CaHealth::new()),
         console: None,
+        pacing: crate::policy::capacity::Pacing {
+            budget: crate::policy::budget::OrderBudget::default(),
+            renewals_exempt: true,
+        },
     };
     Api { _dir: dir, state }
 }
@@ -684,4 +688,25 @@ async fn orders_show_the_domain_history() {
         &body,
         "OrderList",
     );
+}
+
+#[tokio::test]
+async fn capacity_counts_the_names_waiting_and_the_budget() {
+    let api = api().await;
+    api.call("PUT", "/v1/domains/a.example", "").await;
+    api.call("PUT", "/v1/domains/b.example", "").await;
+    let (status, body) = api.call("GET", "/v1/capacity", "").await;
+    assert_eq!(status, 200, "{body}");
+    let capacity: super::json::Capacity = serde_json::from_value(body).unwrap();
+    assert_eq!(capacity.new_names_waiting, 2);
+    assert_eq!(capacity.renewals_per_day, 0.0);
+    assert!(
+        (capacity.budget_per_day - 2000.0).abs() < 1e-6,
+        "{capacity:?}"
+    );
+    assert!(!capacity.renewals_spend_budget);
+    assert!((capacity.headroom_ratio - 1.0).abs() < 1e-9);
+    assert_eq!(capacity.first_day_at_risk, None);
+    let (status, _) = api.call_with("GET", "/v1/capacity", "", None).await;
+    assert_eq!(status, 401);
 }

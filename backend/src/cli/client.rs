@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::api::json::{
-    CaStatus, Domain, DomainList, DomainState, EnableRequest, ErrorResponse, KeyType,
+    CaStatus, Capacity, Domain, DomainList, DomainState, EnableRequest, ErrorResponse, KeyType,
 };
 
 /// One request's bound: the admin API answers from the database, never from the CA, so a slow
@@ -115,6 +115,14 @@ impl ApiClient {
                 }
             }
         }
+    }
+
+    /// `GET /v1/capacity`
+    pub async fn capacity(&self) -> Result<Capacity, ClientError> {
+        let (_, capacity) = self
+            .send_json::<(), _>(Method::GET, &["capacity"], &[], None)
+            .await?;
+        Ok(capacity)
     }
 
     /// `GET /v1/ca`

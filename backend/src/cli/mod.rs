@@ -1,5 +1,5 @@
-//! The operator CLI: `acme-edge domains add|list|show|remove|renew|certificate`, a client of
-//! the admin API. It shares the API's JSON types ([`crate::api::json`]) and never touches the
+//! The operator CLI: `acme-edge domains add|list|show|remove|renew|certificate` and
+//! `acme-edge capacity`, a client of the admin API. It shares the API's JSON types ([`crate::api::json`]) and never touches the
 //! database itself, so it works against any replica from any machine.
 //!
 //! # Layout
@@ -20,6 +20,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use crate::api::json::{DomainState, KeyType};
 use client::{ApiClient, ClientError};
 
@@ -36,6 +38,15 @@ pub mod exit {
 /// `acme-edge domains ...`
 #[derive(Debug, clap::Args)]
 pub struct CliArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: DomainsCommand,
+}
+
+/// Where the admin API is and how to reach it: every command that talks to it takes these.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
     /// Base URL of the admin API.
     #[arg(
         long,
@@ -67,8 +78,35 @@ pub struct CliArgs {
     /// Print the API's JSON instead of tables, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
-    #[command(subcommand)]
-    pub command: DomainsCommand,
+}
+
+impl ApiArgs {
+    /// A client of the API, with the token and the CA file read.
+    fn client(&self) -> anyhow::Result<ApiClient> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(token), _) => token.trim().to_owned(),
+            (None, Some(path)) => read_token_file(path)?,
+            (None, None) => anyhow::bail!(
+                "no admin token: pass --token or --token-file, or set ACME_EDGE_ADMIN_TOKEN"
+            ),
+        };
+        let ca_pem = self
+            .cacert
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("reading the CA file {}: {e}", path.display()))
+            })
+            .transpose()?;
+        Ok(ApiClient::new(&self.api_url, &token, ca_pem.as_deref())?)
+    }
+}
+
+/// `acme-edge capacity`: what the account can sustain before a limit bites.
+#[derive(Debug, clap::Args)]
+pub struct CapacityArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// What to do with domains.
@@ -135,30 +173,36 @@ fn parse_state(s: &str) -> Result<DomainState, String> {
 
 /// Run one CLI command; the result is the process's exit code.
 pub async fn run(args: CliArgs) -> anyhow::Result<ExitCode> {
-    let token = match (&args.token, &args.token_file) {
-        (Some(token), _) => token.trim().to_owned(),
-        (None, Some(path)) => read_token_file(path)?,
-        (None, None) => anyhow::bail!(
-            "no admin token: pass --token or --token-file, or set ACME_EDGE_ADMIN_TOKEN"
-        ),
+    let client = args.api.client()?;
+    let json = args.api.json;
+    Ok(exit_code(execute(&client, args.command, json).await))
+}
+
+/// `acme-edge capacity`.
+pub async fn capacity(args: CapacityArgs) -> anyhow::Result<ExitCode> {
+    let client = args.api.client()?;
+    let shown = async {
+        let capacity = client.capacity().await?;
+        if args.api.json {
+            render::print_json(&capacity);
+        } else {
+            print!("{}", render::capacity(&capacity, OffsetDateTime::now_utc()));
+        }
+        Ok(ExitCode::SUCCESS)
     };
-    let ca_pem = args
-        .cacert
-        .as_ref()
-        .map(|path| {
-            std::fs::read(path)
-                .map_err(|e| anyhow::anyhow!("reading the CA file {}: {e}", path.display()))
-        })
-        .transpose()?;
-    let client = ApiClient::new(&args.api_url, &token, ca_pem.as_deref())?;
-    match execute(&client, args.command, args.json).await {
-        Ok(code) => Ok(code),
+    Ok(exit_code(shown.await))
+}
+
+/// What the command's outcome exits with; a failure is said on standard error.
+fn exit_code(outcome: Result<ExitCode, ClientError>) -> ExitCode {
+    match outcome {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            Ok(ExitCode::from(match e {
+            ExitCode::from(match e {
                 ClientError::Unreachable { .. } => exit::UNAVAILABLE,
                 _ => exit::FAILED,
-            }))
+            })
         }
     }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use comfy_table::{Table, presets};
 use time::OffsetDateTime;
 
-use crate::api::json::{CaStatus, Domain, DomainState};
+use crate::api::json::{CaStatus, Capacity, Domain, DomainState};
 use time::format_description::well_known::Rfc3339;
 
 /// Pretty JSON on stdout, for `--json`.
@@ -114,6 +114,55 @@ pub fn relative(t: OffsetDateTime, now: OffsetDateTime) -> String {
 
 /// The line `domains list` prints above the table while issuance is paused because the CA
 /// is unavailable; `None` while it is not.
+/// `acme-edge capacity`: the account's capacity, a line per figure.
+pub fn capacity(c: &Capacity, now: OffsetDateTime) -> String {
+    let mut out = String::new();
+    let lifetimes: Vec<String> = (c.by_lifetime.iter())
+        .map(|l| format!("{} on {} days", l.certificates, l.lifetime_days))
+        .collect();
+    let certificates = if lifetimes.is_empty() {
+        "no certificate served".to_owned()
+    } else {
+        lifetimes.join(", ")
+    };
+    out.push_str(&format!(
+        "renewals needed     {:.0} a day ({certificates})\n",
+        c.renewals_per_day
+    ));
+    let spend = if c.renewals_spend_budget {
+        "renewals spend it"
+    } else {
+        "renewals spend none (the CA exempts them)"
+    };
+    out.push_str(&format!(
+        "order budget        {:.0} new orders a day; {spend}\n",
+        c.budget_per_day
+    ));
+    out.push_str(&format!(
+        "left for new names  {:.0} a day (headroom {:.0} %)\n",
+        c.left_for_new_per_day,
+        c.headroom_ratio * 100.0
+    ));
+    let waiting = match c.days_to_order_new_names {
+        Some(days) => format!("{}: ordered within {days:.1} days", c.new_names_waiting),
+        None => format!(
+            "{}: the budget leaves nothing for them",
+            c.new_names_waiting
+        ),
+    };
+    out.push_str(&format!("names waiting       {waiting}\n"));
+    let risk = match c.first_day_at_risk {
+        Some(at) => format!(
+            "{} ({}): renewals need more than the budget allows",
+            at.date(),
+            relative(at, now)
+        ),
+        None => "none".to_owned(),
+    };
+    out.push_str(&format!("first day at risk   {risk}\n"));
+    out
+}
+
 pub fn ca_paused_line(ca: &CaStatus, now: OffsetDateTime) -> Option<String> {
     if !ca.paused() {
         return None;
@@ -152,6 +201,42 @@ fn one_line(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacity_says_what_bites_and_when() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let c = Capacity {
+            generated_at: now,
+            renewals_per_day: 3603.6,
+            budget_per_day: 2000.0,
+            renewals_spend_budget: true,
+            left_for_new_per_day: -1603.6,
+            headroom_ratio: -0.8018,
+            new_names_waiting: 12,
+            days_to_order_new_names: None,
+            first_day_at_risk: Some(now + time::Duration::days(18)),
+            by_lifetime: vec![crate::api::json::LifetimeLoad {
+                lifetime_days: 45,
+                certificates: 100_000,
+                renewals_per_day: 3603.6,
+            }],
+        };
+        let text = capacity(&c, now);
+        assert!(
+            text.contains("renewals needed     3604 a day (100000 on 45 days)"),
+            "{text}"
+        );
+        assert!(text.contains("renewals spend it"), "{text}");
+        assert!(text.contains("headroom -80 %"), "{text}");
+        assert!(
+            text.contains("12: the budget leaves nothing for them"),
+            "{text}"
+        );
+        assert!(
+            text.contains("renewals need more than the budget allows"),
+            "{text}"
+        );
+    }
     use crate::api::json::{KeyType, LastError};
     use time::Duration;
     use time::macros::datetime;

@@ -9,6 +9,9 @@
 //!   jittered), the point past which a renewal is critical, the backoff of failures, the
 //!   clock.
 //! - [`budget`]: the account-wide order budget over a sliding window.
+//! - [`capacity`]: what the account can sustain: renewals a day needed, orders a day
+//!   allowed, the headroom, the first day at risk.
 
 pub mod budget;
+pub mod capacity;
 pub mod schedule;

@@ -36,6 +36,7 @@ use crate::health::{Check, Readiness};
 use crate::jobs::Worker;
 use crate::listener;
 use crate::metrics::{self, MetricsError};
+use crate::policy::capacity::Pacing;
 use crate::sds::{self, socket::SdsListener, socket::SocketError};
 use crate::store::{self, Store, StoreError, source::StoreSource};
 
@@ -380,6 +381,7 @@ impl Bound {
                 "metrics gauges",
                 until_done(api::gauges::keep_fresh(
                     store.clone(),
+                    Pacing::from_config(&config.acme),
                     source.subscribe(),
                     stop.clone(),
                 )),

@@ -7,6 +7,8 @@
 //! meanwhile neither repeats nor hides another. The substring filter is checked on the rows
 //! the index walk reads, so it too stops at the page's end.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
 use time::OffsetDateTime;
@@ -53,6 +55,9 @@ pub trait Overview {
     ) -> Result<ExpiryCounts, StoreError>;
     /// Failed domains by the reason of their last error, largest count first.
     async fn failure_reasons(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Served certificates by lifetime (to the day), and the names not disabled that have no
+    /// certificate yet: what the account's capacity is computed from.
+    async fn lifetimes(&self) -> Result<(Vec<(Duration, u64)>, u64), StoreError>;
 }
 
 const DAY_SECS: i64 = 86_400;
@@ -166,5 +171,30 @@ where
         let mut reasons: Vec<(String, u64)> = by_reason.into_iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(reasons)
+    }
+
+    async fn lifetimes(&self) -> Result<(Vec<(Duration, u64)>, u64), StoreError> {
+        // Lifetimes to the day: certificates of one profile differ by seconds.
+        let rows = sqlx::query(
+            "SELECT (not_after - not_before + 43200) / 86400 AS days, COUNT(*) AS n \
+             FROM domains WHERE state <> 'disabled' AND chain_pem IS NOT NULL \
+             AND not_after > not_before GROUP BY (not_after - not_before + 43200) / 86400",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut lifetimes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let days = u64::try_from(row.try_get::<i64, _>("days")?).unwrap_or(0);
+            lifetimes.push((
+                Duration::from_secs(days.max(1) * 86_400),
+                count(row.try_get("n")?),
+            ));
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM domains WHERE state <> 'disabled' AND chain_pem IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((lifetimes, count(row.try_get("n")?)))
     }
 }

@@ -941,6 +941,30 @@ async fn a_capped_claim_takes_renewals_first_and_few_new_names(s: Arc<dyn Store>
     assert_eq!(s.new_orders_since(NOW - secs(3600)).await.unwrap(), 2);
 }
 
+async fn lifetimes_count_served_certificates_and_names_waiting(s: Arc<dyn Store>) {
+    for name in ["a.example", "b.example"] {
+        s.enable_domain(name, KeyType::EcdsaP256, NOW)
+            .await
+            .unwrap();
+        let claim = claim_one(s.as_ref(), NOW, "setup").await;
+        assert!(
+            s.record_issued(&claim, &cert(name), NOW + secs(86_400 * 60), NOW)
+                .await
+                .unwrap()
+        );
+    }
+    s.enable_domain("new.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    s.enable_domain("gone.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    s.disable_domain("gone.example", NOW).await.unwrap();
+    let (lifetimes, waiting) = s.lifetimes().await.unwrap();
+    assert_eq!(lifetimes, [(Duration::from_secs(90 * 86_400), 2)]);
+    assert_eq!(waiting, 1, "disabled names wait for nothing");
+}
+
 /// `stores`: tests over `&dyn Store` alone; `engines`: tests also told the engine.
 macro_rules! suite {
     (stores: [$($test:ident),* $(,)?], engines: [$($engine_test:ident),* $(,)?] $(,)?) => {
@@ -1001,6 +1025,7 @@ suite! {
         orders_are_resumed_until_closed,
         orders_count_against_the_budget_once_each,
         a_capped_claim_takes_renewals_first_and_few_new_names,
+        lifetimes_count_served_certificates_and_names_waiting,
         orders_make_a_history,
     ],
     engines: [release_in_flight_takes_back_only_expired_leases],
