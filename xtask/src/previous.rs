@@ -47,6 +47,9 @@ pub fn build() -> Result<PathBuf> {
     std::fs::create_dir_all(bin.parent().unwrap_or(&dir))?;
     std::fs::copy(&built, &bin).with_context(|| format!("copying to {}", bin.display()))?;
     std::fs::write(&stamp, COMMIT)?;
+    // The binary is all that is kept: its build would hold gigabytes for nothing.
+    std::fs::remove_dir_all(dir.join("target"))
+        .with_context(|| format!("removing {}", dir.join("target").display()))?;
     println!("xtask: acme-edge {VERSION} {}", bin.display());
     Ok(bin)
 }
