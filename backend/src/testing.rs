@@ -117,6 +117,13 @@ impl OrderLog for PausedStore {
     async fn new_orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
         with_clock_held!(self.new_orders_since(since))
     }
+    async fn registered_domain_orders(
+        &self,
+        registered_domain: &str,
+        since: OffsetDateTime,
+    ) -> Result<Vec<OffsetDateTime>, StoreError> {
+        with_clock_held!(self.registered_domain_orders(registered_domain, since))
+    }
 }
 
 #[async_trait]
@@ -221,6 +228,15 @@ impl Store for PausedStore {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         with_clock_held!(self.record_failed(claim, error, retry_at, now))
+    }
+    async fn wait_turn(
+        &self,
+        claim: &Claim,
+        reason: &LastError,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        with_clock_held!(self.wait_turn(claim, reason, until, now))
     }
     async fn release_waiting_on_ca(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         with_clock_held!(self.release_waiting_on_ca(now))

@@ -45,6 +45,10 @@ fn note(d: &Domain, now: OffsetDateTime) -> String {
             format!("{} (retry {})", one_line(&e.message, 60), relative(at, now))
         }
         (DomainState::Failed, Some(e), None) => one_line(&e.message, 60),
+        // Handed back unattempted: a CA limit would refuse it now.
+        (DomainState::Pending, Some(e), Some(at)) if d.attempts == 0 => {
+            format!("waits {}: {}", relative(at, now), one_line(&e.reason, 40))
+        }
         (DomainState::Pending | DomainState::Validating, Some(e), _) if d.attempts > 0 => {
             format!(
                 "attempt {} after: {}",
@@ -238,6 +242,7 @@ mod tests {
         );
     }
     use crate::api::json::{KeyType, LastError};
+    use crate::model::FailureClass;
     use time::Duration;
     use time::macros::datetime;
 
@@ -309,6 +314,22 @@ mod tests {
         assert!(table.contains("retry in 10m"), "{table}");
         let detail = domain_detail(&d, now);
         assert!(detail.contains("Last error:"), "{detail}");
+    }
+
+    #[test]
+    fn names_waiting_their_turn_say_until_when_and_why() {
+        let now = datetime!(2026-03-01 12:00 UTC);
+        let mut d = domain(DomainState::Pending);
+        d.retry_at = Some(now + Duration::hours(30));
+        d.last_error = Some(LastError {
+            reason: "rate_limit_registered_domain".into(),
+            message: "example.com has had the CA's 50 new certificates per 7 days".into(),
+            problem: None,
+            class: FailureClass::Ca,
+        });
+        let note = note(&d, now);
+        assert!(note.starts_with("waits in 30h: "), "{note}");
+        assert!(note.ends_with("rate_limit_registered_domain"), "{note}");
     }
 
     #[test]

@@ -47,6 +47,7 @@ use crate::store::{Claim, IssuedCertificate, Store, StoreError, source::StoreSou
 
 #[cfg(test)]
 mod tests;
+mod turns;
 
 /// Longest sleep between looks at the store, even when nothing is due: another process (a
 /// later replica, an operator editing the database) may have added work without waking us.
@@ -84,6 +85,14 @@ pub struct Worker {
     /// `max_in_flight` alone; a name's failed validations stay under the CA's count per
     /// window.
     pub limits: CaLimits,
+}
+
+/// What the limits count as placed before the orders are logged: jobs in flight for new
+/// names, in all and per registered domain.
+#[derive(Debug, Default, Clone)]
+struct InFlight {
+    new: NewInFlight,
+    registered: turns::RegisteredInFlight,
 }
 
 /// Jobs in flight that may place a new order (not renewals), counted while they run: what
@@ -154,11 +163,11 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.max_in_flight));
         let mut jobs = JoinSet::new();
-        let new_in_flight = NewInFlight::default();
+        let in_flight = InFlight::default();
         let mut budget_spent = false;
         while !shutdown.is_cancelled() {
             let started = self
-                .start_due(&permits, &mut jobs, &new_in_flight, &mut budget_spent)
+                .start_due(&permits, &mut jobs, &in_flight, &mut budget_spent)
                 .await;
             let wait = match started {
                 Ok(wait) => wait,
@@ -183,7 +192,7 @@ impl Worker {
         &self,
         permits: &Arc<Semaphore>,
         jobs: &mut JoinSet<()>,
-        new_in_flight: &NewInFlight,
+        in_flight: &InFlight,
         budget_spent: &mut bool,
     ) -> Result<Duration, StoreError> {
         // Never longer than a lease between looks: another replica's claim made after our
@@ -212,12 +221,12 @@ impl Worker {
             // A job finishing wakes the loop.
             return Ok(idle);
         }
-        let in_flight = if self.limits.renewals_exempt {
-            new_in_flight.count()
+        let counted = if self.limits.renewals_exempt {
+            in_flight.new.count()
         } else {
             u64::try_from(jobs.len()).unwrap_or(u64::MAX)
         };
-        let allowed = self.within_budget(free, in_flight, budget_spent).await?;
+        let allowed = self.within_budget(free, counted, budget_spent).await?;
         let now = self.clock.now();
         let (lease, lease_until) = (new_lease(), now + self.lease);
         let claims = if self.limits.renewals_exempt {
@@ -231,6 +240,13 @@ impl Worker {
         } else {
             Vec::new()
         };
+        let (claims, waited) = match self.limits.registered_domain {
+            Some(limit) => {
+                let store = self.store.as_ref();
+                turns::take_turns(store, limit, &in_flight.registered, claims, now).await?
+            }
+            None => (claims, 0),
+        };
         for claim in &claims {
             self.source.announce_domain(&claim.name);
         }
@@ -238,7 +254,10 @@ impl Worker {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 break;
             };
-            let counted = (!claim.renewal).then(|| new_in_flight.hold());
+            let counted = (!claim.renewal).then(|| {
+                let registered = in_flight.registered.hold(&claim.name);
+                (in_flight.new.hold(), registered)
+            });
             let job = Job {
                 store: self.store.clone(),
                 ca: self.ca.clone(),
@@ -253,6 +272,10 @@ impl Worker {
                 job.run(claim).await;
                 drop((permit, counted));
             });
+        }
+        if waited > 0 {
+            // The names that wait took room this look did not use: look again now.
+            return Ok(Duration::ZERO);
         }
         let next = self.store.next_due().await?;
         if next.is_some_and(|at| at <= now) {

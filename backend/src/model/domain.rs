@@ -11,7 +11,10 @@ pub struct LastError {
     /// Stable, machine-readable reason: `ca_problem` (the CA said no; see `problem`),
     /// `validation_failed` (the CA could not validate, and would fail again until DNS or the
     /// proxies are fixed: the message says what to check), `rate_limited`, `timeout` (the CA
-    /// did not answer in time), `network`, `order_invalid`, `profile_not_offered` (the CA
+    /// did not answer in time), `rate_limit_registered_domain` (not a failure: the name waits
+    /// unattempted, `pending` until `retry_at`, because its registered domain has had the
+    /// CA's share of new certificates), `ca_paused` (the CA paused the name for the account:
+    /// the message carries the unpause link), `network`, `order_invalid`, `profile_not_offered` (the CA
     /// does not offer `acme.profile`), `no_http01_challenge`, `bad_certificate`, `account`,
     /// `internal`.
     pub reason: String,

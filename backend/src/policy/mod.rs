@@ -9,9 +9,12 @@
 //!   jittered), the point past which a renewal is critical, the backoff of failures, the
 //!   clock.
 //! - [`budget`]: the account-wide order budget over a sliding window.
+//! - [`registered_domain`]: the CA's limit on new certificates per registered domain, kept
+//!   by making new names wait their turn.
 //! - [`capacity`]: what the account can sustain: renewals a day needed, orders a day
 //!   allowed, the headroom, the first day at risk.
 
 pub mod budget;
 pub mod capacity;
+pub mod registered_domain;
 pub mod schedule;

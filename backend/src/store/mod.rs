@@ -295,6 +295,16 @@ pub trait Store: orders::OrderLog + overview::Overview + Send + Sync + 'static {
         retry_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
+    /// Hand a claimed domain back unattempted, due at `until` and `pending`, with why it
+    /// waits in `last_error` (its attempts and failure class untouched): a limit of the CA's
+    /// would refuse it now. `false` when the lease was lost.
+    async fn wait_turn(
+        &self,
+        claim: &Claim,
+        reason: &LastError,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
     /// The CA is back: failed domains that were waiting on it (their last failure the CA's
     /// or ours, not the domain's) become due `now` instead of at their retry times. Returns
     /// how many.

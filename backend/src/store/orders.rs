@@ -101,6 +101,15 @@ pub trait OrderLog {
     /// Of those, the orders for names that had no certificate (not renewals); orders logged
     /// before kinds were count too.
     async fn new_orders_since(&self, since: OffsetDateTime) -> Result<u64, StoreError>;
+    /// When each new order for a name under `registered_domain` (the name itself or one
+    /// ending in `.registered_domain`) placed at or after `since` was placed, leaving out
+    /// those that gave no certificate (the CA declared them invalid, or they were
+    /// abandoned).
+    async fn registered_domain_orders(
+        &self,
+        registered_domain: &str,
+        since: OffsetDateTime,
+    ) -> Result<Vec<OffsetDateTime>, StoreError>;
 }
 
 fn count(n: i64) -> u64 {
@@ -239,5 +248,32 @@ where
         .fetch_one(&self.pool)
         .await?;
         Ok(count(row.try_get("n")?))
+    }
+
+    async fn registered_domain_orders(
+        &self,
+        registered_domain: &str,
+        since: OffsetDateTime,
+    ) -> Result<Vec<OffsetDateTime>, StoreError> {
+        // Names are LDH labels: neither `%` nor `_` can occur in them to be read as a
+        // pattern.
+        let rows = sqlx::query(
+            "SELECT created_at FROM orders \
+             WHERE created_at >= $1 AND (kind IS NULL OR kind <> 'renewal') \
+               AND (outcome IS NULL OR outcome = 'issued') \
+               AND (name = $2 OR name LIKE $3)",
+        )
+        .bind(since.unix_timestamp())
+        .bind(registered_domain)
+        .bind(format!("%.{registered_domain}").as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let at: i64 = row.try_get("created_at")?;
+                OffsetDateTime::from_unix_timestamp(at)
+                    .map_err(|e| StoreError::Corrupt(format!("orders.created_at {at}: {e}")))
+            })
+            .collect()
     }
 }

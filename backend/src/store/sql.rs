@@ -387,6 +387,30 @@ where
         Ok(recorded)
     }
 
+    async fn wait_turn(
+        &self,
+        claim: &Claim,
+        reason: &LastError,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(reason)
+            .map_err(|e| StoreError::Corrupt(format!("last_error: {e}")))?;
+        let done = sqlx::query(
+            "UPDATE domains SET state = 'pending', last_error = $1, retry_at = $2, \
+             due_at = $2, lease = NULL, lease_expires_at = NULL, updated_at = $3 \
+             WHERE name = $4 AND lease = $5 AND state = 'validating'",
+        )
+        .bind(json.as_str())
+        .bind(ts(until))
+        .bind(ts(now))
+        .bind(claim.name.as_str())
+        .bind(claim.lease.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
     async fn release_waiting_on_ca(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE domains SET retry_at = $1, due_at = $1, updated_at = $1 \

@@ -941,6 +941,73 @@ async fn a_capped_claim_takes_renewals_first_and_few_new_names(s: Arc<dyn Store>
     assert_eq!(s.new_orders_since(NOW - secs(3600)).await.unwrap(), 2);
 }
 
+async fn a_registered_domains_new_certificates_are_counted_and_names_wait(s: Arc<dyn Store>) {
+    // Under shop.example: its apex, two subdomains, one order that failed and one renewal;
+    // not under it: a name that merely ends in the same letters, and another domain.
+    let orders = [
+        ("shop.example", "new", NOW - secs(7200)),
+        ("a.shop.example", "new", NOW - secs(60)),
+        ("b.shop.example", "new", NOW - secs(30)),
+        ("c.shop.example", "failed", NOW - secs(20)),
+        ("myshop.example", "new", NOW - secs(10)),
+        ("a.other.example", "new", NOW - secs(10)),
+    ];
+    for (i, (name, how, at)) in orders.into_iter().enumerate() {
+        s.record_order(name, &format!("https://ca/order/{i}"), at)
+            .await
+            .unwrap();
+        if how == "failed" {
+            s.close_orders(name, OrderOutcome::Failed, at)
+                .await
+                .unwrap();
+        }
+    }
+    let mut counted = s
+        .registered_domain_orders("shop.example", NOW - secs(3600))
+        .await
+        .unwrap();
+    counted.sort();
+    assert_eq!(counted, [NOW - secs(60), NOW - secs(30)]);
+    let week = s
+        .registered_domain_orders("shop.example", NOW - secs(86_400))
+        .await
+        .unwrap();
+    assert_eq!(week.len(), 3, "{week:?}");
+
+    // A claimed name handed back waits, unattempted, until its turn.
+    s.enable_domain("d.shop.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let claim = claim_one(s.as_ref(), NOW, "L").await;
+    let reason = LastError {
+        reason: "rate_limit_registered_domain".into(),
+        message: "shop.example has had its share".into(),
+        problem: None,
+        class: crate::model::FailureClass::Ca,
+    };
+    let until = NOW + secs(3600);
+    assert!(s.wait_turn(&claim, &reason, until, NOW).await.unwrap());
+    let d = s.domain("d.shop.example").await.unwrap().unwrap();
+    assert_eq!(d.state, DomainState::Pending);
+    assert_eq!((d.attempts, d.retry_at), (0, Some(until)));
+    assert_eq!(d.last_error, Some(reason.clone()));
+    assert!(
+        s.claim_due(NOW + secs(3599), 10, "L2", NOW + LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.claim_due(until, 10, "L3", until + LEASE)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The lease is gone: handing it back again changes nothing.
+    assert!(!s.wait_turn(&claim, &reason, until, NOW).await.unwrap());
+}
+
 async fn lifetimes_count_served_certificates_and_names_waiting(s: Arc<dyn Store>) {
     for name in ["a.example", "b.example"] {
         s.enable_domain(name, KeyType::EcdsaP256, NOW)
@@ -1026,6 +1093,7 @@ suite! {
         orders_count_against_the_budget_once_each,
         a_capped_claim_takes_renewals_first_and_few_new_names,
         lifetimes_count_served_certificates_and_names_waiting,
+        a_registered_domains_new_certificates_are_counted_and_names_wait,
         orders_make_a_history,
     ],
     engines: [release_in_flight_takes_back_only_expired_leases],

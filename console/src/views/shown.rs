@@ -97,6 +97,12 @@ pub fn fill_result(li: &Element, d: &Domain) {
             time_from_now(d.not_after.as_deref(), "—")
         ),
         ("failed", Some(e)) => format!("failed: {} ({})", e.message, e.reason),
+        // Handed back before any attempt: a CA limit would refuse it now.
+        ("pending", Some(e)) if d.attempts == 0 => format!(
+            "waiting until {}: {}",
+            time_from_now(d.retry_at.as_deref(), "—"),
+            e.message
+        ),
         (state, _) => state.to_owned(),
     };
     if let Ok(Some(o)) = li.query_selector(".outcome") {

@@ -23,6 +23,7 @@ use crate::policy::schedule::{self, Backoff, Clock};
 use crate::store::{Store, source::StoreSource};
 use crate::testing::{self, PausedStore, START};
 
+mod registered;
 mod storm;
 
 const LEASE: Duration = Duration::from_secs(60);
