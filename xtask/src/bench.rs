@@ -6,7 +6,10 @@
 //! under the default order budget, on a simulated clock: the backend's `jobs::tests::storm`,
 //! `#[ignore]`d in the default tests because a debug build takes minutes) optimised.
 //! `--no-storm` skips the storm, `--storm-only` runs only it, `--all-storms` runs the late
-//! storm and the storm with critical renewals too (about 2 minutes each).
+//! storm and the storm with critical renewals too (about 2 minutes each). Then the policy
+//! simulations at full size (100,000 domains over 400 days against Let's Encrypt's limits:
+//! the backend's `policy::simulation`, `#[ignore]`d in the default tests for the same
+//! reason), unless `--no-policy`.
 
 use anyhow::Result;
 
@@ -16,6 +19,8 @@ use crate::{build, install};
 /// The backend's test that weathers the full renewal storm, and the module of all of them.
 const STORM_TEST: &str = "jobs::tests::storm::a_storm_of_10_000";
 const STORM_TESTS: &str = "jobs::tests::storm::";
+/// The full-size policy simulations.
+const POLICY_SIMULATIONS: &str = "policy::simulation::tests::policy_";
 
 pub fn run(args: Vec<String>) -> Result<()> {
     if args.first().map(String::as_str) == Some("scale") {
@@ -34,7 +39,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
 }
 
 /// Options of `scale` that are ours; the others are the example's.
-const SCALE_FLAGS: [&str; 3] = ["--no-storm", "--storm-only", "--all-storms"];
+const SCALE_FLAGS: [&str; 4] = ["--no-storm", "--storm-only", "--all-storms", "--no-policy"];
 
 /// `scale`: the example on 100,000 domains, then the storm.
 fn scale(args: &[String]) -> Result<()> {
@@ -67,10 +72,19 @@ fn scale(args: &[String]) -> Result<()> {
             .args(options);
         artifacts.with_harness_env(example)?.run()?;
     }
-    if no_storm {
+    if !no_storm {
+        // In-process with a fake CA and a SQLite file: nothing to install or start.
+        ignored_tests(storms)?;
+    }
+    if has("--no-policy") || storm_only {
         return Ok(());
     }
-    // In-process with a fake CA and a SQLite file: nothing to install or start.
+    // In memory: a model of the CA, no store.
+    ignored_tests(POLICY_SIMULATIONS)
+}
+
+/// The backend's `#[ignore]`d tests matching `filter`, optimised, one at a time, printing.
+fn ignored_tests(filter: &str) -> Result<()> {
     Cmd::cargo()
         .args([
             "test",
@@ -78,7 +92,7 @@ fn scale(args: &[String]) -> Result<()> {
             "-p",
             "acme-edge",
             "--lib",
-            storms,
+            filter,
             "--",
             "--ignored",
             "--nocapture",

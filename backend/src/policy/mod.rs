@@ -18,3 +18,5 @@ pub mod budget;
 pub mod capacity;
 pub mod registered_domain;
 pub mod schedule;
+#[cfg(test)]
+mod simulation;
