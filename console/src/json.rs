@@ -87,6 +87,24 @@ pub struct Summary {
     pub expiry_weeks: Vec<ExpiryWeek>,
 }
 
+/// `GET /v1/capacity`: what the account sustains before a CA limit bites.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Capacity {
+    #[serde(default)]
+    pub renewals_per_day: f64,
+    #[serde(default)]
+    pub budget_per_day: f64,
+    #[serde(default)]
+    pub renewals_spend_budget: bool,
+    #[serde(default)]
+    pub headroom_ratio: f64,
+    #[serde(default)]
+    pub new_names_waiting: u64,
+    /// Absent or null: no certificate at risk.
+    #[serde(default)]
+    pub first_day_at_risk: Option<String>,
+}
+
 /// Served certificates by how soon they expire (cumulative: 14 days includes 7).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Expiring {

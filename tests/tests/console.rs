@@ -194,8 +194,15 @@ const OVERVIEW_FIGURES: &str = "const out = {};
     }
     return out;";
 
-/// What the overview should show for `summary` (`GET /v1/summary`), in the page's terms.
-fn expected_figures(summary: &serde_json::Value) -> serde_json::Value {
+/// What the overview should show for `summary` (`GET /v1/summary`) and `capacity`
+/// (`GET /v1/capacity`), in the page's terms.
+fn expected_figures(
+    summary: &serde_json::Value,
+    capacity: &serde_json::Value,
+) -> serde_json::Value {
+    let f = |v: &serde_json::Value| format!("{:.0}", v.as_f64().unwrap_or(f64::NAN));
+    let headroom = capacity["headroom_ratio"].as_f64().unwrap_or(f64::NAN) * 100.0;
+    let spend = capacity["renewals_spend_budget"] == true;
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0).to_string();
     let mut states = serde_json::Map::new();
     states.insert("Total".into(), n(&summary["total"]).into());
@@ -218,6 +225,15 @@ fn expected_figures(summary: &serde_json::Value) -> serde_json::Value {
         },
         "h-failures": failures,
         "h-weeks": {},
+        "h-capacity": {
+            "Renewals needed a day": f(&capacity["renewals_per_day"]),
+            "Orders allowed a day": f(&capacity["budget_per_day"]),
+            "Renewals spend the budget": if spend { "yes" } else { "no" },
+            "Headroom": format!("{headroom:.0} %"),
+            "New names waiting": n(&capacity["new_names_waiting"]),
+            // Pebble's certificates, renewals exempt: nothing at risk.
+            "First day at risk": "none",
+        },
     })
 }
 
@@ -249,6 +265,13 @@ async fn the_overview_shows_the_summary_and_a_labelled_chart() -> Result<()> {
         .await?;
     let url = format!("{}/v1/summary", backend.admin_url());
     let summary: serde_json::Value = backend.client().get(&url).send().await?.json().await?;
+    let url = format!("{}/v1/capacity", backend.admin_url());
+    let capacity: serde_json::Value = backend.client().get(&url).send().await?.json().await?;
+    assert_eq!(
+        capacity["first_day_at_risk"],
+        serde_json::Value::Null,
+        "{capacity}"
+    );
     // The figures the page is compared with are not all zero.
     assert_eq!(summary["total"], 3, "{summary}");
     assert_eq!(summary["states"]["issued"], 2, "{summary}");
@@ -269,7 +292,7 @@ async fn the_overview_shows_the_summary_and_a_labelled_chart() -> Result<()> {
     signed_in(&browser, backend).await?;
     browser.click("a[href='#/overview']").await?;
     browser
-        .find("#overview section[aria-labelledby='h-weeks']")
+        .find("#overview section[aria-labelledby='h-capacity']")
         .await?;
     let mut shown = browser.script(OVERVIEW_FIGURES).await?;
     // The earliest expiry is shown as a date and how far it is ("… UTC (in 19 d)").
@@ -287,7 +310,7 @@ async fn the_overview_shows_the_summary_and_a_labelled_chart() -> Result<()> {
     );
     assert_eq!(
         shown,
-        expected_figures(&summary),
+        expected_figures(&summary, &capacity),
         "the page against {summary}"
     );
     if summary["failures"].as_array().is_some_and(Vec::is_empty) {

@@ -85,8 +85,10 @@ pub struct Capacity {
     /// Days until those are ordered at what the budget leaves; `null` when it leaves none.
     #[serde(default)]
     pub days_to_order_new_names: Option<f64>,
-    /// When renewals spend the budget and need more than it allows: the day the first
-    /// certificate would expire before its renewal; `null` when none is at risk.
+    /// When renewals spend the budget and need more than it allows even renewing each
+    /// certificate at its expiry: the day the first would expire before its renewal; `null`
+    /// when none is at risk (renewals that need more only at their planned points run late,
+    /// into the validity left: `headroom_ratio` is then negative).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub first_day_at_risk: Option<OffsetDateTime>,
     /// The load by certificate lifetime.

@@ -1,6 +1,8 @@
 //! What an account can sustain, before a limit bites: from the certificates' lifetimes, the
 //! renewals a day needs; from the order budget, the orders a day allows; the headroom; and,
 //! when renewals spend the budget and outgrow it, the first day a certificate would expire.
+//! The forecast is checked against the policy simulated over months
+//! (`policy::simulation`): the day it gives is within days of the first expiry there.
 //!
 //! Pure arithmetic over a summary of the store (how many certificates of each lifetime, how
 //! many names wait for their first one), so the API, the CLI and the metric say the same.
@@ -80,8 +82,10 @@ pub struct Capacity {
     /// Days until the names waiting now are ordered, at what the budget leaves; `None` when
     /// it leaves nothing.
     pub days_to_order_new_names: Option<f64>,
-    /// When renewals spend the budget and need more than it allows: the day the backlog of
-    /// renewals outlasts the validity left at the renewal point of the shortest lifetime.
+    /// When renewals spend the budget and need more than it allows even renewing each
+    /// certificate at its expiry: the day the first certificate expires unrenewed (the
+    /// backlog of the first round of renewals outlasting the validity left at the renewal
+    /// point of the shortest lifetime).
     pub first_day_at_risk: Option<OffsetDateTime>,
     pub by_lifetime: Vec<LifetimeLoad>,
 }

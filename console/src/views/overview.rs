@@ -1,9 +1,10 @@
 //! The overview: counts per state, what expires soon, failures by reason, and a chart of the
 //! certificates expiring in each of the coming weeks.
 //!
-//! One request (`/v1/summary`): the backend counts, so the page holds the same few figures
-//! with ten domains or a hundred thousand. Live events do not change it; it is read again
-//! when shown.
+//! Two requests (`/v1/summary`, then `/v1/capacity`): the backend counts, so the page holds
+//! the same few figures with ten domains or a hundred thousand. Live events do not change
+//! it; it is read again when shown. The capacity says how close the account is to the CA's
+//! limits: renewals a day needed, orders a day allowed, the headroom, the first day at risk.
 
 use wasm_bindgen_futures::spawn_local;
 
@@ -12,7 +13,7 @@ use super::common::report;
 use crate::api::Api;
 use crate::dom::{self, add, attrs, definitions, el, heading, text};
 use crate::format::{maybe_time, time_from_now};
-use crate::json::{STATES, Summary};
+use crate::json::{Capacity, STATES, Summary};
 
 /// Draw the overview's region and fill it when the summary arrives.
 pub fn render(api: Api) {
@@ -24,9 +25,49 @@ pub fn render(api: Api) {
     spawn_local(async move {
         match api.get::<Summary>("/v1/summary").await {
             Ok(s) => show(&s),
+            Err(e) => return report(&e),
+        }
+        match api.get::<Capacity>("/v1/capacity").await {
+            Ok(c) => show_capacity(&c),
             Err(e) => report(&e),
         }
     });
+}
+
+/// The capacity's section, after the summary's.
+fn show_capacity(c: &Capacity) {
+    let Some(body) = dom::by_id("overview") else {
+        return;
+    };
+    let section = add(
+        &attrs(&el("section"), &[("aria-labelledby", "h-capacity")]),
+        &[
+            &attrs(&text("h2", "Capacity"), &[("id", "h-capacity")]),
+            &definitions(&capacity_figures(c)),
+        ],
+    );
+    add(&body, &[&section]);
+}
+
+/// The capacity's figures, as the page shows them.
+fn capacity_figures(c: &Capacity) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "Renewals needed a day",
+            format!("{:.0}", c.renewals_per_day),
+        ),
+        ("Orders allowed a day", format!("{:.0}", c.budget_per_day)),
+        (
+            "Renewals spend the budget",
+            if c.renewals_spend_budget { "yes" } else { "no" }.to_owned(),
+        ),
+        ("Headroom", format!("{:.0} %", c.headroom_ratio * 100.0)),
+        ("New names waiting", c.new_names_waiting.to_string()),
+        (
+            "First day at risk",
+            time_from_now(c.first_day_at_risk.as_deref(), "none"),
+        ),
+    ]
 }
 
 /// The summary, in four sections, each labelled by its heading for screen readers.

@@ -82,6 +82,8 @@ pub struct Report {
     pub first_expiry: Option<OffsetDateTime>,
     /// The least validity a replaced certificate had left when its renewal was issued.
     pub least_validity_left: Option<Duration>,
+    /// Renewals issued after the end of the CA's suggested window (with ARI).
+    pub after_window: u64,
     /// The most orders (any kind) placed in one 3-hour window.
     pub max_orders_per_3h: usize,
     /// Names handed back to wait for their registered domain.
@@ -110,11 +112,12 @@ impl std::fmt::Display for Report {
         });
         write!(
             f,
-            "{} orders ({} renewals), {} rateLimited, {} expired, least validity left at \
-             renewal {least}, max {} orders per 3 h, {} waits, {} never issued, wall {:.1?} \
-             ({:.2?} per decision)",
+            "{} orders ({} renewals, {} after the CA's window), {} rateLimited, {} expired, \
+             least validity left at renewal {least}, max {} orders per 3 h, {} waits, {} never \
+             issued, wall {:.1?} ({:.2?} per decision)",
             self.orders,
             self.renewals,
+            self.after_window,
             self.rate_limited,
             self.expired,
             self.max_orders_per_3h,
@@ -326,19 +329,21 @@ impl World {
         }
     }
 
-    /// One minute of the worker: claim what the limits allow, order it.
+    /// One minute of the worker: claim what is due in it as far as the limits allow, and
+    /// order each at its due time (the worker sleeps until the next due time), or at the
+    /// minute's start when it is overdue.
     fn tick(&mut self, slots: usize) {
         let now = self.now;
         prune(&mut self.counted, now - self.s.budget.window);
         prune(&mut self.recent, now - REPORT_WINDOW);
         let exempt = self.s.limits.renewals_exempt;
         let mut allowance = self.s.budget.allowance(self.counted.len() as u64);
-        let mut claimed: Vec<u32> = Vec::new();
+        let mut claimed: Vec<(u32, OffsetDateTime)> = Vec::new();
         // Renewals first where they spend no budget; else renewals and new names share it,
         // by due time.
         while claimed.len() < slots {
-            let renewal = head(&mut self.renewals, &self.names).filter(|at| *at <= now);
-            let new = head(&mut self.new, &self.names).filter(|at| *at <= now);
+            let renewal = head(&mut self.renewals, &self.names).filter(|at| *at < now + TICK);
+            let new = head(&mut self.new, &self.names).filter(|at| *at < now + TICK);
             let take_renewal = match (renewal, new) {
                 (None, None) => break,
                 (Some(_), None) => true,
@@ -356,8 +361,8 @@ impl World {
             } else {
                 &mut self.new
             };
-            if let Some(Reverse((_, id))) = queue.pop() {
-                claimed.push(id);
+            if let Some(Reverse((due, id))) = queue.pop() {
+                claimed.push((id, due.max(now)));
             }
         }
         let mut gate = self
@@ -365,7 +370,7 @@ impl World {
             .limits
             .registered_domain
             .map(|limit| RegisteredDomainGate::new(limit, now));
-        for id in claimed {
+        for (id, at) in claimed {
             let i = id as usize;
             if self.names[i].cert.is_none()
                 && let Some(gate) = gate.as_mut()
@@ -389,13 +394,12 @@ impl World {
                     continue;
                 }
             }
-            self.order(id);
+            self.order(id, at);
         }
     }
 
     /// Place `id`'s order with the CA model and record what it gave.
-    fn order(&mut self, id: u32) {
-        let now = self.now;
+    fn order(&mut self, id: u32, now: OffsetDateTime) {
         let i = id as usize;
         self.report.decisions += 1;
         let (registered, cert) = (self.names[i].registered, self.names[i].cert);
@@ -418,7 +422,7 @@ impl World {
                 if kind == OrderKind::New {
                     (self.by_registered.entry(registered).or_default()).push_back(now);
                 }
-                self.issued(id);
+                self.issued(id, now);
             }
             Err(retry_after) => {
                 self.report.rate_limited += 1;
@@ -434,11 +438,13 @@ impl World {
         }
     }
 
-    fn issued(&mut self, id: u32) {
-        let now = self.now;
+    fn issued(&mut self, id: u32, now: OffsetDateTime) {
         let i = id as usize;
         if let Some(old) = self.names[i].cert {
             self.report.renewals += 1;
+            if self.s.ari && now > old.window.1 {
+                self.report.after_window += 1;
+            }
             let left = old.not_after - now;
             if left.is_negative() {
                 self.expired(old.not_after);

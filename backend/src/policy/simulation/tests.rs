@@ -53,6 +53,7 @@ fn assert_clean(r: &Report, least_left: Duration) {
     assert_eq!(r.rate_limited, 0, "{r}");
     assert_eq!(r.expired, 0, "{r}");
     assert_eq!(r.never_issued, 0, "{r}");
+    assert_eq!(r.after_window, 0, "renewed inside the CA's window: {r}");
     let left = r.least_validity_left.expect("renewals happened");
     assert!(left >= least_left, "{r}");
 }
