@@ -28,7 +28,7 @@ const DEFAULT_CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
 const FILTER_WASM_FILE: &str = "acme_edge_filter.wasm";
 const BACKEND_BIN_FILE: &str = "acme-edge";
 /// The release the upgrade tests start from (`xtask/src/previous.rs` builds it).
-pub const PREVIOUS_RELEASE: &str = "0.1.0";
+pub const PREVIOUS_RELEASE: &str = "0.2.0";
 
 /// The workspace root (the parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {

@@ -16,9 +16,9 @@ use crate::shell::Cmd;
 use crate::{build, install, paths};
 
 /// The release the upgrade tests start from.
-pub const VERSION: &str = "0.1.0";
+pub const VERSION: &str = "0.2.0";
 /// Its commit.
-pub const COMMIT: &str = "05da000e9fdf3b9d750e85a5ff635ba88b8f0274";
+pub const COMMIT: &str = "d84e851b02e5c76fedc4b214ce341d015f347192";
 
 /// The previous release's `acme-edge` binary, built when it is not there yet.
 pub fn build() -> Result<PathBuf> {
