@@ -161,13 +161,14 @@ impl Store for PausedStore {
     ) -> Result<(), StoreError> {
         with_clock_held!(self.forget_account(directory_url, account_url))
     }
-    async fn enable_domain(
+    async fn enable_domain_as(
         &self,
         name: &str,
         key_type: KeyType,
+        profile: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Enabled, StoreError> {
-        with_clock_held!(self.enable_domain(name, key_type, now))
+        with_clock_held!(self.enable_domain_as(name, key_type, profile, now))
     }
     async fn disable_domain(
         &self,

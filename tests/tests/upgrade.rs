@@ -222,7 +222,9 @@ async fn an_upgrade_in_place_resumes_the_order_and_keeps_the_account(
     let recorded = storage.compatibility().await?;
     ensure!(
         recorded.is_none()
-            || recorded.as_ref().is_some_and(|(by, _)| by == PREVIOUS_RELEASE),
+            || recorded
+                .as_ref()
+                .is_some_and(|(by, _)| by == PREVIOUS_RELEASE),
         "{PREVIOUS_RELEASE} left the record {recorded:?}"
     );
     let open_order = before

@@ -40,7 +40,7 @@ pub enum AcmeError {
         #[source]
         source: instant_acme::Error,
     },
-    #[error("the CA does not offer the certificate profile {profile:?} (acme.profile); it offers: {}", offered_list(.offered))]
+    #[error("the CA does not offer the certificate profile {profile:?} (the domain's, else acme.profile); it offers: {}", offered_list(.offered))]
     ProfileNotOffered {
         profile: String,
         offered: Vec<String>,

@@ -90,6 +90,8 @@ pub struct IssueCall {
     pub at: OffsetDateTime,
     /// A certificate was passed as the current one.
     pub renewal: bool,
+    /// The profile the claim asked for (the domain's own; `None`: the configured default).
+    pub profile: Option<String>,
     /// A new order was logged (else the open one was resumed, or the CA refused to create
     /// one).
     pub new_order: bool,
@@ -304,6 +306,7 @@ impl CertificateAuthority for FakeCa {
                 name: name.to_owned(),
                 at: self.clock.now(),
                 renewal: current.is_some(),
+                profile: claim.profile.clone(),
                 new_order: false,
                 ended: Ended::Running,
                 ended_at: None,

@@ -120,7 +120,8 @@ impl CertificateAuthority for Issuer {
                 limit: self.request_timeout,
                 current_version: current.map(|c| c.version.as_str()),
                 replaces,
-                profile: self.profile.as_deref(),
+                // The domain's own, else the configured default.
+                profile: claim.profile.as_deref().or(self.profile.as_deref()),
             };
             order::issue(&account, self.store.as_ref(), &request).await
         };
@@ -233,6 +234,7 @@ mod tests {
         let claim = Claim {
             name: "a.example".into(),
             key_type: KeyType::EcdsaP256,
+            profile: None,
             lease: "L".into(),
             attempts: 0,
             renewal: false,

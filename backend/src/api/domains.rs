@@ -151,10 +151,16 @@ async fn enable(state: ApiState, name: String, body: Bytes) -> Result<Response, 
     let name = domain_param(&name)?;
     let request = parse_enable(&body)?;
     let key_type = request.key_type.unwrap_or(state.default_key_type);
+    let profile = request.profile.as_deref();
+    if let Some(p) = profile
+        && !crate::model::is_profile_name(p)
+    {
+        return Err(ApiError::InvalidProfile(p.to_owned()));
+    }
     let now = OffsetDateTime::now_utc();
     match state
         .store
-        .enable_domain(name.as_str(), key_type, now)
+        .enable_domain_as(name.as_str(), key_type, profile, now)
         .await?
     {
         Enabled::Created(domain) => {

@@ -28,6 +28,8 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    #[error("invalid profile {0:?}: must be {rule}", rule = crate::model::profile::PROFILE_RULE)]
+    InvalidProfile(String),
     #[error("{0} has no certificate yet")]
     NotIssued(String),
     #[error("{0} is disabled; enable it first")]
@@ -73,6 +75,7 @@ impl ApiError {
             | ApiError::IpNotSupported(_)
             | ApiError::MalformedJson(_)
             | ApiError::InvalidQuery(_)
+            | ApiError::InvalidProfile(_)
             | ApiError::BadRequest => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotIssued(_) | ApiError::DomainDisabled(_) => StatusCode::CONFLICT,
@@ -93,6 +96,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::InvalidProfile(_) => "invalid_profile",
             ApiError::NotIssued(_) => "not_issued",
             ApiError::DomainDisabled(_) => "domain_disabled",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -156,6 +160,7 @@ fn clone_error(e: &ApiError) -> ApiError {
         ApiError::NotFound(s) => ApiError::NotFound(s.clone()),
         ApiError::MalformedJson(s) => ApiError::MalformedJson(s.clone()),
         ApiError::InvalidQuery(s) => ApiError::InvalidQuery(s.clone()),
+        ApiError::InvalidProfile(s) => ApiError::InvalidProfile(s.clone()),
         ApiError::NotIssued(s) => ApiError::NotIssued(s.clone()),
         ApiError::DomainDisabled(s) => ApiError::DomainDisabled(s.clone()),
         ApiError::MethodNotAllowed => ApiError::MethodNotAllowed,

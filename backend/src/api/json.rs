@@ -15,6 +15,9 @@ pub struct Domain {
     pub name: String,
     pub state: DomainState,
     pub key_type: KeyType,
+    /// The certificate profile its orders ask for; `null`: the configured `acme.profile`.
+    #[serde(default)]
+    pub profile: Option<String>,
     /// Validity of the current certificate, read from it (absent until issued).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub not_before: Option<OffsetDateTime>,
@@ -42,6 +45,7 @@ impl From<crate::model::Domain> for Domain {
             name: d.name,
             state: d.state,
             key_type: d.key_type,
+            profile: d.profile,
             not_before: d.not_before,
             not_after: d.not_after,
             renew_at: d.renew_at,
@@ -224,6 +228,11 @@ pub struct EnableRequest {
     /// Key type for this domain's certificates; the configured `acme.key_type` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_type: Option<KeyType>,
+    /// Certificate profile its orders ask the CA for (`shortlived`, `tlsserver`, ...), kept
+    /// across renewals; the configured `acme.profile` when absent. Given for an enabled
+    /// domain, its next order asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// `GET /v1/account` response: the ACME account this service uses.
@@ -275,6 +284,7 @@ mod tests {
     fn domain_json_uses_rfc3339() {
         let t = time::macros::datetime!(2026-01-02 03:04:05 UTC);
         let d = Domain {
+            profile: None,
             name: "example.com".into(),
             state: DomainState::Issued,
             key_type: KeyType::EcdsaP256,

@@ -188,11 +188,30 @@ async fn enable_is_idempotent() {
         )
         .await;
     assert_eq!((status, body["key_type"].as_str()), (201, Some("rsa-3072")));
+    assert_eq!(body["profile"], serde_json::Value::Null, "the configured default");
+
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/domains/short.example",
+            r#"{"profile": "shortlived"}"#,
+        )
+        .await;
+    assert_eq!((status, body["profile"].as_str()), (201, Some("shortlived")));
+    // Another profile for an enabled domain: kept for its next order.
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/domains/short.example",
+            r#"{"profile": "tlsserver"}"#,
+        )
+        .await;
+    assert_eq!((status, body["profile"].as_str()), (200, Some("tlsserver")));
 
     let (_, body) = api.call("GET", "/v1/domains?state=pending", "").await;
     let list: DomainList = serde_json::from_value(body).unwrap();
     let names: Vec<_> = list.domains.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(names, ["rsa.example", "www.example.com"]);
+    assert_eq!(names, ["rsa.example", "short.example", "www.example.com"]);
     let (_, body) = api.call("GET", "/v1/domains?state=issued", "").await;
     assert_eq!(body["domains"], serde_json::json!([]));
 }
@@ -219,6 +238,20 @@ async fn refuses_bad_input_with_stable_codes() {
             "PUT",
             "/v1/domains/a.example",
             r#"{"colour": "red"}"#,
+            400,
+            "malformed_json",
+        ),
+        (
+            "PUT",
+            "/v1/domains/a.example",
+            r#"{"profile": "short lived"}"#,
+            400,
+            "invalid_profile",
+        ),
+        (
+            "PUT",
+            "/v1/domains/a.example",
+            r#"{"profile": 6}"#,
             400,
             "malformed_json",
         ),

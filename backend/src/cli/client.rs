@@ -78,11 +78,10 @@ impl ApiClient {
     pub async fn enable(
         &self,
         name: &str,
-        key_type: Option<KeyType>,
+        body: &EnableRequest,
     ) -> Result<(Domain, bool), ClientError> {
-        let body = EnableRequest { key_type };
         let (status, domain) = self
-            .send_json(Method::PUT, &["domains", name], &[], Some(&body))
+            .send_json(Method::PUT, &["domains", name], &[], Some(body))
             .await?;
         Ok((domain, status == StatusCode::CREATED))
     }

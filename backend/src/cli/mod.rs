@@ -120,6 +120,10 @@ pub enum DomainsCommand {
         /// Key type of the certificates: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096.
         #[arg(long, value_parser = parse_key_type)]
         key_type: Option<KeyType>,
+        /// Certificate profile the CA is asked for (shortlived, tlsserver, ...), kept across
+        /// renewals; acme.profile when absent. Given for an enabled domain: its next order.
+        #[arg(long, value_parser = parse_profile)]
+        profile: Option<String>,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -162,6 +166,14 @@ fn parse_key_type(s: &str) -> Result<KeyType, String> {
         let all: Vec<_> = KeyType::ALL.iter().map(|k| k.as_str()).collect();
         format!("expected one of {}", all.join(", "))
     })
+}
+
+fn parse_profile(s: &str) -> Result<String, String> {
+    if crate::model::is_profile_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("expected {}", crate::model::profile::PROFILE_RULE))
+    }
 }
 
 fn parse_state(s: &str) -> Result<DomainState, String> {
@@ -222,11 +234,13 @@ async fn execute(
         DomainsCommand::Add {
             names,
             key_type,
+            profile,
             wait,
         } => {
+            let body = crate::api::json::EnableRequest { key_type, profile };
             let mut enabled = Vec::with_capacity(names.len());
             for name in &names {
-                let (domain, created) = client.enable(name, key_type).await?;
+                let (domain, created) = client.enable(name, &body).await?;
                 if !json && !wait.wait {
                     let verb = if created {
                         "enabled"

@@ -69,6 +69,10 @@ pub fn domain_detail(d: &Domain, now: OffsetDateTime) -> String {
     line("Name:", d.name.clone());
     line("State:", d.state.to_string());
     line("Key type:", d.key_type.to_string());
+    line(
+        "Profile:",
+        d.profile.clone().unwrap_or_else(|| "(acme.profile)".into()),
+    );
     line("Not before:", timestamp(d.not_before, now));
     line("Not after:", timestamp(d.not_after, now));
     line("Renews:", timestamp(d.renew_at, now));
@@ -249,6 +253,7 @@ mod tests {
     fn domain(state: DomainState) -> Domain {
         let t = datetime!(2026-01-01 00:00 UTC);
         Domain {
+            profile: None,
             name: "shop.example".into(),
             state,
             key_type: KeyType::EcdsaP256,

@@ -28,10 +28,6 @@ pub const DIRECTORY_SHORTCUTS: [(&str, &str); 2] = [
 /// client that matters today accepts it.
 pub const DEFAULT_KEY_TYPE: KeyType = KeyType::EcdsaP256;
 
-/// Longest `acme.profile`: profile names are single words (Let's Encrypt: `classic`,
-/// `tlsserver`, `shortlived`); the bound keeps what we send to the CA and log small.
-pub const MAX_PROFILE_LEN: usize = 64;
-
 /// Default `acme.max_in_flight_orders`: cert-manager uses 60; 50 issues a large batch quickly
 /// while keeping the CA's pending authorizations per account modest.
 pub const DEFAULT_MAX_IN_FLIGHT_ORDERS: usize = 50;
@@ -346,13 +342,10 @@ fn ca_root_file(file: Option<PathBuf>, problems: &mut Problems) -> Option<Option
 /// `profile`, when set: a name the CA could list.
 fn profile(profile: Option<String>, problems: &mut Problems) -> Option<Option<String>> {
     match profile {
-        Some(profile) if !is_profile_name(&profile) => {
+        Some(profile) if !crate::model::is_profile_name(&profile) => {
             problems.push(
                 "acme.profile",
-                format!(
-                    "must be a profile name the CA lists: 1 to {MAX_PROFILE_LEN} letters, \
-                     digits, '.', '_' or '-'"
-                ),
+                format!("must be {}", crate::model::profile::PROFILE_RULE),
             );
             None
         }
@@ -460,11 +453,4 @@ fn looks_like_email(s: &str) -> bool {
         }
         None => false,
     }
-}
-
-fn is_profile_name(name: &str) -> bool {
-    (1..=MAX_PROFILE_LEN).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }

@@ -15,7 +15,7 @@ pub struct LastError {
     /// unattempted, `pending` until `retry_at`, because its registered domain has had the
     /// CA's share of new certificates), `ca_paused` (the CA paused the name for the account:
     /// the message carries the unpause link), `network`, `order_invalid`, `profile_not_offered` (the CA
-    /// does not offer `acme.profile`), `no_http01_challenge`, `bad_certificate`, `account`,
+    /// does not offer the domain's profile, or `acme.profile`), `no_http01_challenge`, `bad_certificate`, `account`,
     /// `internal`.
     pub reason: String,
     /// One line for humans.
@@ -79,6 +79,8 @@ pub struct Domain {
     pub name: String,
     pub state: DomainState,
     pub key_type: KeyType,
+    /// The certificate profile its orders ask for; `None`: `acme.profile`.
+    pub profile: Option<String>,
     /// Validity of the current certificate, read from it (absent until issued).
     pub not_before: Option<OffsetDateTime>,
     pub not_after: Option<OffsetDateTime>,

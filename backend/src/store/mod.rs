@@ -163,6 +163,8 @@ pub enum Published {
 pub struct Claim {
     pub name: String,
     pub key_type: KeyType,
+    /// The certificate profile to ask for; `None`: `acme.profile`.
+    pub profile: Option<String>,
     pub lease: String,
     /// Consecutive failures before this attempt.
     pub attempts: u32,
@@ -227,11 +229,24 @@ pub trait Store: orders::OrderLog + overview::Overview + Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     // ---- operator actions
-    /// Enable `name` (idempotent). New or disabled domains become `pending`, due `now`.
+    /// Enable `name` (idempotent). New or disabled domains become `pending`, due `now`,
+    /// with the configured profile.
     async fn enable_domain(
         &self,
         name: &str,
         key_type: KeyType,
+        now: OffsetDateTime,
+    ) -> Result<Enabled, StoreError> {
+        self.enable_domain_as(name, key_type, None, now).await
+    }
+    /// [`Store::enable_domain`] with the certificate `profile` its orders ask for (`None`:
+    /// `acme.profile`). An enabled domain given another profile keeps its state and
+    /// certificate; its next order asks for the new one.
+    async fn enable_domain_as(
+        &self,
+        name: &str,
+        key_type: KeyType,
+        profile: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Enabled, StoreError>;
     /// Disable `name`: no more jobs, nothing served, its challenges dropped.

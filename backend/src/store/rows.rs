@@ -41,6 +41,7 @@ where
         state: DomainState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("domain state {state:?}")))?,
         key_type: parse_key_type(&key_type)?,
+        profile: row.try_get("profile")?,
         not_before: opt_ts(row, "not_before")?,
         not_after: opt_ts(row, "not_after")?,
         renew_at: opt_ts(row, "renew_at")?,
@@ -73,6 +74,7 @@ where
     Ok(Claim {
         name: row.try_get("name")?,
         key_type: parse_key_type(&key_type)?,
+        profile: row.try_get("profile")?,
         lease: lease.to_owned(),
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         renewal: row.try_get("renewal")?,

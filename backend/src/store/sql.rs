@@ -34,7 +34,7 @@ use super::{
 use crate::model::{Domain, DomainState, KeyType, LastError};
 
 /// A domain as [`domain_from_row`] reads it.
-pub(super) const SELECT_DOMAIN: &str = "SELECT name, state, key_type, attempts, retry_at, renew_at, \
+pub(super) const SELECT_DOMAIN: &str = "SELECT name, state, key_type, profile, attempts, retry_at, renew_at, \
      not_before, not_after, last_error, created_at, updated_at FROM domains";
 
 /// States in which a domain may be picked up when due.
@@ -131,38 +131,60 @@ where
         Ok(())
     }
 
-    async fn enable_domain(
+    async fn enable_domain_as(
         &self,
         name: &str,
         key_type: KeyType,
+        profile: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Enabled, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Write first, so that a SQLite transaction holds the write lock from its first
         // statement.
         let inserted = sqlx::query(
-            "INSERT INTO domains (name, state, key_type, due_at, attempts, created_at, updated_at) \
-             VALUES ($1, 'pending', $2, $3, 0, $3, $3) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO domains \
+             (name, state, key_type, profile, due_at, attempts, created_at, updated_at) \
+             VALUES ($1, 'pending', $2, NULLIF($4, ''), $3, 0, $3, $3) \
+             ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(key_type.as_str())
         .bind(ts(now))
+        // No profile is bound as '' (a profile name is never empty): NULL.
+        .bind(profile.unwrap_or_default())
         .execute(&mut *tx)
         .await?;
         let inserted = DB::rows_affected(&inserted) == 1;
         let reenabled = !inserted && {
             let updated = sqlx::query(
-                "UPDATE domains SET state = 'pending', key_type = $1, due_at = $2, attempts = 0, \
-                 retry_at = NULL, last_error = NULL, lease = NULL, lease_expires_at = NULL, \
-                 updated_at = $2 WHERE name = $3 AND state = 'disabled'",
+                "UPDATE domains SET state = 'pending', key_type = $1, profile = NULLIF($4, ''), \
+                 due_at = $2, \
+                 attempts = 0, retry_at = NULL, last_error = NULL, lease = NULL, \
+                 lease_expires_at = NULL, updated_at = $2 WHERE name = $3 AND state = 'disabled'",
             )
             .bind(key_type.as_str())
             .bind(ts(now))
             .bind(name)
+            .bind(profile.unwrap_or_default())
             .execute(&mut *tx)
             .await?;
             DB::rows_affected(&updated) == 1
         };
+        if !inserted
+            && !reenabled
+            && let Some(profile) = profile
+        {
+            // An enabled domain asked for another profile: its next order asks for it.
+            sqlx::query(
+                "UPDATE domains SET profile = $1, updated_at = $2 \
+                 WHERE name = $3 AND (profile IS NULL OR profile <> $1)",
+            )
+            .bind(profile)
+            .bind(ts(now))
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
         let row = sqlx::query(&format!("{SELECT_DOMAIN} WHERE name = $1"))
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -649,7 +671,7 @@ where
     for<'c> &'c str: ColumnIndex<DB::Row>,
 {
     let due = format!(
-        "SELECT name, key_type, attempts, (chain_pem IS NOT NULL) AS renewal, \
+        "SELECT name, key_type, profile, attempts, (chain_pem IS NOT NULL) AS renewal, \
          (state = 'validating') AS resumed FROM domains \
          WHERE ((due_at IS NOT NULL AND due_at <= $1 AND {state} IN {CLAIMABLE}) \
             OR (state = 'validating' AND COALESCE(lease_expires_at, 0) <= $1)) {filter} \

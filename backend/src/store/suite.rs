@@ -1008,6 +1008,48 @@ async fn a_registered_domains_new_certificates_are_counted_and_names_wait(s: Arc
     assert!(!s.wait_turn(&claim, &reason, until, NOW).await.unwrap());
 }
 
+async fn a_domains_profile_is_kept_and_reaches_its_claims(s: Arc<dyn Store>) {
+    let created = s
+        .enable_domain_as("a.example", KeyType::EcdsaP256, Some("shortlived"), NOW)
+        .await
+        .unwrap();
+    assert!(
+        matches!(created, Enabled::Created(ref d) if d.profile.as_deref() == Some("shortlived"))
+    );
+    s.enable_domain("b.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let claims = s.claim_due(NOW, 10, "L", NOW + LEASE).await.unwrap();
+    let profile_of = |name: &str| {
+        claims
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.profile.clone())
+    };
+    assert_eq!(profile_of("a.example"), Some(Some("shortlived".into())));
+    assert_eq!(profile_of("b.example"), Some(None));
+    // Enabled again without one: kept. With another: changed, the state as it was.
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let again = s
+        .enable_domain_as("b.example", KeyType::EcdsaP256, Some("tlsserver"), NOW)
+        .await
+        .unwrap();
+    assert!(matches!(again, Enabled::Existing(ref d) if d.state == DomainState::Validating));
+    let a = s.domain("a.example").await.unwrap().unwrap();
+    let b = s.domain("b.example").await.unwrap().unwrap();
+    assert_eq!(a.profile.as_deref(), Some("shortlived"));
+    assert_eq!(b.profile.as_deref(), Some("tlsserver"));
+    // Disabled, then enabled without one: the default again.
+    s.disable_domain("a.example", NOW).await.unwrap();
+    s.enable_domain("a.example", KeyType::EcdsaP256, NOW)
+        .await
+        .unwrap();
+    let a = s.domain("a.example").await.unwrap().unwrap();
+    assert_eq!(a.profile, None);
+}
+
 async fn lifetimes_count_served_certificates_and_names_waiting(s: Arc<dyn Store>) {
     for name in ["a.example", "b.example"] {
         s.enable_domain(name, KeyType::EcdsaP256, NOW)
@@ -1094,6 +1136,7 @@ suite! {
         a_capped_claim_takes_renewals_first_and_few_new_names,
         lifetimes_count_served_certificates_and_names_waiting,
         a_registered_domains_new_certificates_are_counted_and_names_wait,
+        a_domains_profile_is_kept_and_reaches_its_claims,
         orders_make_a_history,
     ],
     engines: [release_in_flight_takes_back_only_expired_leases],

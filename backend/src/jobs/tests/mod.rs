@@ -1045,3 +1045,33 @@ async fn the_release_is_bounded_by_max_in_flight_and_the_budget() {
     let second: Vec<_> = w.ca.issues().into_iter().skip(names.len()).collect();
     assert_eq!(second.len(), 3, "{second:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_domains_profile_is_asked_for_at_issuance_and_at_every_renewal() {
+    let w = World::new().await;
+    let day = Duration::from_secs(86_400);
+    for name in ["a.example", "b.example"] {
+        w.ca.script(name, (0..4).map(|_| Step::Issue(day)));
+    }
+    let now = w.clock.now();
+    (w.store)
+        .enable_domain_as("a.example", KeyType::EcdsaP256, Some("shortlived"), now)
+        .await
+        .unwrap();
+    w.enable(&["b.example"]).await;
+    let running = start(w.worker());
+    // One-day certificates renew at half their lifetime: two renewals each in a day and a half.
+    run_for(day + day / 2).await;
+    running.stop().await;
+    let a = w.ca.issues_for("a.example");
+    assert!(a.len() >= 3 && a.iter().any(|c| c.renewal), "{a:?}");
+    assert!(
+        a.iter().all(|c| c.profile.as_deref() == Some("shortlived")),
+        "{a:?}"
+    );
+    let b = w.ca.issues_for("b.example");
+    assert!(
+        b.len() >= 3 && b.iter().all(|c| c.profile.is_none()),
+        "{b:?}"
+    );
+}
