@@ -21,6 +21,9 @@ pub struct Domain {
     pub state: String,
     #[serde(default)]
     pub key_type: String,
+    /// The certificate profile its orders ask for; absent or null: the backend's default.
+    #[serde(default)]
+    pub profile: Option<String>,
     /// The current certificate's validity (absent until one is issued).
     #[serde(default)]
     pub not_before: Option<String>,

@@ -399,6 +399,16 @@ impl Backend {
         self.json(self.client.put(&url), &url).await
     }
 
+    /// `PUT /v1/domains/{name}` with a body (`{"key_type": ...}`, `{"profile": ...}`).
+    pub async fn enable_with(
+        &self,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let url = format!("{}/v1/domains/{name}", self.admin_url());
+        self.json(self.client.put(&url).json(body), &url).await
+    }
+
     /// `GET /v1/domains/{name}`.
     pub async fn domain(&self, name: &str) -> Result<serde_json::Value> {
         let url = format!("{}/v1/domains/{name}", self.admin_url());

@@ -541,3 +541,36 @@ async fn a_profile_the_ca_does_not_offer_fails_without_an_order() -> Result<()> 
     );
     Ok(())
 }
+
+/// A domain's own profile reaches its order: asked of a CA that lists none, that domain
+/// fails as above, named by its profile, with no order, while a domain on the configured
+/// default (none) beside it is issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domains_own_profile_is_what_its_order_asks_for() -> Result<()> {
+    let stack = Stack::builder().start().await?;
+    let own = "own-profile.acme-edge.test";
+    let default = "default-profile.acme-edge.test";
+    let enabled = (stack.backend)
+        .enable_with(own, &serde_json::json!({"profile": "tlsserver"}))
+        .await?;
+    assert_eq!(enabled["profile"], "tlsserver", "{enabled}");
+    stack.backend.enable(default).await?;
+    let domain = stack
+        .backend
+        .wait_for_state(own, "failed", ISSUE_DEADLINE)
+        .await
+        .with_context(|| stack.logs())?;
+    let error = &domain["last_error"];
+    assert_eq!(error["reason"], "profile_not_offered", "{domain}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("\"tlsserver\""), "{domain}");
+    let issued = stack
+        .backend
+        .wait_for_state(default, "issued", ISSUE_DEADLINE)
+        .await
+        .with_context(|| stack.logs())?;
+    assert_eq!(issued["profile"], serde_json::Value::Null, "{issued}");
+    let orders = stack.backend.orders(own).await?;
+    assert_eq!(orders["orders"], serde_json::json!([]), "{orders}");
+    Ok(())
+}

@@ -188,7 +188,11 @@ async fn enable_is_idempotent() {
         )
         .await;
     assert_eq!((status, body["key_type"].as_str()), (201, Some("rsa-3072")));
-    assert_eq!(body["profile"], serde_json::Value::Null, "the configured default");
+    assert_eq!(
+        body["profile"],
+        serde_json::Value::Null,
+        "the configured default"
+    );
 
     let (status, body) = api
         .call(
@@ -197,7 +201,10 @@ async fn enable_is_idempotent() {
             r#"{"profile": "shortlived"}"#,
         )
         .await;
-    assert_eq!((status, body["profile"].as_str()), (201, Some("shortlived")));
+    assert_eq!(
+        (status, body["profile"].as_str()),
+        (201, Some("shortlived"))
+    );
     // Another profile for an enabled domain: kept for its next order.
     let (status, body) = api
         .call(

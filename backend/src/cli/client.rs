@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::api::json::{
-    CaStatus, Capacity, Domain, DomainList, DomainState, EnableRequest, ErrorResponse, KeyType,
+    CaStatus, Capacity, Domain, DomainList, DomainState, EnableRequest, ErrorResponse,
 };
 
 /// One request's bound: the admin API answers from the database, never from the CA, so a slow

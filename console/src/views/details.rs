@@ -24,6 +24,12 @@ pub fn fill(section: &Element, d: &Domain) {
     let state = definitions(&[
         ("State", d.state.clone()),
         ("Key type", d.key_type.clone()),
+        (
+            "Profile",
+            d.profile
+                .clone()
+                .unwrap_or_else(|| "the default".to_owned()),
+        ),
         ("Valid from", maybe_time(d.not_before.as_deref(), "—")),
         ("Expires", time_from_now(d.not_after.as_deref(), "—")),
         ("Next renewal", time_from_now(d.renew_at.as_deref(), "—")),
