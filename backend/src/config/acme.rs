@@ -13,11 +13,7 @@ use crate::model::KeyType;
 
 /// Default `acme.directory_url`: Let's Encrypt's production CA.
 pub const DEFAULT_DIRECTORY_URL: &str = "letsencrypt";
-/// Let's Encrypt's production directory (`directory_url = "letsencrypt"`).
-pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
-/// Let's Encrypt's staging directory (`directory_url = "letsencrypt-staging"`): untrusted
-/// certificates, generous rate limits; use it to try a set-up.
-pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+pub use super::directories::{LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING};
 /// The shortcuts `acme.directory_url` accepts, and the directories they stand for.
 pub const DIRECTORY_SHORTCUTS: [(&str, &str); 2] = [
     ("letsencrypt", LETS_ENCRYPT_PRODUCTION),

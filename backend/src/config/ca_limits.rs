@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::acme::{LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING};
+use super::directories::{LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING};
 use super::problems::Problems;
 
 /// A limit: at most `count` per `window`, refilling one every `window / count`.

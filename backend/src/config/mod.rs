@@ -25,6 +25,7 @@ pub mod acme;
 pub mod admin;
 pub mod ca_limits;
 pub mod challenge;
+mod directories;
 pub mod env;
 mod file;
 pub mod limits;
