@@ -177,10 +177,19 @@ fn parse_enable(body: &[u8]) -> Result<EnableRequest, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(EnableRequest::default());
     }
-    // `null` is no preference, like an empty body.
-    serde_json::from_slice::<Option<EnableRequest>>(body)
-        .map(Option::unwrap_or_default)
-        .map_err(|e| ApiError::MalformedJson(e.to_string()))
+    // `null` is no preference, like an empty body. Anything else must be an object: serde
+    // would also read a struct from an array of its fields.
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    match value {
+        serde_json::Value::Null => Ok(EnableRequest::default()),
+        serde_json::Value::Object(_) => {
+            serde_json::from_value(value).map_err(|e| ApiError::MalformedJson(e.to_string()))
+        }
+        _ => Err(ApiError::MalformedJson(
+            "the body must be a JSON object (or empty)".to_owned(),
+        )),
+    }
 }
 
 async fn disable(state: ApiState, name: String) -> Result<Response, ApiError> {

@@ -232,6 +232,7 @@ pub struct EnableRequest {
     /// across renewals; the configured `acme.profile` when absent. Given for an enabled
     /// domain, its next order asks for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", min_length = 1, max_length = 64)]
     pub profile: Option<String>,
 }
 

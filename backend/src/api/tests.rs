@@ -264,6 +264,13 @@ async fn refuses_bad_input_with_stable_codes() {
         ),
         (
             "PUT",
+            "/v1/domains/a.example",
+            "[null, null]",
+            400,
+            "malformed_json",
+        ),
+        (
+            "PUT",
             "/v1/domains/%2A.example.com",
             "",
             400,
