@@ -41,7 +41,7 @@ pub struct RegisteredDomainGate {
     seen: HashMap<String, Tally>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Tally {
     placed: Vec<OffsetDateTime>,
     granted: usize,
@@ -81,7 +81,7 @@ impl RegisteredDomainGate {
             Tally {
                 placed,
                 granted: in_flight,
-                waiting: 0,
+                ..Tally::default()
             },
         );
     }
@@ -90,17 +90,11 @@ impl RegisteredDomainGate {
     /// counts as having no orders).
     pub fn turn(&mut self, registered_domain: &str) -> Turn {
         let (limit, now) = (self.limit, self.now);
-        let tally = self
-            .seen
-            .entry(registered_domain.to_owned())
-            .or_insert_with(|| Tally {
-                placed: Vec::new(),
-                granted: 0,
-                waiting: 0,
-            });
+        let tally = self.seen.entry(registered_domain.to_owned()).or_default();
         let count = usize::try_from(limit.count).unwrap_or(usize::MAX);
         let used = tally.placed.len() + tally.granted;
-        if tally.waiting == 0 && used < count {
+        // Once one name waits, `used` has reached the count: the rest wait too.
+        if used < count {
             tally.granted += 1;
             return Turn::Go;
         }
